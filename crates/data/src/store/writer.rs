@@ -1,0 +1,403 @@
+//! [`StoreWriter`]: buffers pushed rows, cuts them into shards of exactly
+//! `rows_per_shard` rows, and writes every shard and manifest atomically
+//! (`*.tmp`, fsync, rename, fsync of the directory).
+//!
+//! Resume contract: the manifest of an incomplete store lists only full
+//! shards, so after [`StoreWriter::create_or_resume`] the harvester skips
+//! [`StoreWriter::rows_done`] rows of its (deterministic) row sequence and
+//! pushes the rest. Rows that were buffered but not yet written when the
+//! process died are simply pushed again. Shard bytes depend only on the rows
+//! they hold, so the result is bitwise identical to an uninterrupted run.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::manifest::{ShardInfo, StoreManifest, StoreSpec, MANIFEST_FILE};
+use super::{is_shard_file_name, sha256_file, shard_file_name, Result, StoreError, TOKENS_TENSOR};
+
+/// Writes (or resumes writing) an activation store.
+#[derive(Debug)]
+pub struct StoreWriter {
+    dir: PathBuf,
+    manifest: StoreManifest,
+    resumed: bool,
+    /// Rows currently buffered (< rows_per_shard between calls).
+    buf_rows: usize,
+    /// Buffered token ids, `I32` little endian.
+    buf_tokens: Vec<u8>,
+    /// Buffered activations per hook, already in the store dtype.
+    buf_acts: Vec<Vec<u8>>,
+    /// A shard or manifest write failed: the in-memory state may not match
+    /// the disk any more, so the writer refuses further work.
+    poisoned: bool,
+}
+
+impl StoreWriter {
+    /// Start a store in `dir` (created if needed), or resume the incomplete
+    /// store there.
+    ///
+    /// * complete manifest → [`StoreError::AlreadyComplete`];
+    /// * incomplete manifest with an equal spec → resume: the listed shards'
+    ///   checksums are verified, stray `*.tmp` files and unlisted shards are
+    ///   deleted, and [`Self::rows_done`] reports the rows already stored;
+    /// * incomplete manifest with another spec → [`StoreError::SpecMismatch`]
+    ///   naming the differing fields;
+    /// * no manifest → a new store (refused if shard files are lying there).
+    pub fn create_or_resume(dir: impl AsRef<Path>, spec: StoreSpec) -> Result<StoreWriter> {
+        let dir = dir.as_ref().to_path_buf();
+        spec.validate()?;
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let (manifest, resumed) = match StoreManifest::load(&dir) {
+            Ok(m) => {
+                if m.complete {
+                    return Err(StoreError::AlreadyComplete(dir));
+                }
+                let fields = m.spec.diff(&spec);
+                if !fields.is_empty() {
+                    return Err(StoreError::SpecMismatch { dir, fields });
+                }
+                check_resumable(&dir, &m)?;
+                remove_strays(&dir, m.shards.len())?;
+                (m, true)
+            }
+            Err(StoreError::MissingManifest(_)) => {
+                if let Some(name) = list_dir(&dir)?.into_iter().find(|n| is_shard_file_name(n)) {
+                    return Err(StoreError::NotAStore(dir.join(name)));
+                }
+                remove_strays(&dir, 0)?;
+                let m = StoreManifest::new(spec);
+                write_atomic(&dir, MANIFEST_FILE, &[m.to_json().as_bytes()])?;
+                (m, false)
+            }
+            Err(e) => return Err(e),
+        };
+        let n_hooks = manifest.spec.hooks.len();
+        Ok(StoreWriter {
+            dir,
+            manifest,
+            resumed,
+            buf_rows: 0,
+            buf_tokens: Vec::new(),
+            buf_acts: vec![Vec::new(); n_hooks],
+            poisoned: false,
+        })
+    }
+
+    /// Rows accepted so far (stored in shards + buffered). Right after
+    /// [`Self::create_or_resume`] this is the number of rows the harvester
+    /// must skip.
+    pub fn rows_done(&self) -> u64 {
+        self.manifest.rows + self.buf_rows as u64
+    }
+
+    /// Rows safely on disk (listed in the manifest).
+    pub fn rows_persisted(&self) -> u64 {
+        self.manifest.rows
+    }
+
+    /// Rows still wanted to reach `target_rows` (`None` without a target).
+    pub fn remaining_rows(&self) -> Option<u64> {
+        self.manifest
+            .spec
+            .target_rows
+            .map(|t| t.saturating_sub(self.rows_done()))
+    }
+
+    /// Whether an existing incomplete store was resumed.
+    pub fn is_resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The spec the store is written with.
+    pub fn spec(&self) -> &StoreSpec {
+        &self.manifest.spec
+    }
+
+    /// The manifest as last written to disk.
+    pub fn manifest(&self) -> &StoreManifest {
+        &self.manifest
+    }
+
+    /// Append `rows = tokens.len() / seq_len` token rows: `tokens` is
+    /// `[rows, seq_len]`, `acts[h]` is `[rows, seq_len, d]` for hook `h` of
+    /// the spec (same order). A shard is written each time
+    /// `rows_per_shard` rows have accumulated. Pushing past `target_rows`
+    /// is an error.
+    pub fn push_rows(&mut self, tokens: &[u32], acts: &[&[f32]]) -> Result<()> {
+        self.check_poisoned()?;
+        let spec = &self.manifest.spec;
+        let (seq_len, d) = (spec.seq_len, spec.d);
+        if tokens.len() % seq_len != 0 {
+            return Err(StoreError::BadInput(format!(
+                "{} token ids is not a whole number of rows of seq_len {seq_len}",
+                tokens.len()
+            )));
+        }
+        let rows = tokens.len() / seq_len;
+        if acts.len() != spec.hooks.len() {
+            return Err(StoreError::BadInput(format!(
+                "got {} activation slices, the store has {} hooks ({})",
+                acts.len(),
+                spec.hooks.len(),
+                spec.hooks.join(", ")
+            )));
+        }
+        for (a, hook) in acts.iter().zip(&spec.hooks) {
+            if a.len() != tokens.len() * d {
+                return Err(StoreError::BadInput(format!(
+                    "hook `{hook}`: got {} values, expected rows*seq_len*d = {rows}*{seq_len}*{d} = {}",
+                    a.len(),
+                    tokens.len() * d
+                )));
+            }
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t > i32::MAX as u32) {
+            return Err(StoreError::BadInput(format!(
+                "token id {bad} does not fit the store's I32 tokens tensor"
+            )));
+        }
+        if let Some(target) = spec.target_rows {
+            if self.rows_done() + rows as u64 > target {
+                return Err(StoreError::BadInput(format!(
+                    "{rows} rows would exceed target_rows {target} ({} already done)",
+                    self.rows_done()
+                )));
+            }
+        }
+
+        let rows_per_shard = spec.rows_per_shard;
+        let dtype = spec.dtype;
+        let mut row = 0;
+        while row < rows {
+            let take = (rows - row).min(rows_per_shard - self.buf_rows);
+            let toks = &tokens[row * seq_len..(row + take) * seq_len];
+            self.buf_tokens.reserve(toks.len() * 4);
+            for &t in toks {
+                // Checked above: t <= i32::MAX.
+                self.buf_tokens.extend_from_slice(&(t as i32).to_le_bytes());
+            }
+            let span = row * seq_len * d..(row + take) * seq_len * d;
+            for (buf, a) in self.buf_acts.iter_mut().zip(acts) {
+                dtype.encode(&a[span.clone()], buf);
+            }
+            self.buf_rows += take;
+            row += take;
+            if self.buf_rows == rows_per_shard {
+                self.flush_shard(false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write the last partial shard (if any) and mark the store complete.
+    /// Returns the final manifest.
+    pub fn finish(mut self) -> Result<StoreManifest> {
+        self.check_poisoned()?;
+        if self.buf_rows > 0 {
+            self.flush_shard(true)?;
+        } else {
+            self.manifest.complete = true;
+            write_atomic(
+                &self.dir,
+                MANIFEST_FILE,
+                &[self.manifest.to_json().as_bytes()],
+            )?;
+        }
+        Ok(self.manifest)
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        if self.poisoned {
+            return Err(StoreError::Poisoned(self.dir.clone()));
+        }
+        Ok(())
+    }
+
+    /// Write the buffered rows as the next shard, then the manifest (with
+    /// `complete` set when `last`). On failure the writer is poisoned.
+    fn flush_shard(&mut self, last: bool) -> Result<()> {
+        self.poisoned = true;
+        self.flush_shard_inner(last)?;
+        self.poisoned = false;
+        Ok(())
+    }
+
+    fn flush_shard_inner(&mut self, last: bool) -> Result<()> {
+        let seq_len = self.manifest.spec.seq_len as u64;
+        let index = self.manifest.shards.len();
+        let file = shard_file_name(index);
+        let rows = self.buf_rows;
+        let header = shard_header(&self.manifest.spec, rows);
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + self.buf_acts.len());
+        let header_len = (header.len() as u64).to_le_bytes();
+        parts.push(&header_len);
+        parts.push(header.as_bytes());
+        parts.push(&self.buf_tokens);
+        for a in &self.buf_acts {
+            parts.push(a);
+        }
+        let sha256 = write_atomic(&self.dir, &file, &parts)?;
+        self.manifest.shards.push(ShardInfo { file, rows, sha256 });
+        self.manifest.rows += rows as u64;
+        self.manifest.tokens = self.manifest.rows * seq_len;
+        if last {
+            self.manifest.complete = true;
+        }
+        write_atomic(
+            &self.dir,
+            MANIFEST_FILE,
+            &[self.manifest.to_json().as_bytes()],
+        )?;
+        self.buf_rows = 0;
+        self.buf_tokens.clear();
+        for a in &mut self.buf_acts {
+            a.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The safetensors header of a shard with `rows` rows: fixed key order,
+/// padded with spaces to a multiple of 8 bytes.
+fn shard_header(spec: &StoreSpec, rows: usize) -> String {
+    let mut h = String::from(r#"{"__metadata__":{"format":"pt"}"#);
+    let mut offset = 0usize;
+    let mut entry = |name: &str, dtype: &str, shape: &[usize], bytes: usize| {
+        let shape: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
+        // A JSON string literal of a Rust string cannot fail to serialize.
+        let name = serde_json::to_string(name).unwrap_or_default();
+        h.push_str(&format!(
+            r#",{name}:{{"dtype":"{dtype}","shape":[{}],"data_offsets":[{offset},{}]}}"#,
+            shape.join(","),
+            offset + bytes
+        ));
+        offset += bytes;
+    };
+    let tok = rows * spec.seq_len;
+    entry(TOKENS_TENSOR, "I32", &[rows, spec.seq_len], tok * 4);
+    let st_dtype = match spec.dtype {
+        super::StoreDtype::F32 => "F32",
+        super::StoreDtype::F16 => "F16",
+        super::StoreDtype::Bf16 => "BF16",
+    };
+    for hook in &spec.hooks {
+        entry(
+            hook,
+            st_dtype,
+            &[rows, spec.seq_len, spec.d],
+            tok * spec.d * spec.dtype.size(),
+        );
+    }
+    h.push('}');
+    while h.len() % 8 != 0 {
+        h.push(' ');
+    }
+    h
+}
+
+/// Write `parts` to `dir/name` atomically: `dir/name.tmp`, fsync, rename,
+/// fsync of the directory. Returns the sha256 (hex) of the bytes written.
+fn write_atomic(dir: &Path, name: &str, parts: &[&[u8]]) -> Result<String> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut hasher = Sha256::new();
+    let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    for p in parts {
+        hasher.update(p);
+        w.write_all(p).map_err(|e| StoreError::io(&tmp, e))?;
+    }
+    let file = w
+        .into_inner()
+        .map_err(|e| StoreError::io(&tmp, e.into_error()))?;
+    file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+    sync_dir(dir)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// fsync a directory so a rename in it is durable (no-op off Unix).
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let f = File::open(dir).map_err(|e| StoreError::io(dir, e))?;
+        f.sync_all().map_err(|e| StoreError::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Names of the regular files in `dir` (non-UTF-8 names are skipped: we
+/// never write them).
+fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if let (true, Ok(name)) = (is_file, entry.file_name().into_string()) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Delete what an interrupted writer may have left: `shard-*.tmp`,
+/// `manifest.json.tmp`, and shard files beyond the `listed` ones.
+fn remove_strays(dir: &Path, listed: usize) -> Result<()> {
+    for name in list_dir(dir)? {
+        let stray = match name.strip_suffix(".tmp") {
+            Some(base) => base == MANIFEST_FILE || is_shard_file_name(base),
+            None => is_shard_file_name(&name) && (0..listed).all(|i| shard_file_name(i) != name),
+        };
+        if stray {
+            let p = dir.join(&name);
+            std::fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// An incomplete manifest must list full shards named in sequence, all
+/// present with their recorded checksums.
+fn check_resumable(dir: &Path, m: &StoreManifest) -> Result<()> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    for (i, s) in m.shards.iter().enumerate() {
+        if s.file != shard_file_name(i) || s.rows != m.spec.rows_per_shard {
+            return Err(StoreError::BadManifest {
+                path: manifest_path,
+                msg: format!(
+                    "incomplete store lists shard {i} as `{}` with {} rows; expected `{}` with \
+                     rows_per_shard = {} rows",
+                    s.file,
+                    s.rows,
+                    shard_file_name(i),
+                    m.spec.rows_per_shard
+                ),
+            });
+        }
+        let path = dir.join(&s.file);
+        if !path.is_file() {
+            return Err(StoreError::MissingShard { file: path });
+        }
+        let got = sha256_file(&path)?;
+        if !got.eq_ignore_ascii_case(&s.sha256) {
+            return Err(StoreError::ChecksumMismatch {
+                file: s.file.clone(),
+                expected: s.sha256.clone(),
+                got,
+            });
+        }
+    }
+    Ok(())
+}
