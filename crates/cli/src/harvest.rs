@@ -61,17 +61,26 @@ pub struct HarvestArgs {
 }
 
 pub fn run(args: &HarvestArgs) -> Result<()> {
-    if args.batch_rows == 0 || args.rows_per_shard == 0 || args.rows_per_shard % args.batch_rows != 0 {
+    if args.batch_rows == 0
+        || args.rows_per_shard == 0
+        || args.rows_per_shard % args.batch_rows != 0
+    {
         bail!(
             "--rows-per-shard ({}) must be a positive multiple of --batch-rows ({})",
             args.rows_per_shard,
             args.batch_rows
         );
     }
-    let packing: Packing = args.packing.parse().map_err(|e| anyhow::anyhow!("--packing: {e}"))?;
+    let packing: Packing = args
+        .packing
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--packing: {e}"))?;
     let dtype = StoreDtype::parse(&args.dtype)
         .with_context(|| format!("--dtype `{}`: expected f32, f16 or bf16", args.dtype))?;
-    let pos: PosIntervention = args.pos_intervention.parse().map_err(|e: String| anyhow::anyhow!("--pos-intervention: {e}"))?;
+    let pos: PosIntervention = args
+        .pos_intervention
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--pos-intervention: {e}"))?;
     let hook_names = if args.hooks.is_empty() {
         vec!["blocks.8.hook_resid_pre".to_string()]
     } else {
@@ -88,7 +97,11 @@ pub fn run(args: &HarvestArgs) -> Result<()> {
             .with_context(|| format!("model {}", model.info.id))?;
     }
     if args.seq_len == 0 || args.seq_len > model.info.n_ctx {
-        bail!("--seq-len {} must be in 1..={} (the model's context)", args.seq_len, model.info.n_ctx);
+        bail!(
+            "--seq-len {} must be in 1..={} (the model's context)",
+            args.seq_len,
+            model.info.n_ctx
+        );
     }
     let tokenizer = model.tokenizer()?;
     let corpus_path = resolve::corpus(&args.dataset)?;
@@ -97,12 +110,24 @@ pub fn run(args: &HarvestArgs) -> Result<()> {
 
     let target_rows = (args.tokens > 0).then(|| args.tokens.div_ceil(args.seq_len as u64));
     let mut extra = std::collections::BTreeMap::new();
-    extra.insert("tokenizer".into(), serde_json::Value::from(tokenizer.kind.clone()));
+    extra.insert(
+        "tokenizer".into(),
+        serde_json::Value::from(tokenizer.kind.clone()),
+    );
     extra.insert("bos".into(), serde_json::Value::from(tokenizer.bos));
     extra.insert("eos".into(), serde_json::Value::from(tokenizer.eos));
-    extra.insert("batch_rows".into(), serde_json::Value::from(args.batch_rows));
-    extra.insert("text_field".into(), serde_json::Value::from(args.text_field.clone()));
-    extra.insert("model_positions".into(), serde_json::Value::from(model.info.positions.clone()));
+    extra.insert(
+        "batch_rows".into(),
+        serde_json::Value::from(args.batch_rows),
+    );
+    extra.insert(
+        "text_field".into(),
+        serde_json::Value::from(args.text_field.clone()),
+    );
+    extra.insert(
+        "model_positions".into(),
+        serde_json::Value::from(model.info.positions.clone()),
+    );
     let spec = StoreSpec {
         model: ModelInfo {
             id: args.model.clone(),
@@ -133,7 +158,10 @@ pub fn run(args: &HarvestArgs) -> Result<()> {
     let mut writer = match StoreWriter::create_or_resume(&out, spec) {
         Ok(w) => w,
         Err(StoreError::AlreadyComplete { .. }) => {
-            eprintln!("{}: store is already complete; nothing to do", out.display());
+            eprintln!(
+                "{}: store is already complete; nothing to do",
+                out.display()
+            );
             return Ok(());
         }
         Err(e) => return Err(e.into()),
@@ -158,7 +186,10 @@ pub fn run(args: &HarvestArgs) -> Result<()> {
             Some(r) => {
                 r?;
             }
-            None => bail!("{}: the corpus has fewer rows than the store already holds", corpus_path.display()),
+            None => bail!(
+                "{}: the corpus has fewer rows than the store already holds",
+                corpus_path.display()
+            ),
         }
     }
 
@@ -177,6 +208,10 @@ pub fn run(args: &HarvestArgs) -> Result<()> {
     let mut batch_index = skip / args.batch_rows as u64;
     let mut done = skip;
     let started = Instant::now();
+    // Tests set this to kill the process right after N shards are on disk.
+    let crash_after: Option<usize> = std::env::var("SAELAB_TEST_ABORT_AFTER_SHARDS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let mut harvested = 0u64;
     loop {
         let want = match target_rows {
@@ -224,12 +259,21 @@ pub fn run(args: &HarvestArgs) -> Result<()> {
             .map(|h| outp.hook(*h).context("hook missing from forward output"))
             .collect::<Result<_>>()?;
         writer.push_rows(&batch, &acts)?;
+        if let Some(n) = crash_after {
+            if writer.manifest().shards.len() >= n {
+                // Test hook: die like a SIGKILL would, with no cleanup.
+                std::process::abort();
+            }
+        }
         done += n as u64;
         harvested += n as u64;
         batch_index += 1;
         bar.inc((n * args.seq_len) as u64);
         if n < want {
-            eprintln!("{}: corpus exhausted after {done} rows", corpus_path.display());
+            eprintln!(
+                "{}: corpus exhausted after {done} rows",
+                corpus_path.display()
+            );
             break;
         }
     }
@@ -255,6 +299,12 @@ fn sanitize(s: &str) -> String {
         .and_then(|x| x.to_str())
         .unwrap_or(s);
     base.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

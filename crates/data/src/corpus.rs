@@ -24,8 +24,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, BinaryViewArray, LargeBinaryArray, LargeStringArray,
-    StringArray, StringViewArray,
+    Array, ArrayRef, BinaryArray, BinaryViewArray, LargeBinaryArray, LargeStringArray, StringArray,
+    StringViewArray,
 };
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
@@ -673,8 +673,8 @@ mod tests {
         assert_eq!(docs, vec!["first", "second", "third"]);
         assert_eq!(it.stats().skipped_empty, 1);
         assert_eq!(it.stats().documents, 3);
-        // Hash is over the files in order (empty.txt sorts between a.txt and b/).
-        let expect = hex::encode(Sha256::digest(b"first  \nsecondthird"));
+        // Hash is over the files in path order (b/… sorts before empty.txt).
+        let expect = hex::encode(Sha256::digest(b"firstsecondthird  \n"));
         assert_eq!(c.content_hash().unwrap(), expect);
     }
 
@@ -703,7 +703,10 @@ mod tests {
         let p3 = dir.path().join("field.jsonl");
         std::fs::write(&p3, "{\"body\":\"x\"}\n").unwrap();
         let err = collect(&Corpus::open(&p3).unwrap()).unwrap_err();
-        assert!(matches!(err, CorpusError::MissingField { line: 1, .. }), "{err}");
+        assert!(
+            matches!(err, CorpusError::MissingField { line: 1, .. }),
+            "{err}"
+        );
         let c3 = Corpus::open(&p3).unwrap().with_text_field("body");
         assert_eq!(collect(&c3).unwrap(), vec!["x"]);
 
@@ -737,7 +740,13 @@ mod tests {
         std::fs::write(&p, "{\"text\":\"\"}\n{\"text\":\"  \"}\n").unwrap();
         let err = collect(&Corpus::open(&p).unwrap()).unwrap_err();
         assert!(
-            matches!(err, CorpusError::Empty { skipped_empty: 2, .. }),
+            matches!(
+                err,
+                CorpusError::Empty {
+                    skipped_empty: 2,
+                    ..
+                }
+            ),
             "{err}"
         );
         // The iterator is fused after the error.
@@ -755,7 +764,10 @@ mod tests {
         let p = dir.path().join("x.bin");
         std::fs::write(&p, "x").unwrap();
         let err = Corpus::open(&p).unwrap_err();
-        assert!(matches!(err, CorpusError::UnsupportedFormat { .. }), "{err}");
+        assert!(
+            matches!(err, CorpusError::UnsupportedFormat { .. }),
+            "{err}"
+        );
         let empty_dir = dir.path().join("d");
         std::fs::create_dir(&empty_dir).unwrap();
         std::fs::write(empty_dir.join("x.bin"), "x").unwrap();
@@ -842,5 +854,47 @@ mod tests {
         let c = Corpus::open(dir.path()).unwrap();
         assert_eq!(c.format(), CorpusFormat::Jsonl);
         assert_eq!(collect(&c).unwrap(), vec!["1", "2"]);
+    }
+    /// Reads the corpora fetched by `saelab fetch-assets` and checks them
+    /// against their `.meta.json`: `cargo test -p saelab-data -- --ignored`.
+    #[test]
+    #[ignore]
+    fn fetched_assets_match_their_meta() {
+        let root = std::env::var_os("SAELAB_ASSETS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets"));
+        let mut seen = 0;
+        for entry in std::fs::read_dir(root.join("corpora")).unwrap() {
+            let path = entry.unwrap().path();
+            if !has_extension(&path, &["jsonl"]) {
+                continue;
+            }
+            let meta: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(path.with_extension("meta.json")).unwrap(),
+            )
+            .unwrap();
+            let c = Corpus::open(&path).unwrap();
+            assert_eq!(c.content_hash().unwrap(), meta["sha256"].as_str().unwrap());
+            let mut it = c.documents();
+            for d in it.by_ref() {
+                d.unwrap();
+            }
+            let st = it.stats();
+            assert_eq!(
+                st.documents,
+                meta["documents"].as_u64().unwrap(),
+                "{path:?}"
+            );
+            assert_eq!(st.bytes, meta["text_bytes"].as_u64().unwrap(), "{path:?}");
+            assert_eq!(st.skipped_empty, 0);
+            eprintln!(
+                "{}: {} documents, {} bytes",
+                path.display(),
+                st.documents,
+                st.bytes
+            );
+            seen += 1;
+        }
+        assert!(seen > 0, "no corpora under {}", root.display());
     }
 }

@@ -47,7 +47,9 @@ pub enum PackingError {
 }
 
 /// How documents are laid out in token rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Packing {
     /// BOS + document (truncated), concatenated, cut into rows.
@@ -198,7 +200,11 @@ impl RowPacker {
     /// Tokenize one document and append it to the stream. Returns the number
     /// of complete rows now ready. Take them with [`RowPacker::next_row`]
     /// before pushing many more documents, or memory grows.
-    pub fn push_document(&mut self, text: &str, tokenize: &mut dyn FnMut(&str) -> Vec<u32>) -> usize {
+    pub fn push_document(
+        &mut self,
+        text: &str,
+        tokenize: &mut dyn FnMut(&str) -> Vec<u32>,
+    ) -> usize {
         let tokens = tokenize(text);
         self.push_tokens(&tokens)
     }
@@ -459,7 +465,10 @@ mod tests {
         assert_eq!("bos_rows".parse::<Packing>().unwrap(), Packing::BosRows);
         assert_eq!("BOS-ROWS".parse::<Packing>().unwrap(), Packing::BosRows);
         assert!("rows".parse::<Packing>().is_err());
-        assert_eq!(serde_json::to_string(&Packing::BosRows).unwrap(), "\"bos_rows\"");
+        assert_eq!(
+            serde_json::to_string(&Packing::BosRows).unwrap(),
+            "\"bos_rows\""
+        );
         assert_eq!(
             serde_json::from_str::<Packing>("\"concat\"").unwrap(),
             Packing::Concat

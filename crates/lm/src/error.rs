@@ -33,7 +33,9 @@ pub enum LmError {
     },
     #[error("{path}: bad model config: {msg}")]
     Config { path: PathBuf, msg: String },
-    #[error("bad hook point `{0}`: expected blocks.L.hook_resid_pre|hook_resid_mid|hook_resid_post")]
+    #[error(
+        "bad hook point `{0}`: expected blocks.L.hook_resid_pre|hook_resid_mid|hook_resid_post"
+    )]
     BadHook(String),
     #[error("hook point `{hook}` is out of range: the model has {n_layers} layers (0..{last})", last = n_layers - 1)]
     HookOutOfRange { hook: String, n_layers: usize },

@@ -55,7 +55,9 @@ impl FromStr for PosIntervention {
             "none" => Ok(PosIntervention::None),
             "zero" => Ok(PosIntervention::Zero),
             "shuffle" => Ok(PosIntervention::Shuffle),
-            _ => Err(format!("unknown positional intervention `{s}` (none|zero|shuffle)")),
+            _ => Err(format!(
+                "unknown positional intervention `{s}` (none|zero|shuffle)"
+            )),
         }
     }
 }
@@ -124,7 +126,10 @@ pub struct ForwardOutput {
 
 impl ForwardOutput {
     pub fn hook(&self, h: HookPoint) -> Option<&[f32]> {
-        self.hooks.iter().find(|(p, _)| *p == h).map(|(_, v)| v.as_slice())
+        self.hooks
+            .iter()
+            .find(|(p, _)| *p == h)
+            .map(|(_, v)| v.as_slice())
     }
 }
 
@@ -207,7 +212,13 @@ impl<'s, 'a> HookRun<'s, 'a> {
 }
 
 /// Checks a token batch against the model's vocabulary and context.
-pub(crate) fn check_tokens(tokens: &[u32], batch: usize, seq: usize, vocab: usize, n_ctx: usize) -> Result<()> {
+pub(crate) fn check_tokens(
+    tokens: &[u32],
+    batch: usize,
+    seq: usize,
+    vocab: usize,
+    n_ctx: usize,
+) -> Result<()> {
     if tokens.len() != batch * seq {
         return Err(LmError::BadBatch {
             expected: batch * seq,
@@ -215,7 +226,10 @@ pub(crate) fn check_tokens(tokens: &[u32], batch: usize, seq: usize, vocab: usiz
         });
     }
     if seq > n_ctx {
-        return Err(LmError::TooLong { got: seq, max: n_ctx });
+        return Err(LmError::TooLong {
+            got: seq,
+            max: n_ctx,
+        });
     }
     if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
         return Err(LmError::BadToken { id, vocab });

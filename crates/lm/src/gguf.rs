@@ -221,7 +221,9 @@ impl GgufFile {
         }
         let version = c.u32()?;
         if !(2..=3).contains(&version) {
-            return Err(c.err(format!("unsupported GGUF version {version} (supported: 2, 3)")));
+            return Err(c.err(format!(
+                "unsupported GGUF version {version} (supported: 2, 3)"
+            )));
         }
         let n_tensors = c.len("tensor count")?;
         let n_kv = c.len("metadata count")?;
@@ -315,7 +317,10 @@ impl GgufFile {
         let n: usize = t.shape.iter().product();
         let (be, bb) = ty.block();
         if n % be != 0 {
-            return Err(self.err(format!("tensor `{}`: {n} elements is not a whole number of blocks", t.name)));
+            return Err(self.err(format!(
+                "tensor `{}`: {n} elements is not a whole number of blocks",
+                t.name
+            )));
         }
         let len = n / be * bb;
         let start = self.data_start as u64 + t.offset;

@@ -38,10 +38,15 @@ impl Gpt2Config {
             msg,
         };
         if cfg.n_head == 0 || cfg.n_embd % cfg.n_head != 0 {
-            return Err(bad(format!("n_embd {} is not a multiple of n_head {}", cfg.n_embd, cfg.n_head)));
+            return Err(bad(format!(
+                "n_embd {} is not a multiple of n_head {}",
+                cfg.n_embd, cfg.n_head
+            )));
         }
         if cfg.n_layer == 0 || cfg.vocab_size == 0 || cfg.n_positions == 0 {
-            return Err(bad("n_layer, vocab_size and n_positions must be positive".into()));
+            return Err(bad(
+                "n_layer, vocab_size and n_positions must be positive".into()
+            ));
         }
         if let Some(a) = &cfg.activation_function {
             if a != "gelu_new" && a != "gelu_pytorch_tanh" {
@@ -116,7 +121,13 @@ impl Gpt2 {
         })
     }
 
-    pub fn forward(&self, tokens: &[u32], batch: usize, seq: usize, spec: &mut ForwardSpec<'_>) -> Result<ForwardOutput> {
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        batch: usize,
+        seq: usize,
+        spec: &mut ForwardSpec<'_>,
+    ) -> Result<ForwardOutput> {
         let c = &self.cfg;
         let d = c.n_embd;
         let n = batch * seq;
@@ -124,7 +135,10 @@ impl Gpt2 {
         let mut run = HookRun::new(spec, c.n_layer)?;
         if let crate::forward::Positions::Permuted(p) = run.positions() {
             if p.len() != seq || p.iter().any(|&x| x >= c.n_positions) {
-                return Err(LmError::TooLong { got: seq, max: c.n_positions });
+                return Err(LmError::TooLong {
+                    got: seq,
+                    max: c.n_positions,
+                });
             }
         }
         let mut x = vec![0.0f32; n * d];
@@ -157,7 +171,16 @@ impl Gpt2 {
             }
             ops::layer_norm(&x, d, &b.ln1_w, &b.ln1_b, c.layer_norm_epsilon, &mut a);
             b.c_attn.forward_into(&a, n, &mut qkv, false);
-            ops::causal_attention(&qkv, 3 * d, &qkv[d..], &qkv[2 * d..], 3 * d, shape, &mut att, d);
+            ops::causal_attention(
+                &qkv,
+                3 * d,
+                &qkv[d..],
+                &qkv[2 * d..],
+                3 * d,
+                shape,
+                &mut att,
+                d,
+            );
             b.c_proj.forward_into(&att, n, &mut x, true);
             run.visit(HookPoint::new(l, Site::ResidMid), &mut x, d)?;
             if run.done_after(HookPoint::new(l, Site::ResidMid)) {
@@ -175,7 +198,14 @@ impl Gpt2 {
             }
         }
         let logits = if run.wants_logits() && !stopped {
-            ops::layer_norm(&x, d, &self.lnf_w, &self.lnf_b, c.layer_norm_epsilon, &mut a);
+            ops::layer_norm(
+                &x,
+                d,
+                &self.lnf_w,
+                &self.lnf_b,
+                c.layer_norm_epsilon,
+                &mut a,
+            );
             let mut lg = vec![0.0f32; n * c.vocab_size];
             ops::matmul(
                 n,

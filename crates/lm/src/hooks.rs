@@ -121,6 +121,9 @@ mod tests {
     fn out_of_range_names_the_hook() {
         let h: HookPoint = "blocks.12.hook_resid_pre".parse().unwrap();
         let e = h.check(12).unwrap_err().to_string();
-        assert!(e.contains("blocks.12.hook_resid_pre") && e.contains("12 layers"), "{e}");
+        assert!(
+            e.contains("blocks.12.hook_resid_pre") && e.contains("12 layers"),
+            "{e}"
+        );
     }
 }

@@ -20,7 +20,9 @@ pub fn fetch_model(name: &str) -> Result<PathBuf> {
         .build()
         .map_err(|e| err(format!("hub client: {e}")))?;
     let repo = api.model(name.to_string());
-    let config = repo.get("config.json").map_err(|e| err(format!("config.json: {e}")))?;
+    let config = repo
+        .get("config.json")
+        .map_err(|e| err(format!("config.json: {e}")))?;
     repo.get("model.safetensors")
         .map_err(|e| err(format!("model.safetensors: {e}")))?;
     let _ = repo.get("tokenizer.json");

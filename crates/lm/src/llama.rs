@@ -79,7 +79,9 @@ impl Llama {
         if arch != "llama" {
             return Err(LmError::Config {
                 path: g.path.clone(),
-                msg: format!("architecture `{arch}` is not supported (supported GGUF architectures: llama)"),
+                msg: format!(
+                    "architecture `{arch}` is not supported (supported GGUF architectures: llama)"
+                ),
             });
         }
         let k = |s: &str| format!("{arch}.{s}");
@@ -92,7 +94,9 @@ impl Llama {
         if n_heads == 0 || n_kv_heads == 0 || hidden % n_heads != 0 || n_heads % n_kv_heads != 0 {
             return Err(LmError::Config {
                 path: g.path.clone(),
-                msg: format!("inconsistent heads: hidden {hidden}, heads {n_heads}, kv heads {n_kv_heads}"),
+                msg: format!(
+                    "inconsistent heads: hidden {hidden}, heads {n_heads}, kv heads {n_kv_heads}"
+                ),
             });
         }
         let head_dim = g
@@ -115,7 +119,9 @@ impl Llama {
             n_kv_heads,
             head_dim,
             ffn: g.meta_u64(&k("feed_forward_length"))? as usize,
-            rms_eps: g.meta_f64(&k("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f32,
+            rms_eps: g
+                .meta_f64(&k("attention.layer_norm_rms_epsilon"))
+                .unwrap_or(1e-5) as f32,
             rope_theta: g.meta_f64(&k("rope.freq_base")).unwrap_or(10000.0) as f32,
             n_ctx: g.meta_u64(&k("context_length")).unwrap_or(2048) as usize,
             rope_style: RopeStyle::Interleaved,
@@ -135,7 +141,13 @@ impl Llama {
                     ],
                     d,
                 ),
-                o: stacked(vec![t(&format!("{p}.attn_output.weight"), &[d, cfg.n_heads * hd])?], cfg.n_heads * hd),
+                o: stacked(
+                    vec![t(
+                        &format!("{p}.attn_output.weight"),
+                        &[d, cfg.n_heads * hd],
+                    )?],
+                    cfg.n_heads * hd,
+                ),
                 ffn_norm: t(&format!("{p}.ffn_norm.weight"), &[d])?,
                 gate_up: stacked(
                     vec![
@@ -196,8 +208,14 @@ impl Llama {
             n_kv_heads,
             head_dim: get("head_dim").unwrap_or(hidden / n_heads),
             ffn: get("intermediate_size")?,
-            rms_eps: v.get("rms_norm_eps").and_then(|x| x.as_f64()).unwrap_or(1e-5) as f32,
-            rope_theta: v.get("rope_theta").and_then(|x| x.as_f64()).unwrap_or(10000.0) as f32,
+            rms_eps: v
+                .get("rms_norm_eps")
+                .and_then(|x| x.as_f64())
+                .unwrap_or(1e-5) as f32,
+            rope_theta: v
+                .get("rope_theta")
+                .and_then(|x| x.as_f64())
+                .unwrap_or(10000.0) as f32,
             n_ctx: get("max_position_embeddings").unwrap_or(2048),
             rope_style: RopeStyle::Half,
         };
@@ -209,13 +227,28 @@ impl Llama {
                 attn_norm: t.take(&format!("{p}.input_layernorm.weight"), &[d])?,
                 qkv: stacked(
                     vec![
-                        t.take(&format!("{p}.self_attn.q_proj.weight"), &[cfg.n_heads * hd, d])?,
-                        t.take(&format!("{p}.self_attn.k_proj.weight"), &[cfg.n_kv_heads * hd, d])?,
-                        t.take(&format!("{p}.self_attn.v_proj.weight"), &[cfg.n_kv_heads * hd, d])?,
+                        t.take(
+                            &format!("{p}.self_attn.q_proj.weight"),
+                            &[cfg.n_heads * hd, d],
+                        )?,
+                        t.take(
+                            &format!("{p}.self_attn.k_proj.weight"),
+                            &[cfg.n_kv_heads * hd, d],
+                        )?,
+                        t.take(
+                            &format!("{p}.self_attn.v_proj.weight"),
+                            &[cfg.n_kv_heads * hd, d],
+                        )?,
                     ],
                     d,
                 ),
-                o: stacked(vec![t.take(&format!("{p}.self_attn.o_proj.weight"), &[d, cfg.n_heads * hd])?], cfg.n_heads * hd),
+                o: stacked(
+                    vec![t.take(
+                        &format!("{p}.self_attn.o_proj.weight"),
+                        &[d, cfg.n_heads * hd],
+                    )?],
+                    cfg.n_heads * hd,
+                ),
                 ffn_norm: t.take(&format!("{p}.post_attention_layernorm.weight"), &[d])?,
                 gate_up: stacked(
                     vec![
@@ -224,7 +257,10 @@ impl Llama {
                     ],
                     d,
                 ),
-                down: stacked(vec![t.take(&format!("{p}.mlp.down_proj.weight"), &[d, f])?], f),
+                down: stacked(
+                    vec![t.take(&format!("{p}.mlp.down_proj.weight"), &[d, f])?],
+                    f,
+                ),
             });
         }
         let embed = t.take("model.embed_tokens.weight", &[cfg.vocab_size, d])?;
@@ -243,7 +279,13 @@ impl Llama {
         })
     }
 
-    pub fn forward(&self, tokens: &[u32], batch: usize, seq: usize, spec: &mut ForwardSpec<'_>) -> Result<ForwardOutput> {
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        batch: usize,
+        seq: usize,
+        spec: &mut ForwardSpec<'_>,
+    ) -> Result<ForwardOutput> {
         let c = &self.cfg;
         let (d, hd) = (c.hidden, c.head_dim);
         let n = batch * seq;
@@ -254,17 +296,22 @@ impl Llama {
             Positions::Zero => vec![0; seq],
             Positions::Permuted(p) => {
                 if p.len() != seq {
-                    return Err(LmError::TooLong { got: p.len(), max: seq });
+                    return Err(LmError::TooLong {
+                        got: p.len(),
+                        max: seq,
+                    });
                 }
                 p.clone()
             }
         };
         let (cos, sin) = ops::rope_tables(&pos, hd, c.rope_theta);
         let mut x = vec![0.0f32; n * d];
-        x.par_chunks_mut(d).zip(tokens.par_iter()).for_each(|(row, &tok)| {
-            let tok = tok as usize;
-            row.copy_from_slice(&self.embed[tok * d..(tok + 1) * d]);
-        });
+        x.par_chunks_mut(d)
+            .zip(tokens.par_iter())
+            .for_each(|(row, &tok)| {
+                let tok = tok as usize;
+                row.copy_from_slice(&self.embed[tok * d..(tok + 1) * d]);
+            });
         let qd = c.n_heads * hd;
         let kd = c.n_kv_heads * hd;
         let qkv_w = qd + 2 * kd;
@@ -289,9 +336,36 @@ impl Llama {
             }
             ops::rms_norm(&x, d, &b.attn_norm, c.rms_eps, &mut a);
             b.qkv.forward_into(&a, n, &mut qkv, false);
-            ops::apply_rope(&mut qkv, qkv_w, seq, c.n_heads, hd, &cos, &sin, c.rope_style);
-            ops::apply_rope(&mut qkv[qd..], qkv_w, seq, c.n_kv_heads, hd, &cos, &sin, c.rope_style);
-            ops::causal_attention(&qkv, qkv_w, &qkv[qd..], &qkv[qd + kd..], qkv_w, shape, &mut att, qd);
+            ops::apply_rope(
+                &mut qkv,
+                qkv_w,
+                seq,
+                c.n_heads,
+                hd,
+                &cos,
+                &sin,
+                c.rope_style,
+            );
+            ops::apply_rope(
+                &mut qkv[qd..],
+                qkv_w,
+                seq,
+                c.n_kv_heads,
+                hd,
+                &cos,
+                &sin,
+                c.rope_style,
+            );
+            ops::causal_attention(
+                &qkv,
+                qkv_w,
+                &qkv[qd..],
+                &qkv[qd + kd..],
+                qkv_w,
+                shape,
+                &mut att,
+                qd,
+            );
             b.o.forward_into(&att, n, &mut x, true);
             run.visit(HookPoint::new(l, Site::ResidMid), &mut x, d)?;
             if run.done_after(HookPoint::new(l, Site::ResidMid)) {

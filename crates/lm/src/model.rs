@@ -58,8 +58,14 @@ impl Model {
         if path.exists() {
             return Self::load_path(spec, path);
         }
-        if spec.ends_with(".gguf") || spec.contains(std::path::MAIN_SEPARATOR) || spec.starts_with('.') {
-            return Err(LmError::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
+        if spec.ends_with(".gguf")
+            || spec.contains(std::path::MAIN_SEPARATOR)
+            || spec.starts_with('.')
+        {
+            return Err(LmError::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+            ));
         }
         let dir = crate::hub::fetch_model(spec)?;
         Self::load_path(spec, &dir)
@@ -93,7 +99,10 @@ impl Model {
             path: config.clone(),
             msg: e.to_string(),
         })?;
-        let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("gpt2");
+        let model_type = v
+            .get("model_type")
+            .and_then(|m| m.as_str())
+            .unwrap_or("gpt2");
         let files = safetensors_files(path)?;
         let sha = hash_files(&files)?;
         let tok_json = path.join("tokenizer.json");
@@ -168,7 +177,13 @@ impl Model {
     }
 
     /// Runs `tokens` (`batch` rows of `seq`) through the model.
-    pub fn forward(&self, tokens: &[u32], batch: usize, seq: usize, spec: &mut ForwardSpec<'_>) -> Result<ForwardOutput> {
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        batch: usize,
+        seq: usize,
+        spec: &mut ForwardSpec<'_>,
+    ) -> Result<ForwardOutput> {
         match &self.arch {
             Arch::Gpt2(m) => m.forward(tokens, batch, seq, spec),
             Arch::Llama(m) => m.forward(tokens, batch, seq, spec),

@@ -36,22 +36,6 @@ impl Linear {
     pub fn forward_into(&self, x: &[f32], n: usize, y: &mut [f32], accumulate: bool) {
         debug_assert_eq!(x.len(), n * self.in_dim);
         debug_assert_eq!(y.len(), n * self.out_dim);
-        let read_dst = if let Some(b) = &self.b {
-            if !accumulate {
-                for row in y.chunks_exact_mut(self.out_dim) {
-                    row.copy_from_slice(b);
-                }
-            } else {
-                for row in y.chunks_exact_mut(self.out_dim) {
-                    for (o, bb) in row.iter_mut().zip(b) {
-                        *o += bb;
-                    }
-                }
-            }
-            true
-        } else {
-            accumulate
-        };
         let (rs, cs) = match self.layout {
             Layout::InOut => (self.out_dim as isize, 1),
             Layout::OutIn => (1, self.in_dim as isize),
@@ -63,9 +47,21 @@ impl Linear {
             MatRef::new(x, self.in_dim as isize, 1),
             MatRef::new(&self.w, rs, cs),
             y,
-            read_dst,
+            accumulate,
             true,
         );
+        // The bias goes in a separate pass: `gemm` is markedly slower when
+        // it must read the destination for short inner dimensions.
+        if let Some(b) = &self.b {
+            y.par_chunks_mut(self.out_dim * ROWS_PER_TASK)
+                .for_each(|rows| {
+                    for row in rows.chunks_exact_mut(self.out_dim) {
+                        for (o, bb) in row.iter_mut().zip(b) {
+                            *o += bb;
+                        }
+                    }
+                });
+        }
     }
 
     pub fn forward(&self, x: &[f32], n: usize) -> Vec<f32> {
@@ -104,6 +100,12 @@ pub fn matmul(
     assert!(c.len() >= m * n, "matmul: output too small");
     check_extent(a, m, k);
     check_extent(b, k, n);
+    #[cfg(feature = "openblas")]
+    if parallel {
+        if let Some(()) = blas::sgemm(m, n, k, a, b, c, accumulate) {
+            return;
+        }
+    }
     let par = if parallel && m * n * k > 64 * 64 * 64 {
         Parallelism::Rayon(0)
     } else {
@@ -132,6 +134,80 @@ pub fn matmul(
             false,
             par,
         );
+    }
+}
+
+#[cfg(feature = "openblas")]
+mod blas {
+    //! `cblas_sgemm` from the system OpenBLAS, for views with one unit stride.
+    use super::MatRef;
+    const ROW_MAJOR: i32 = 101;
+    const NO_TRANS: i32 = 111;
+    const TRANS: i32 = 112;
+    #[link(name = "openblas")]
+    extern "C" {
+        #[allow(clippy::too_many_arguments)]
+        fn cblas_sgemm(
+            order: i32,
+            ta: i32,
+            tb: i32,
+            m: i32,
+            n: i32,
+            k: i32,
+            alpha: f32,
+            a: *const f32,
+            lda: i32,
+            b: *const f32,
+            ldb: i32,
+            beta: f32,
+            c: *mut f32,
+            ldc: i32,
+        );
+    }
+    fn op(x: MatRef<'_>) -> Option<(i32, i32)> {
+        if x.cs == 1 {
+            Some((NO_TRANS, x.rs as i32))
+        } else if x.rs == 1 {
+            Some((TRANS, x.cs as i32))
+        } else {
+            None
+        }
+    }
+    /// None when a view has no unit stride (the caller falls back).
+    pub fn sgemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: MatRef<'_>,
+        b: MatRef<'_>,
+        c: &mut [f32],
+        acc: bool,
+    ) -> Option<()> {
+        let (ta, lda) = op(a)?;
+        let (tb, ldb) = op(b)?;
+        if m.max(n).max(k) > i32::MAX as usize / 2 {
+            return None;
+        }
+        // SAFETY: extents were checked by the caller; c is exclusively borrowed.
+        unsafe {
+            cblas_sgemm(
+                ROW_MAJOR,
+                ta,
+                tb,
+                m as i32,
+                n as i32,
+                k as i32,
+                1.0,
+                a.data.as_ptr(),
+                lda.max(1),
+                b.data.as_ptr(),
+                ldb.max(1),
+                if acc { 1.0 } else { 0.0 },
+                c.as_mut_ptr(),
+                n.max(1) as i32,
+            );
+        }
+        Some(())
     }
 }
 
@@ -232,13 +308,15 @@ pub fn gelu_new(x: &mut [f32]) {
 /// SwiGLU: `h[r, j] = silu(gu[r, j]) * gu[r, f + j]` for rows of `gu`
 /// holding gate then up (width `2f`).
 pub fn swiglu_rows(gu: &[f32], f: usize, h: &mut [f32]) {
-    h.par_chunks_mut(f).zip(gu.par_chunks(2 * f)).for_each(|(hr, g)| {
-        let (gate, up) = g.split_at(f);
-        for j in 0..f {
-            let s = gate[j] / (1.0 + fast_exp(-gate[j]));
-            hr[j] = s * up[j];
-        }
-    });
+    h.par_chunks_mut(f)
+        .zip(gu.par_chunks(2 * f))
+        .for_each(|(hr, g)| {
+            let (gate, up) = g.split_at(f);
+            for j in 0..f {
+                let s = gate[j] / (1.0 + fast_exp(-gate[j]));
+                hr[j] = s * up[j];
+            }
+        });
 }
 
 /// LayerNorm over rows of width `d` (biased variance), into `out`.
@@ -458,7 +536,13 @@ pub fn causal_attention(
 /// Per-token next-token cross entropy from logits `[batch*seq, vocab]`:
 /// entry (b, t) for t < seq-1 is `logsumexp(logits[b,t]) - logits[b,t,tok[b,t+1]]`.
 /// Computed in f64 so it can serve as the reference for spliced runs.
-pub fn next_token_ce(logits: &[f32], tokens: &[u32], batch: usize, seq: usize, vocab: usize) -> Vec<f32> {
+pub fn next_token_ce(
+    logits: &[f32],
+    tokens: &[u32],
+    batch: usize,
+    seq: usize,
+    vocab: usize,
+) -> Vec<f32> {
     let mut out = vec![0.0f32; batch * (seq.saturating_sub(1))];
     out.par_chunks_mut(seq.saturating_sub(1).max(1))
         .enumerate()
@@ -511,7 +595,9 @@ mod tests {
         let mut c = vec![0.0; m * n];
         for i in 0..m {
             for j in 0..n {
-                c[i * n + j] = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum::<f64>() as f32;
+                c[i * n + j] = (0..k)
+                    .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                    .sum::<f64>() as f32;
             }
         }
         c
@@ -520,8 +606,12 @@ mod tests {
     #[test]
     fn linear_layouts_agree_with_naive_product() {
         let (m, k, n) = (37, 70, 53);
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
-        let w: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 97) as f32 / 48.0 - 1.0).collect();
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104729) % 97) as f32 / 48.0 - 1.0)
+            .collect();
         let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
         let mut want = naive_mm(&a, &w, m, k, n);
         for r in want.chunks_mut(n) {
@@ -529,14 +619,26 @@ mod tests {
                 *x += b;
             }
         }
-        let inout = Linear { w: w.clone(), b: Some(bias.clone()), in_dim: k, out_dim: n, layout: Layout::InOut };
+        let inout = Linear {
+            w: w.clone(),
+            b: Some(bias.clone()),
+            in_dim: k,
+            out_dim: n,
+            layout: Layout::InOut,
+        };
         let mut wt = vec![0.0; k * n];
         for p in 0..k {
             for j in 0..n {
                 wt[j * k + p] = w[p * n + j];
             }
         }
-        let outin = Linear { w: wt, b: Some(bias), in_dim: k, out_dim: n, layout: Layout::OutIn };
+        let outin = Linear {
+            w: wt,
+            b: Some(bias),
+            in_dim: k,
+            out_dim: n,
+            layout: Layout::OutIn,
+        };
         for lin in [inout, outin] {
             let got = lin.forward(&a, m);
             for (g, e) in got.iter().zip(&want) {
@@ -547,13 +649,25 @@ mod tests {
 
     #[test]
     fn attention_matches_naive() {
-        let shape = AttnShape { batch: 2, seq: 5, n_heads: 4, n_kv_heads: 2, head_dim: 3 };
+        let shape = AttnShape {
+            batch: 2,
+            seq: 5,
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 3,
+        };
         let rows = 10;
         let qs = 4 * 3;
         let kvs = 2 * 3;
-        let q: Vec<f32> = (0..rows * qs).map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0).collect();
-        let k: Vec<f32> = (0..rows * kvs).map(|i| ((i * 13) % 11) as f32 / 5.0 - 1.0).collect();
-        let v: Vec<f32> = (0..rows * kvs).map(|i| ((i * 7) % 19) as f32 / 9.0 - 1.0).collect();
+        let q: Vec<f32> = (0..rows * qs)
+            .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
+            .collect();
+        let k: Vec<f32> = (0..rows * kvs)
+            .map(|i| ((i * 13) % 11) as f32 / 5.0 - 1.0)
+            .collect();
+        let v: Vec<f32> = (0..rows * kvs)
+            .map(|i| ((i * 7) % 19) as f32 / 9.0 - 1.0)
+            .collect();
         let mut out = vec![0.0; rows * qs];
         causal_attention(&q, qs, &k, &v, kvs, shape, &mut out, qs);
         for b in 0..2 {
@@ -564,15 +678,27 @@ mod tests {
                     let s: Vec<f64> = (0..=i)
                         .map(|j| {
                             let rj = b * 5 + j;
-                            (0..3).map(|d| q[r * qs + h * 3 + d] as f64 * k[rj * kvs + kh * 3 + d] as f64).sum::<f64>() / 3f64.sqrt()
+                            (0..3)
+                                .map(|d| {
+                                    q[r * qs + h * 3 + d] as f64 * k[rj * kvs + kh * 3 + d] as f64
+                                })
+                                .sum::<f64>()
+                                / 3f64.sqrt()
                         })
                         .collect();
                     let m = s.iter().cloned().fold(f64::MIN, f64::max);
                     let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
                     for d in 0..3 {
-                        let want: f64 = (0..=i).map(|j| (s[j] - m).exp() / z * v[(b * 5 + j) * kvs + kh * 3 + d] as f64).sum();
+                        let want: f64 = (0..=i)
+                            .map(|j| {
+                                (s[j] - m).exp() / z * v[(b * 5 + j) * kvs + kh * 3 + d] as f64
+                            })
+                            .sum();
                         let got = out[r * qs + h * 3 + d] as f64;
-                        assert!((got - want).abs() < 1e-5, "b{b} h{h} i{i} d{d}: {got} vs {want}");
+                        assert!(
+                            (got - want).abs() < 1e-5,
+                            "b{b} h{h} i{i} d{d}: {got} vs {want}"
+                        );
                     }
                 }
             }

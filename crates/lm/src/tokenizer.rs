@@ -42,7 +42,9 @@ impl Tokenizer {
         let bos = bos
             .or_else(|| find(&["<|endoftext|>", "<s>", "<|begin_of_text|>", "<bos>"]))
             .ok_or_else(|| LmError::Tokenizer(format!("{}: no BOS token found", path.display())))?;
-        let eos = eos.or_else(|| find(&["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"])).unwrap_or(bos);
+        let eos = eos
+            .or_else(|| find(&["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"]))
+            .unwrap_or(bos);
         Ok(Tokenizer {
             inner: Inner::Hf(Box::new(tk)),
             bos,
@@ -54,7 +56,10 @@ impl Tokenizer {
     /// The byte-level BPE in a GGUF (`tokenizer.ggml.model = gpt2`).
     pub fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
         let err = |msg: String| LmError::Tokenizer(format!("{}: {msg}", g.path.display()));
-        let model = g.meta("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("");
+        let model = g
+            .meta("tokenizer.ggml.model")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         if model != "gpt2" {
             return Err(err(format!(
                 "tokenizer.ggml.model `{model}` is not supported (supported: gpt2 byte-level BPE)"
@@ -70,14 +75,19 @@ impl Tokenizer {
             .ok_or_else(|| err("tokenizer.ggml.merges missing".into()))?;
         let mut vocab = serde_json::Map::with_capacity(tokens.len());
         for (i, t) in tokens.iter().enumerate() {
-            let s = t.as_str().ok_or_else(|| err(format!("token {i} is not a string")))?;
+            let s = t
+                .as_str()
+                .ok_or_else(|| err(format!("token {i} is not a string")))?;
             vocab.insert(s.to_string(), serde_json::Value::from(i as u64));
         }
         let merges: Vec<serde_json::Value> = merges
             .iter()
             .filter_map(|m| m.as_str().map(|s| serde_json::Value::from(s.to_string())))
             .collect();
-        let pre = g.meta("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+        let pre = g
+            .meta("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
         let byte_level = serde_json::json!({
             "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true
         });
@@ -109,7 +119,8 @@ impl Tokenizer {
             .parse()
             .map_err(|e| err(format!("cannot build the BPE tokenizer: {e}")))?;
         let id = |k: &str| g.meta(k).and_then(|v| v.as_u64()).map(|v| v as u32);
-        let bos = id("tokenizer.ggml.bos_token_id").ok_or_else(|| err("tokenizer.ggml.bos_token_id missing".into()))?;
+        let bos = id("tokenizer.ggml.bos_token_id")
+            .ok_or_else(|| err("tokenizer.ggml.bos_token_id missing".into()))?;
         let eos = id("tokenizer.ggml.eos_token_id").unwrap_or(bos);
         Ok(Tokenizer {
             inner: Inner::Hf(Box::new(tk)),
@@ -132,8 +143,12 @@ impl Tokenizer {
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         match &self.inner {
-            Inner::Tiktoken(bpe) => bpe.decode(ids).map_err(|e| LmError::Tokenizer(e.to_string())),
-            Inner::Hf(tk) => tk.decode(ids, false).map_err(|e| LmError::Tokenizer(e.to_string())),
+            Inner::Tiktoken(bpe) => bpe
+                .decode(ids)
+                .map_err(|e| LmError::Tokenizer(e.to_string())),
+            Inner::Hf(tk) => tk
+                .decode(ids, false)
+                .map_err(|e| LmError::Tokenizer(e.to_string())),
         }
     }
 }

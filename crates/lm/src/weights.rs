@@ -48,7 +48,10 @@ impl TensorMap {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name) || self.tensors.contains_key(&format!("{}{}", self.prefix, name))
+        self.tensors.contains_key(name)
+            || self
+                .tensors
+                .contains_key(&format!("{}{}", self.prefix, name))
     }
 
     /// Shape of `name`, if present.

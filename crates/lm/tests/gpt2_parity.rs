@@ -11,58 +11,10 @@ const SEED: u64 = 1234;
 const D: usize = 64;
 const L: usize = 3;
 const VOCAB: usize = 50257;
-const NPOS: usize = 64;
-
-fn gpt2_tensors() -> Vec<(String, Vec<usize>)> {
-    let mut t = vec![
-        ("wte.weight".to_string(), vec![VOCAB, D]),
-        ("wpe.weight".to_string(), vec![NPOS, D]),
-    ];
-    for i in 0..L {
-        let p = format!("h.{i}");
-        for (n, s) in [
-            ("ln_1.weight", vec![D]),
-            ("ln_1.bias", vec![D]),
-            ("attn.c_attn.weight", vec![D, 3 * D]),
-            ("attn.c_attn.bias", vec![3 * D]),
-            ("attn.c_proj.weight", vec![D, D]),
-            ("attn.c_proj.bias", vec![D]),
-            ("ln_2.weight", vec![D]),
-            ("ln_2.bias", vec![D]),
-            ("mlp.c_fc.weight", vec![D, 4 * D]),
-            ("mlp.c_fc.bias", vec![4 * D]),
-            ("mlp.c_proj.weight", vec![4 * D, D]),
-            ("mlp.c_proj.bias", vec![D]),
-        ] {
-            t.push((format!("{p}.{n}"), s));
-        }
-    }
-    t.push(("ln_f.weight".into(), vec![D]));
-    t.push(("ln_f.bias".into(), vec![D]));
-    t
-}
 
 /// Writes the tiny GPT-2 as an HF folder; `prefix` is prepended to names.
 fn write_tiny_gpt2(dir: &Path, prefix: &str) {
-    let cfg = serde_json::json!({
-        "model_type": "gpt2", "vocab_size": VOCAB, "n_positions": NPOS, "n_embd": D,
-        "n_layer": L, "n_head": 4, "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new"
-    });
-    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
-    let tensors: Vec<(String, Vec<usize>)> = gpt2_tensors();
-    // Names are generated unprefixed (the weights must not change with the prefix).
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(n, s)| {
-            let v = gen_tensor(n, s.iter().product(), SEED);
-            (format!("{prefix}{n}"), s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        })
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = data
-        .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    saelab_lm::testing::write_gpt2(dir, saelab_lm::testing::Gpt2Shape::TINY, SEED, prefix).unwrap();
 }
 
 fn tiny_gpt2(prefix: &str) -> (tempfile::TempDir, Model) {
@@ -74,13 +26,20 @@ fn tiny_gpt2(prefix: &str) -> (tempfile::TempDir, Model) {
 
 fn all_hooks() -> Vec<HookPoint> {
     (0..L)
-        .flat_map(|l| [Site::ResidPre, Site::ResidMid, Site::ResidPost].map(|s| HookPoint::new(l, s)))
+        .flat_map(|l| {
+            [Site::ResidPre, Site::ResidMid, Site::ResidPost].map(|s| HookPoint::new(l, s))
+        })
         .collect()
 }
 
 fn check_against(m: &Model, fx: &Fixture, prefix: &str, positions: Positions) {
     let (b, t, tokens) = fx.tokens();
-    let mut spec = ForwardSpec { reads: all_hooks(), splice: None, logits: true, positions };
+    let mut spec = ForwardSpec {
+        reads: all_hooks(),
+        splice: None,
+        logits: true,
+        positions,
+    };
     let out = m.forward(&tokens, b, t, &mut spec).unwrap();
     for h in all_hooks() {
         let (_, want) = fx.f(&format!("{prefix}{h}"));
@@ -109,7 +68,12 @@ fn weight_generator_matches_python() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let name = v["name"].as_str().unwrap();
     let seed = v["model_seed"].as_u64().unwrap();
-    let first: Vec<f32> = v["first"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let first: Vec<f32> = v["first"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
     assert_eq!(gen_tensor(name, first.len(), seed), first);
 }
 
@@ -143,8 +107,18 @@ fn zero_intervention_equals_zeroed_weights_bitwise() {
     }
     let tokens: Vec<u32> = (0..2 * 20).map(|i| (i * 7919 % VOCAB) as u32).collect();
     let hooks = all_hooks();
-    let mut a = ForwardSpec { reads: hooks.clone(), splice: None, logits: true, positions: Positions::Zero };
-    let mut b = ForwardSpec { reads: hooks, splice: None, logits: true, positions: Positions::Normal };
+    let mut a = ForwardSpec {
+        reads: hooks.clone(),
+        splice: None,
+        logits: true,
+        positions: Positions::Zero,
+    };
+    let mut b = ForwardSpec {
+        reads: hooks,
+        splice: None,
+        logits: true,
+        positions: Positions::Normal,
+    };
     let oa = m.forward(&tokens, 2, 20, &mut a).unwrap();
     let ob = m0.forward(&tokens, 2, 20, &mut b).unwrap();
     assert_eq!(oa.logits, ob.logits);
@@ -159,10 +133,17 @@ fn shuffle_is_reproducible_and_differs_from_clean() {
     let tokens: Vec<u32> = (0..2 * 16).map(|i| (i * 104729 % VOCAB) as u32).collect();
     let h = vec![HookPoint::new(2, Site::ResidPost)];
     let run = |p: Positions| {
-        let mut s = ForwardSpec { reads: h.clone(), splice: None, logits: false, positions: p };
+        let mut s = ForwardSpec {
+            reads: h.clone(),
+            splice: None,
+            logits: false,
+            positions: p,
+        };
         m.forward(&tokens, 2, 16, &mut s).unwrap().hooks.remove(0).1
     };
-    let perm = |seed| PosIntervention::Shuffle.positions(16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let perm = |seed| {
+        PosIntervention::Shuffle.positions(16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed))
+    };
     let a = run(perm(5));
     let b = run(perm(5));
     let c = run(perm(6));
@@ -184,8 +165,17 @@ fn shuffle_is_reproducible_and_differs_from_clean() {
 fn identity_splice_leaves_logits_unchanged_and_reads_stop_early() {
     let (_d, m) = tiny_gpt2("");
     let tokens: Vec<u32> = (0..3 * 10).map(|i| (i * 31 % VOCAB) as u32).collect();
-    let mut clean = ForwardSpec { reads: vec![], splice: None, logits: true, positions: Positions::Normal };
-    let base = m.forward(&tokens, 3, 10, &mut clean).unwrap().logits.unwrap();
+    let mut clean = ForwardSpec {
+        reads: vec![],
+        splice: None,
+        logits: true,
+        positions: Positions::Normal,
+    };
+    let base = m
+        .forward(&tokens, 3, 10, &mut clean)
+        .unwrap()
+        .logits
+        .unwrap();
     let mut calls = 0;
     let mut ident = |_x: &mut [f32], rows: usize, d: usize| {
         assert_eq!((rows, d), (30, D));
@@ -194,7 +184,10 @@ fn identity_splice_leaves_logits_unchanged_and_reads_stop_early() {
     };
     let mut s = ForwardSpec {
         reads: vec![],
-        splice: Some(Splice { hook: HookPoint::new(1, Site::ResidPre), f: &mut ident }),
+        splice: Some(Splice {
+            hook: HookPoint::new(1, Site::ResidPre),
+            f: &mut ident,
+        }),
         logits: true,
         positions: Positions::Normal,
     };
@@ -210,7 +203,15 @@ fn identity_splice_leaves_logits_unchanged_and_reads_stop_early() {
         Ok(())
     };
     let hp = HookPoint::new(1, Site::ResidPre);
-    let mut s = ForwardSpec { reads: vec![hp], splice: Some(Splice { hook: hp, f: &mut zero }), logits: true, positions: Positions::Normal };
+    let mut s = ForwardSpec {
+        reads: vec![hp],
+        splice: Some(Splice {
+            hook: hp,
+            f: &mut zero,
+        }),
+        logits: true,
+        positions: Positions::Normal,
+    };
     let out = m.forward(&tokens, 3, 10, &mut s).unwrap();
     assert_ne!(out.logits.as_ref().unwrap(), &base);
     let mut r = ForwardSpec::reads(&[hp]);
@@ -222,33 +223,80 @@ fn identity_splice_leaves_logits_unchanged_and_reads_stop_early() {
 #[test]
 fn bad_inputs_are_named() {
     let (dir, m) = tiny_gpt2("");
-    let e = m.forward(&[0u32; 70], 1, 70, &mut ForwardSpec::reads(&[HookPoint::new(0, Site::ResidPre)])).unwrap_err().to_string();
+    let e = m
+        .forward(
+            &[0u32; 70],
+            1,
+            70,
+            &mut ForwardSpec::reads(&[HookPoint::new(0, Site::ResidPre)]),
+        )
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("exceeds") && e.contains("64"), "{e}");
-    let e = m.forward(&[60000u32; 4], 1, 4, &mut ForwardSpec::reads(&[HookPoint::new(0, Site::ResidPre)])).unwrap_err().to_string();
+    let e = m
+        .forward(
+            &[60000u32; 4],
+            1,
+            4,
+            &mut ForwardSpec::reads(&[HookPoint::new(0, Site::ResidPre)]),
+        )
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("60000"), "{e}");
-    let e = m.forward(&[1u32; 4], 1, 4, &mut ForwardSpec::reads(&[HookPoint::new(3, Site::ResidPre)])).unwrap_err().to_string();
-    assert!(e.contains("blocks.3.hook_resid_pre") && e.contains("3 layers"), "{e}");
+    let e = m
+        .forward(
+            &[1u32; 4],
+            1,
+            4,
+            &mut ForwardSpec::reads(&[HookPoint::new(3, Site::ResidPre)]),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("blocks.3.hook_resid_pre") && e.contains("3 layers"),
+        "{e}"
+    );
 
     // Truncated safetensors.
     let st = dir.path().join("model.safetensors");
     let bytes = std::fs::read(&st).unwrap();
     std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
-    let e = Model::load(dir.path().to_str().unwrap()).err().unwrap().to_string();
-    assert!(e.contains("model.safetensors") && e.contains("safetensors"), "{e}");
+    let e = Model::load(dir.path().to_str().unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("model.safetensors") && e.contains("safetensors"),
+        "{e}"
+    );
     // Garbage.
     std::fs::write(&st, b"not a tensor file at all").unwrap();
-    let e = Model::load(dir.path().to_str().unwrap()).err().unwrap().to_string();
+    let e = Model::load(dir.path().to_str().unwrap())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("model.safetensors"), "{e}");
 
     // Wrong shape.
     let d2 = tempfile::tempdir().unwrap();
     write_tiny_gpt2(d2.path(), "");
-    let cfg = std::fs::read_to_string(d2.path().join("config.json")).unwrap().replace("\"n_positions\":64", "\"n_positions\":32");
+    let cfg = std::fs::read_to_string(d2.path().join("config.json"))
+        .unwrap()
+        .replace("\"n_positions\":64", "\"n_positions\":32");
     std::fs::write(d2.path().join("config.json"), cfg).unwrap();
-    let e = Model::load(d2.path().to_str().unwrap()).err().unwrap().to_string();
-    assert!(e.contains("wpe.weight") && e.contains("[64, 64]") && e.contains("[32, 64]"), "{e}");
+    let e = Model::load(d2.path().to_str().unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("wpe.weight") && e.contains("[64, 64]") && e.contains("[32, 64]"),
+        "{e}"
+    );
 
     // Missing file.
-    let e = Model::load("/nonexistent/model.gguf").err().unwrap().to_string();
+    let e = Model::load("/nonexistent/model.gguf")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("/nonexistent/model.gguf"), "{e}");
 }

@@ -7,23 +7,46 @@ use common::*;
 use saelab_lm::Tokenizer;
 
 fn check(tok: &Tokenizer, fixture: &str) {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join(fixture)).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join(fixture)).unwrap()).unwrap();
     let text = std::fs::read_to_string(fixtures().join(v["text_file"].as_str().unwrap())).unwrap();
-    let ids = |x: &serde_json::Value| -> Vec<u32> { x.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect() };
+    let ids = |x: &serde_json::Value| -> Vec<u32> {
+        x.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as u32)
+            .collect()
+    };
     // SmolLM2: llama.cpp's `smollm` pre-tokenizer (digits split first, as
     // the original tokenizer.json) is the reference; transformers' GGUF
     // loader drops that split, so its ids differ before numbers.
-    let key = if v.get("ids_llamacpp").is_some() { "ids_llamacpp" } else { "ids" };
+    let key = if v.get("ids_llamacpp").is_some() {
+        "ids_llamacpp"
+    } else {
+        "ids"
+    };
     let want = ids(&v[key]);
     let got = tok.encode(&text).unwrap();
     if got != want {
-        let i = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
-        panic!("{fixture}: first difference at token {i}: got {:?} want {:?}", &got[i..(i + 8).min(got.len())], &want[i..(i + 8).min(want.len())]);
+        let i = got
+            .iter()
+            .zip(&want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{fixture}: first difference at token {i}: got {:?} want {:?}",
+            &got[i..(i + 8).min(got.len())],
+            &want[i..(i + 8).min(want.len())]
+        );
     }
     assert_eq!(tok.decode(&got).unwrap(), text, "decode round trip");
     for p in v["pieces"].as_array().unwrap() {
         let s = p["text"].as_str().unwrap();
-        let key = if p.get("ids_llamacpp").is_some() { "ids_llamacpp" } else { "ids" };
+        let key = if p.get("ids_llamacpp").is_some() {
+            "ids_llamacpp"
+        } else {
+            "ids"
+        };
         assert_eq!(tok.encode(s).unwrap(), ids(&p[key]), "piece {s:?}");
     }
 }

@@ -1,0 +1,61 @@
+"""PyTorch/transformers reference for the harvest benchmark (bench/harvest.sh).
+
+Same work as `cargo bench -p saelab-lm --bench forward`: a GPT-2-small-shaped
+model (random weights) to blocks.8.hook_resid_pre and SmolLM2-135M (GGUF,
+dequantized to f32 by transformers) to blocks.20.hook_resid_pre, batch 16x128,
+float32, eager attention, tokens/s median and best over reps.
+
+Usage: VENV/bin/python bench/harvest_torch.py [--threads 2] [--reps 5] [--smollm2 PATH]
+"""
+import argparse
+import os
+import time
+
+import torch
+import transformers
+
+
+def bench(name, fn, n_tokens, reps, threads, layer):
+    with torch.inference_mode():
+        fn()
+        rates = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            rates.append(n_tokens / (time.perf_counter() - t0))
+    rates.sort()
+    print(f"{name}: to blocks.{layer}.hook_resid_pre, batch 16x128, threads {threads}: "
+          f"median {rates[len(rates) // 2]:.0f} tokens/s, best {rates[-1]:.0f} tokens/s ({reps} reps)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--smollm2", default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    b, t = 16, 128
+    # GPT-2 small shape, only the 8 blocks that precede blocks.8.hook_resid_pre.
+    cfg = transformers.GPT2Config(n_layer=8, attn_implementation="eager")
+    m = transformers.GPT2Model(cfg).eval()
+    ids = torch.randint(0, 50257, (b, t))
+    bench("torch gpt2-small-shaped", lambda: m(input_ids=ids).last_hidden_state, b * t, a.reps, a.threads, 8)
+    del m
+    if a.smollm2 and os.path.exists(a.smollm2):
+        folder, fname = os.path.split(a.smollm2)
+        lm = transformers.AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=fname, dtype=torch.float32, attn_implementation="eager").eval()
+        body = lm.model
+        body.layers = body.layers[:20]
+        ids = torch.randint(0, 49152, (b, t))
+        bench("torch smollm2-135m", lambda: body(input_ids=ids).last_hidden_state, b * t, a.reps, a.threads, 20)
+    else:
+        print("torch smollm2: no --smollm2 file, skipped")
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"MKL {torch.backends.mkl.is_available()}, oneDNN {torch.backends.mkldnn.is_available()}")
+
+
+if __name__ == "__main__":
+    main()

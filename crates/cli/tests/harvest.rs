@@ -1,0 +1,254 @@
+//! End-to-end `saelab harvest` on a tiny generated GPT-2 and a small text
+//! corpus: the store holds exactly what a direct forward pass gives, a run
+//! killed mid-way resumes to byte-identical shards, and bad input is named.
+
+use saelab_data::store::ActivationStore;
+use saelab_lm::testing::{write_gpt2, Gpt2Shape};
+use saelab_lm::{ForwardSpec, HookPoint, Model};
+use std::path::Path;
+use std::process::Command;
+
+fn corpus(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("corpus.jsonl");
+    let mut s = String::new();
+    for i in 0..120 {
+        let text = format!(
+            "Document {i}: the quick brown fox jumps over the lazy dog {} times, \u{e9}t\u{e9} \u{1F600}.\\nSecond line with code `let x = {i};`",
+            i * 7
+        );
+        s.push_str(&serde_json::json!({ "text": text }).to_string());
+        s.push('\n');
+    }
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+fn saelab(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_saelab"));
+    c.args(args).env("RAYON_NUM_THREADS", "2");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    model: String,
+    corpus: String,
+    root: std::path::PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let mdir = dir.path().join("gpt2-tiny");
+    std::fs::create_dir(&mdir).unwrap();
+    write_gpt2(&mdir, Gpt2Shape::TINY, 1234, "").unwrap();
+    let c = corpus(dir.path());
+    Setup {
+        model: mdir.to_string_lossy().into(),
+        corpus: c.to_string_lossy().into(),
+        root: dir.path().to_path_buf(),
+        _dir: dir,
+    }
+}
+
+fn harvest_args<'a>(s: &'a Setup, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "harvest",
+        "--model",
+        &s.model,
+        "--dataset",
+        &s.corpus,
+        "--hook",
+        "blocks.1.hook_resid_pre",
+        "--hook",
+        "blocks.2.hook_resid_post",
+        "--tokens",
+        "2048",
+        "--seq-len",
+        "32",
+        "--batch-rows",
+        "8",
+        "--rows-per-shard",
+        "16",
+        "--out",
+        out,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn store_equals_direct_forward_and_resume_is_byte_identical() {
+    let s = setup();
+    let a = s.root.join("a").to_string_lossy().to_string();
+    let o = saelab(
+        &harvest_args(&s, &a, &["--pos-intervention", "shuffle"]),
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let store = ActivationStore::open(&a).unwrap();
+    store.verify().unwrap();
+    assert_eq!(store.rows(), 64);
+    assert_eq!(store.num_shards(), 4);
+
+    // Killed after 2 shards, then resumed: the same bytes.
+    let b = s.root.join("b").to_string_lossy().to_string();
+    let o = saelab(
+        &harvest_args(&s, &b, &["--pos-intervention", "shuffle"]),
+        &[("SAELAB_TEST_ABORT_AFTER_SHARDS", "2")],
+    );
+    assert!(
+        !o.status.success(),
+        "the test hook should have killed the run"
+    );
+    assert!(
+        ActivationStore::open(&b).is_err(),
+        "an interrupted store is not complete"
+    );
+    let o = saelab(
+        &harvest_args(&s, &b, &["--pos-intervention", "shuffle"]),
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("resuming after 32 rows"));
+    for i in 0..4 {
+        let f = format!("shard-{i:05}.safetensors");
+        assert_eq!(
+            std::fs::read(Path::new(&a).join(&f)).unwrap(),
+            std::fs::read(Path::new(&b).join(&f)).unwrap(),
+            "{f}"
+        );
+    }
+    // A finished store is left alone.
+    let before = std::fs::read(Path::new(&a).join("manifest.json")).unwrap();
+    let o = saelab(
+        &harvest_args(&s, &a, &["--pos-intervention", "shuffle"]),
+        &[],
+    );
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already complete"));
+    assert_eq!(
+        before,
+        std::fs::read(Path::new(&a).join("manifest.json")).unwrap()
+    );
+
+    // Without intervention: the stored activations are a direct forward pass
+    // of the stored tokens.
+    let c = s.root.join("c").to_string_lossy().to_string();
+    let o = saelab(&harvest_args(&s, &c, &[]), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let store = ActivationStore::open(&c).unwrap();
+    let m = Model::load(&s.model).unwrap();
+    let hooks: Vec<HookPoint> = ["blocks.1.hook_resid_pre", "blocks.2.hook_resid_post"]
+        .iter()
+        .map(|h| h.parse().unwrap())
+        .collect();
+    let sh = store.shard(1, "blocks.2.hook_resid_post").unwrap();
+    let out = m
+        .forward(&sh.tokens, 16, 32, &mut ForwardSpec::reads(&hooks))
+        .unwrap();
+    assert_eq!(out.hook(hooks[1]).unwrap(), &sh.acts[..]);
+    // Concat packing: row 0 starts with BOS and the first document's tokens.
+    let first = store.shard(0, "blocks.1.hook_resid_pre").unwrap();
+    let tok = m.tokenizer().unwrap();
+    let doc0 = tok.encode("Document 0: the quick brown fox").unwrap();
+    assert_eq!(first.tokens[0], 50256);
+    assert_eq!(&first.tokens[1..1 + doc0.len()], &doc0[..]);
+}
+
+#[test]
+fn bad_input_is_named() {
+    let s = setup();
+    let out = s.root.join("x").to_string_lossy().to_string();
+    let o = saelab(
+        &harvest_args(&s, &out, &["--hook", "blocks.9.hook_resid_pre"]),
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("blocks.9.hook_resid_pre") && err.contains("3 layers"),
+        "{err}"
+    );
+
+    let empty = s.root.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let e = empty.to_string_lossy().to_string();
+    let o = saelab(
+        &[
+            "harvest",
+            "--model",
+            &s.model,
+            "--dataset",
+            &e,
+            "--out",
+            &out,
+            "--hook",
+            "blocks.0.hook_resid_pre",
+            "--seq-len",
+            "32",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("empty.txt"), "{err}");
+
+    let o = saelab(
+        &[
+            "harvest",
+            "--model",
+            "/no/such/model.gguf",
+            "--dataset",
+            &s.corpus,
+            "--out",
+            &out,
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("/no/such/model.gguf"),
+        "{err}"
+    );
+
+    let o = saelab(
+        &[
+            "harvest",
+            "--model",
+            &s.model,
+            "--dataset",
+            &s.corpus,
+            "--seq-len",
+            "100",
+            "--hook",
+            "blocks.0.hook_resid_pre",
+            "--out",
+            &out,
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--seq-len 100"),
+        "{err}"
+    );
+
+    // A store shard that fails its checksum is reported by name.
+    let good = s.root.join("g").to_string_lossy().to_string();
+    assert!(saelab(&harvest_args(&s, &good, &[]), &[]).status.success());
+    let shard = Path::new(&good).join("shard-00001.safetensors");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0xff;
+    std::fs::write(&shard, bytes).unwrap();
+    let e = ActivationStore::open(&good)
+        .unwrap()
+        .verify()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("shard-00001.safetensors") && e.contains("checksum"),
+        "{e}"
+    );
+}
