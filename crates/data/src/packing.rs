@@ -252,8 +252,8 @@ impl RowPacker {
     }
 
     /// Adapt an iterator of documents into an iterator of rows. Errors from
-    /// the document iterator are passed through (and end nothing: iteration
-    /// continues with the next document if the caller keeps pulling).
+    /// the document iterator are passed through as they come; if the caller
+    /// keeps pulling after one, packing goes on with the next document.
     pub fn rows<I, E, F>(self, documents: I, tokenize: F) -> PackedRows<I, F>
     where
         I: Iterator<Item = Result<String, E>>,
