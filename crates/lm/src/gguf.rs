@@ -243,7 +243,11 @@ impl GgufFile {
             }
             let mut dims = Vec::with_capacity(nd);
             for _ in 0..nd {
-                dims.push(c.len("dimension")?);
+                let n = c.u64()?;
+                if n > 1 << 40 {
+                    return Err(c.err(format!("tensor `{name}`: implausible dimension {n}")));
+                }
+                dims.push(n as usize);
             }
             dims.reverse();
             let type_id = c.u32()?;
@@ -314,7 +318,11 @@ impl GgufFile {
             dtype: format!("ggml type {}", t.type_id),
             supported: SUPPORTED,
         })?;
-        let n: usize = t.shape.iter().product();
+        let n = t
+            .shape
+            .iter()
+            .try_fold(1usize, |a, &b| a.checked_mul(b))
+            .ok_or_else(|| self.err(format!("tensor `{}`: element count overflows", t.name)))?;
         let (be, bb) = ty.block();
         if n % be != 0 {
             return Err(self.err(format!(
@@ -323,8 +331,8 @@ impl GgufFile {
             )));
         }
         let len = n / be * bb;
-        let start = self.data_start as u64 + t.offset;
-        let end = start + len as u64;
+        let start = (self.data_start as u64).saturating_add(t.offset);
+        let end = start.saturating_add(len as u64);
         if end > self.mmap.len() as u64 {
             return Err(self.err(format!(
                 "truncated: tensor `{}` needs bytes {start}..{end} but the file has {}",
@@ -509,6 +517,44 @@ mod tests {
         for (j, v) in o.iter().enumerate() {
             assert_eq!(*v, (j as f32 - 16.0) * 0.25);
         }
+    }
+
+    /// A minimal GGUF with one 1-D tensor of `type_id` and `data_len` bytes.
+    fn tiny_gguf(type_id: u32, n: u64, data_len: usize) -> Vec<u8> {
+        let mut v = b"GGUF".to_vec();
+        v.extend(3u32.to_le_bytes());
+        v.extend(1u64.to_le_bytes()); // tensors
+        v.extend(0u64.to_le_bytes()); // metadata
+        v.extend(1u64.to_le_bytes());
+        v.extend(b"x");
+        v.extend(1u32.to_le_bytes());
+        v.extend(n.to_le_bytes());
+        v.extend(type_id.to_le_bytes());
+        v.extend(0u64.to_le_bytes());
+        while v.len() % 32 != 0 {
+            v.push(0);
+        }
+        v.extend(vec![0u8; data_len]);
+        v
+    }
+
+    #[test]
+    fn unsupported_quantization_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("q2k.gguf");
+        std::fs::write(&p, tiny_gguf(10, 256, 84)).unwrap();
+        let e = GgufFile::open(&p).err().unwrap().to_string();
+        assert!(e.contains("q2k.gguf") && e.contains("`x`") && e.contains("ggml type 10") && e.contains("Q4_1"), "{e}");
+        // The same layout with a supported type loads, and a cut data
+        // section is reported as truncation of that tensor.
+        std::fs::write(&p, tiny_gguf(8, 64, 68)).unwrap();
+        let g = GgufFile::open(&p).unwrap();
+        assert_eq!(g.tensor_f32("x", &[64]).unwrap(), vec![0.0; 64]);
+        let e = g.tensor_f32("x", &[8, 8]).unwrap_err().to_string();
+        assert!(e.contains("[64]") && e.contains("[8, 8]"), "{e}");
+        std::fs::write(&p, tiny_gguf(8, 64, 40)).unwrap();
+        let e = GgufFile::open(&p).err().unwrap().to_string();
+        assert!(e.contains("truncated") && e.contains("`x`"), "{e}");
     }
 
     #[test]
