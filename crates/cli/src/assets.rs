@@ -1020,10 +1020,33 @@ fn speeches_docs(tgz: &Path, w: &mut JsonlWriter) -> Result<String> {
     if files.is_empty() {
         bail!("no {SOTU_PREFIX}*.txt in {}", tgz.display());
     }
+    // An address averages ~10k tokens on one line, and packing truncates
+    // documents at 1024 tokens: split into groups of whole sentences.
     for raw in files.values() {
-        w.push(&lossy(raw))?;
+        for group in sentence_groups(&lossy(raw), FICTION_GROUP_BYTES) {
+            w.push(&group)?;
+        }
     }
-    Ok(format!("{SOTU_PREFIX}*.txt"))
+    Ok(format!(
+        "{SOTU_PREFIX}*.txt, groups of whole sentences of <= {FICTION_GROUP_BYTES} bytes"
+    ))
+}
+
+/// Split text into groups of whole sentences (ending in ". ") of at most
+/// `max_bytes` each (a longer sentence stays whole).
+fn sentence_groups(text: &str, max_bytes: usize) -> Vec<String> {
+    let mut groups = Vec::new();
+    let mut cur = String::new();
+    for sentence in text.split_inclusive(". ") {
+        if !cur.is_empty() && cur.len() + sentence.len() > max_bytes {
+            groups.push(std::mem::take(&mut cur).trim().to_string());
+        }
+        cur.push_str(sentence);
+    }
+    if !cur.trim().is_empty() {
+        groups.push(cur.trim().to_string());
+    }
+    groups
 }
 
 /// Split text into groups of whole paragraphs (blank-line separated) of at
@@ -1280,6 +1303,21 @@ fn docs_docs(tree: &Path, w: &mut JsonlWriter) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sentence_groups_keep_whole_sentences_under_the_cap() {
+        let text = "One two. Three four five. Six. Seven eight nine ten. ";
+        let g = sentence_groups(text, 22);
+        assert_eq!(
+            g,
+            vec!["One two.", "Three four five. Six.", "Seven eight nine ten."]
+        );
+        assert_eq!(g.join(" "), text.trim());
+        assert_eq!(
+            sentence_groups("no full stop at all", 5),
+            vec!["no full stop at all"]
+        );
+    }
     use std::cell::Cell;
 
     fn sha_hex(b: &[u8]) -> String {

@@ -263,7 +263,10 @@ fn smollm2_on_wiki_slice() {
     let gguf = root.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     let wiki = root.join("corpora/wiki.jsonl");
     if !gguf.exists() || !wiki.exists() {
-        assert!(std::env::var_os("SAELAB_REQUIRE_ASSETS").is_none(), "assets missing: run scripts/fetch-assets");
+        assert!(
+            std::env::var_os("SAELAB_REQUIRE_ASSETS").is_none(),
+            "assets missing: run scripts/fetch-assets"
+        );
         eprintln!("skipping: offline assets not fetched");
         return;
     }
@@ -271,24 +274,59 @@ fn smollm2_on_wiki_slice() {
     let out = dir.path().join("store").to_string_lossy().to_string();
     let o = saelab(
         &[
-            "harvest", "--model", "smollm2-135m", "--dataset", "wiki", "--hook", "blocks.3.hook_resid_pre",
-            "--hook", "blocks.8.hook_resid_post", "--tokens", "1024", "--seq-len", "64", "--batch-rows", "8",
-            "--rows-per-shard", "8", "--packing", "bos_rows", "--dtype", "f16", "--out", &out,
+            "harvest",
+            "--model",
+            "smollm2-135m",
+            "--dataset",
+            "wiki",
+            "--hook",
+            "blocks.3.hook_resid_pre",
+            "--hook",
+            "blocks.8.hook_resid_post",
+            "--tokens",
+            "1024",
+            "--seq-len",
+            "64",
+            "--batch-rows",
+            "8",
+            "--rows-per-shard",
+            "8",
+            "--packing",
+            "bos_rows",
+            "--dtype",
+            "f16",
+            "--out",
+            &out,
         ],
         &[("SAELAB_ASSETS", root.to_str().unwrap())],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let store = ActivationStore::open(&out).unwrap();
     store.verify().unwrap();
-    assert_eq!((store.rows(), store.spec().d, store.num_shards()), (16, 576, 2));
+    assert_eq!(
+        (store.rows(), store.spec().d, store.num_shards()),
+        (16, 576, 2)
+    );
     let sh = store.shard(1, "blocks.8.hook_resid_post").unwrap();
     // bos_rows: every row starts with SmolLM2's BOS (1).
     assert!(sh.tokens.chunks(64).all(|r| r[0] == 1));
     // Residuals are finite and not degenerate; the BOS position carries the
     // well-known large-norm outlier (attention sink) at this depth.
     assert!(sh.acts.iter().all(|v| v.is_finite()));
-    let norm = |r: usize, t: usize| sh.acts[(r * 64 + t) * 576..(r * 64 + t + 1) * 576].iter().map(|v| v * v).sum::<f32>().sqrt();
+    let norm = |r: usize, t: usize| {
+        sh.acts[(r * 64 + t) * 576..(r * 64 + t + 1) * 576]
+            .iter()
+            .map(|v| v * v)
+            .sum::<f32>()
+            .sqrt()
+    };
     let mean_rest: f32 = (1..64).map(|t| norm(0, t)).sum::<f32>() / 63.0;
-    assert!(mean_rest > 0.1, "residual norms look degenerate: {mean_rest}");
-    eprintln!("BOS norm {} vs mean norm of other positions {mean_rest}", norm(0, 0));
+    assert!(
+        mean_rest > 0.1,
+        "residual norms look degenerate: {mean_rest}"
+    );
+    eprintln!(
+        "BOS norm {} vs mean norm of other positions {mean_rest}",
+        norm(0, 0)
+    );
 }

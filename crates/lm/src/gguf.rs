@@ -267,7 +267,6 @@ impl GgufFile {
             return Err(c.err("general.alignment is 0"));
         }
         let data_start = c.pos.div_ceil(align) * align;
-        drop(c);
         let file = GgufFile {
             path: path.to_path_buf(),
             version,
@@ -544,7 +543,13 @@ mod tests {
         let p = dir.path().join("q2k.gguf");
         std::fs::write(&p, tiny_gguf(10, 256, 84)).unwrap();
         let e = GgufFile::open(&p).err().unwrap().to_string();
-        assert!(e.contains("q2k.gguf") && e.contains("`x`") && e.contains("ggml type 10") && e.contains("Q4_1"), "{e}");
+        assert!(
+            e.contains("q2k.gguf")
+                && e.contains("`x`")
+                && e.contains("ggml type 10")
+                && e.contains("Q4_1"),
+            "{e}"
+        );
         // The same layout with a supported type loads, and a cut data
         // section is reported as truncation of that tensor.
         std::fs::write(&p, tiny_gguf(8, 64, 68)).unwrap();

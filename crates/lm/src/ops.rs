@@ -282,7 +282,7 @@ pub fn fast_exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     let bits = ((n as i32 + 127) as u32) << 23;
     e * f32::from_bits(bits)
@@ -446,6 +446,7 @@ unsafe impl Sync for SendPtr {}
 /// Causal softmax attention. Row r (= b*seq + t) of `q` holds head h at
 /// `q[r*q_stride + h*hd ..]`; likewise `k`, `v` with `kv_stride` and kv head
 /// `h / (n_heads / n_kv_heads)` (GQA). Writes `out[r*out_stride + h*hd ..]`.
+#[allow(clippy::too_many_arguments)]
 pub fn causal_attention(
     q: &[f32],
     q_stride: usize,

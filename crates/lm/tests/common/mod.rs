@@ -9,6 +9,7 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/lm")
 }
 
+#[allow(unused_imports)]
 pub use saelab_lm::testing::gen_tensor;
 
 /// A reference fixture: tensors by name as f32 / i64 values with shapes.
