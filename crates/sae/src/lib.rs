@@ -1,1 +1,30 @@
 //! Sparse autoencoders: architectures, training, file formats.
+//!
+//! - [`arch`]: ReLU/L1, TopK, BatchTopK, JumpReLU, Matryoshka BatchTopK
+//!   behind the [`Architecture`] trait;
+//! - [`engine`]: the shared forward/backward pass (losses, AuxK, gradients);
+//! - [`kernels`]: the CPU kernels of the hot loop (dense encoder GEMM,
+//!   sparse selection / decode / gradients);
+//! - [`trainer`]: Adam, schedules, decoder constraint, dead latents, resume;
+//! - [`io`]: SAELens v6 / pre-6.0 / sparsify files.
+
+pub mod arch;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod io;
+pub mod kernels;
+pub mod params;
+pub mod sae;
+mod st;
+pub mod trainer;
+
+pub use arch::{ArchSpec, Architecture};
+pub use config::{Decay, LrSchedule, SaeConfig, TrainConfig};
+pub use engine::{loss_and_grads, AuxConfig, AuxVariant, LossParts};
+pub use error::{Result, SaeError};
+pub use io::{load_sae, save_sae, ExportMeta};
+pub use kernels::SparseCodes;
+pub use params::SaeParams;
+pub use sae::{RowNorm, Sae};
+pub use trainer::{StepMetrics, Trainer, TrainerState};

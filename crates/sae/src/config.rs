@@ -1,0 +1,171 @@
+//! Model and training configuration with the SPEC §2.1 defaults, and their
+//! validation (every user-facing range check lives here).
+
+use crate::arch::ArchSpec;
+use crate::engine::AuxConfig;
+use crate::error::{Result, SaeError};
+use serde::{Deserialize, Serialize};
+
+/// Shape, architecture and input handling of an SAE.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SaeConfig {
+    /// Input width d.
+    pub d_in: usize,
+    /// Dictionary size n.
+    pub d_sae: usize,
+    /// Architecture and its hyperparameters.
+    pub arch: ArchSpec,
+    /// Per-row unit normalization of inputs (SPEC §2.1; SAELens calls the
+    /// same transform `normalize_activations = "layer_norm"`).
+    pub input_unit_norm: bool,
+}
+
+impl SaeConfig {
+    /// A config with `input_unit_norm` on.
+    pub fn new(d_in: usize, d_sae: usize, arch: ArchSpec) -> Self {
+        SaeConfig {
+            d_in,
+            d_sae,
+            arch,
+            input_unit_norm: true,
+        }
+    }
+
+    /// Range checks of the shape and the architecture's hyperparameters.
+    pub fn validate(&self) -> Result<()> {
+        if self.d_in < 1 {
+            return Err(SaeError::InvalidConfig("d_in must be ≥ 1".into()));
+        }
+        if self.d_sae < 1 {
+            return Err(SaeError::InvalidConfig("d_sae (n) must be ≥ 1".into()));
+        }
+        if self.d_sae > u32::MAX as usize {
+            return Err(SaeError::InvalidConfig("d_sae must fit in u32".into()));
+        }
+        self.arch.build(self.d_sae).map(|_| ())
+    }
+}
+
+/// Learning-rate decay after the warm-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Decay {
+    /// Constant after warm-up (the study's default).
+    #[default]
+    None,
+    /// Cosine from lr to lr·min_lr_ratio.
+    Cosine,
+    /// Linear from lr to lr·min_lr_ratio.
+    Linear,
+}
+
+/// Learning-rate schedule: linear warm-up, then optional decay over
+/// `[decay_start, total_steps)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct LrSchedule {
+    /// Steps of linear warm-up from lr/warmup to lr.
+    pub warmup_steps: u64,
+    /// Decay shape.
+    pub decay: Decay,
+    /// Step at which decay starts.
+    pub decay_start: u64,
+    /// Step at which decay ends (lr stays at the floor after).
+    pub total_steps: u64,
+    /// Floor as a fraction of lr.
+    pub min_lr_ratio: f32,
+}
+
+impl LrSchedule {
+    /// Multiplier of the base lr at (0-based) `step`.
+    pub fn factor(&self, step: u64) -> f32 {
+        let mut f = 1.0f64;
+        if self.warmup_steps > 0 && step < self.warmup_steps {
+            f = (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        if self.decay != Decay::None && step >= self.decay_start && self.total_steps > self.decay_start {
+            let span = (self.total_steps - self.decay_start) as f64;
+            let t = ((step - self.decay_start) as f64 / span).min(1.0);
+            let floor = self.min_lr_ratio as f64;
+            let shape = match self.decay {
+                Decay::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * t).cos()),
+                Decay::Linear => 1.0 - t,
+                Decay::None => 1.0,
+            };
+            f *= floor + (1.0 - floor) * shape;
+        }
+        f as f32
+    }
+}
+
+/// Everything the trainer needs besides data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The model.
+    pub sae: SaeConfig,
+    /// Seed of the initialization.
+    pub seed: u64,
+    /// Base learning rate (3e-4).
+    pub lr: f32,
+    /// Adam β₁ (0.9).
+    pub beta1: f32,
+    /// Adam β₂ (0.99).
+    pub beta2: f32,
+    /// Adam ε (1e-8).
+    pub eps: f32,
+    /// Learning-rate schedule (constant by default).
+    pub schedule: LrSchedule,
+    /// Linear warm-up of the L1/L0 coefficient over this many steps.
+    pub coeff_warmup_steps: u64,
+    /// Global gradient-norm clip, applied before the decoder projection.
+    pub max_grad_norm: Option<f32>,
+    /// Keep decoder rows unit-norm (project gradients, renormalize).
+    pub decoder_unit_norm: bool,
+    /// AuxK and dead-latent settings.
+    pub aux: AuxConfig,
+}
+
+impl TrainConfig {
+    /// SPEC §2.1 defaults for the given model.
+    pub fn new(sae: SaeConfig) -> Self {
+        TrainConfig {
+            sae,
+            seed: 49,
+            lr: 3e-4,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            schedule: LrSchedule::default(),
+            coeff_warmup_steps: 0,
+            max_grad_norm: None,
+            decoder_unit_norm: true,
+            aux: AuxConfig::default(),
+        }
+    }
+
+    /// Range checks.
+    pub fn validate(&self) -> Result<()> {
+        self.sae.validate()?;
+        let bad = |m: &str| Err(SaeError::InvalidConfig(m.to_string()));
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr must be finite and > 0");
+        }
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            return bad("Adam betas must be in [0, 1)");
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad("Adam eps must be > 0");
+        }
+        if let Some(m) = self.max_grad_norm {
+            if !(m.is_finite() && m > 0.0) {
+                return bad("max_grad_norm must be finite and > 0");
+            }
+        }
+        if !(self.aux.coeff.is_finite() && self.aux.coeff >= 0.0) {
+            return bad("aux coeff must be finite and ≥ 0");
+        }
+        if !(0.0..=1.0).contains(&self.schedule.min_lr_ratio) {
+            return bad("min_lr_ratio must be in [0, 1]");
+        }
+        Ok(())
+    }
+}

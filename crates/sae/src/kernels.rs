@@ -1,0 +1,572 @@
+//! CPU kernels for the SAE hot loop, on plain row-major `f32` slices.
+//!
+//! The only dense work is the encoder product `x · W_enc` (B×d times d×n),
+//! which goes through the `gemm` crate with rayon parallelism. Everything
+//! after the activation touches only the active latents of each row, so it
+//! is hand-written over a compressed (index, value) representation
+//! ([`SparseCodes`], CSR by row):
+//!
+//! - per-row top-k: a k-slot min-heap scan, because for k ≪ n almost every
+//!   candidate fails a single compare against the heap minimum, which beats
+//!   `select_nth_unstable` over (value, index) pairs by an order of magnitude;
+//! - batch top-(k·B): a two-pass radix select on the bit patterns of the
+//!   positive activations (positive `f32` order equals `u32` order), since
+//!   integer histograms merge exactly in any order, keeping the result
+//!   independent of rayon scheduling;
+//! - sparse decode (gather rows of `W_dec`), and the decoder / encoder
+//!   gradients computed per latent from a CSC transpose of the codes, so each
+//!   gradient row is summed by one thread in a fixed order.
+//!
+//! Ties in every selection are broken by the lower index (row-major flat
+//! index for the batch-level selection), so results are a pure function of
+//! the inputs. All floating-point reductions either run sequentially inside
+//! one row/latent or combine fixed-boundary partial sums in order: the same
+//! inputs give the same bits for any thread count (the `gemm` crate's own
+//! blocking is the one part we do not control; see the determinism test).
+
+use crate::error::{Result, SaeError};
+use rayon::prelude::*;
+
+/// Rows per rayon task for row-parallel kernels; fixed so that chunked
+/// reductions have boundaries independent of the thread count.
+pub const ROW_CHUNK: usize = 64;
+
+/// Sparse codes of a batch: for each row the active latents in increasing
+/// index order with their values (CSR layout).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SparseCodes {
+    /// Number of rows (tokens).
+    pub rows: usize,
+    /// Number of latents (dictionary size).
+    pub n: usize,
+    /// Row `b` owns entries `indptr[b]..indptr[b + 1]`.
+    pub indptr: Vec<usize>,
+    /// Latent index of each entry.
+    pub idx: Vec<u32>,
+    /// Activation value of each entry.
+    pub val: Vec<f32>,
+}
+
+impl SparseCodes {
+    /// Builds CSR codes from per-row lists (each sorted by index).
+    pub fn from_rows(n: usize, rows: Vec<(Vec<u32>, Vec<f32>)>) -> Self {
+        let total: usize = rows.iter().map(|r| r.0.len()).sum();
+        let mut indptr = Vec::with_capacity(rows.len() + 1);
+        let mut idx = Vec::with_capacity(total);
+        let mut val = Vec::with_capacity(total);
+        indptr.push(0);
+        let nrows = rows.len();
+        for (i, v) in rows {
+            idx.extend_from_slice(&i);
+            val.extend_from_slice(&v);
+            indptr.push(idx.len());
+        }
+        SparseCodes {
+            rows: nrows,
+            n,
+            indptr,
+            idx,
+            val,
+        }
+    }
+
+    /// Entries of row `b` as (indices, values).
+    pub fn row(&self, b: usize) -> (&[u32], &[f32]) {
+        let (s, e) = (self.indptr[b], self.indptr[b + 1]);
+        (&self.idx[s..e], &self.val[s..e])
+    }
+
+    /// Number of stored entries.
+    pub fn nnz(&self) -> usize {
+        self.idx.len()
+    }
+
+    /// Number of entries with a strictly positive value (the L0 numerator).
+    pub fn count_positive(&self) -> usize {
+        self.val.iter().filter(|&&v| v > 0.0).count()
+    }
+
+    /// Dense B×n matrix of the codes.
+    pub fn to_dense(&self) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.rows * self.n];
+        for b in 0..self.rows {
+            let (ix, vs) = self.row(b);
+            for (&i, &v) in ix.iter().zip(vs) {
+                out[b * self.n + i as usize] = v;
+            }
+        }
+        out
+    }
+
+    /// Column view: for each latent, the (row, CSR position) of its entries in
+    /// increasing row order. Built by a counting sort, so it is deterministic.
+    pub fn to_csc(&self) -> Csc {
+        let mut colptr = vec![0usize; self.n + 1];
+        for &i in &self.idx {
+            colptr[i as usize + 1] += 1;
+        }
+        for i in 0..self.n {
+            colptr[i + 1] += colptr[i];
+        }
+        let mut fill = colptr.clone();
+        let mut row = vec![0u32; self.nnz()];
+        let mut pos = vec![0u32; self.nnz()];
+        for b in 0..self.rows {
+            for p in self.indptr[b]..self.indptr[b + 1] {
+                let i = self.idx[p] as usize;
+                row[fill[i]] = b as u32;
+                pos[fill[i]] = p as u32;
+                fill[i] += 1;
+            }
+        }
+        Csc { colptr, row, pos }
+    }
+}
+
+/// Column (per-latent) view of [`SparseCodes`].
+#[derive(Clone, Debug)]
+pub struct Csc {
+    /// Latent `i` owns entries `colptr[i]..colptr[i + 1]`.
+    pub colptr: Vec<usize>,
+    /// Row of each entry.
+    pub row: Vec<u32>,
+    /// Position of each entry in the CSR arrays (to read values and grads).
+    pub pos: Vec<u32>,
+}
+
+/// Returns an error naming the first row holding NaN or Inf.
+pub fn check_finite(x: &[f32], d: usize) -> Result<()> {
+    if d == 0 {
+        return Ok(());
+    }
+    let bad = x
+        .par_chunks(d * ROW_CHUNK)
+        .enumerate()
+        .filter_map(|(c, chunk)| {
+            chunk
+                .iter()
+                .position(|v| !v.is_finite())
+                .map(|p| c * d * ROW_CHUNK + p)
+        })
+        .min();
+    match bad {
+        Some(flat) => Err(SaeError::NonFinite {
+            row: flat / d,
+            col: flat % d,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Per-row input unit normalization (SPEC §2.1): returns x̃ and the per-row
+/// (μ, σ) needed to map reconstructions back. σ is the unbiased std.
+pub fn normalize_rows(x: &[f32], d: usize, eps: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let rows = x.len() / d.max(1);
+    let mut xt = vec![0.0f32; x.len()];
+    let mut mu = vec![0.0f32; rows];
+    let mut sd = vec![0.0f32; rows];
+    xt.par_chunks_mut(d)
+        .zip(x.par_chunks(d))
+        .zip(mu.par_iter_mut().zip(sd.par_iter_mut()))
+        .for_each(|((out, row), (m, s))| {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+            let var = row
+                .iter()
+                .map(|&v| {
+                    let c = v as f64 - mean;
+                    c * c
+                })
+                .sum::<f64>()
+                / (d.max(2) - 1) as f64;
+            let std = var.sqrt();
+            let denom = std + eps as f64;
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o = ((v as f64 - mean) / denom) as f32;
+            }
+            *m = mean as f32;
+            *s = std as f32;
+        });
+    (xt, mu, sd)
+}
+
+/// Dense encoder product: `out[b, i] = Σ_j x[b, j] · w_enc_t[i, j] (+ b_enc[i])`,
+/// with `w_enc_t` the n×d transpose of W_enc (so one latent's weights are
+/// contiguous for the sparse gradient).
+pub fn encoder_preacts(x: &[f32], d: usize, w_enc_t: &[f32], n: usize, b_enc: Option<&[f32]>) -> Vec<f32> {
+    let rows = x.len() / d.max(1);
+    let mut out = vec![0.0f32; rows * n];
+    if rows == 0 || n == 0 || d == 0 {
+        return out;
+    }
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the slices have exactly the lengths implied by the shapes and
+    // strides passed: x is rows×d (row stride d), W_enc viewed as d×n reads
+    // w_enc_t[i*d + j] (row stride 1, column stride d), out is rows×n.
+    unsafe {
+        gemm::gemm(
+            rows,
+            n,
+            d,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            d as isize,
+            w_enc_t.as_ptr(),
+            d as isize,
+            1,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    if let Some(b) = b_enc {
+        out.par_chunks_mut(n).for_each(|row| {
+            for (o, &bi) in row.iter_mut().zip(b) {
+                *o += bi;
+            }
+        });
+    }
+    out
+}
+
+/// Top-k of the strictly positive entries of one row, returned sorted by
+/// index. Ties go to the lower index: a later candidate must be strictly
+/// larger than the heap minimum to enter.
+pub fn row_topk_positive(row: &[f32], k: usize, idx: &mut Vec<u32>, val: &mut Vec<f32>) {
+    idx.clear();
+    val.clear();
+    if k == 0 {
+        return;
+    }
+    // Min-heap by (value asc, index desc): the root is the worst kept entry.
+    let mut heap: Vec<(f32, u32)> = Vec::with_capacity(k);
+    let worse = |a: (f32, u32), b: (f32, u32)| a.0 < b.0 || (a.0 == b.0 && a.1 > b.1);
+    let mut iter = row.iter().enumerate();
+    for (i, &v) in iter.by_ref() {
+        if v > 0.0 {
+            heap.push((v, i as u32));
+            sift_up(&mut heap, worse);
+            if heap.len() == k {
+                break;
+            }
+        }
+    }
+    if heap.len() == k {
+        let mut min = heap[0].0;
+        for (i, &v) in iter {
+            if v > min {
+                heap[0] = (v, i as u32);
+                sift_down(&mut heap, worse);
+                min = heap[0].0;
+            }
+        }
+    }
+    heap.sort_unstable_by_key(|e| e.1);
+    for (v, i) in heap {
+        idx.push(i);
+        val.push(v);
+    }
+}
+
+fn sift_up(h: &mut [(f32, u32)], worse: impl Fn((f32, u32), (f32, u32)) -> bool) {
+    let mut c = h.len() - 1;
+    while c > 0 {
+        let p = (c - 1) / 2;
+        if worse(h[c], h[p]) {
+            h.swap(c, p);
+            c = p;
+        } else {
+            break;
+        }
+    }
+}
+
+fn sift_down(h: &mut [(f32, u32)], worse: impl Fn((f32, u32), (f32, u32)) -> bool) {
+    let n = h.len();
+    let mut p = 0;
+    loop {
+        let l = 2 * p + 1;
+        if l >= n {
+            break;
+        }
+        let r = l + 1;
+        let c = if r < n && worse(h[r], h[l]) { r } else { l };
+        if worse(h[c], h[p]) {
+            h.swap(c, p);
+            p = c;
+        } else {
+            break;
+        }
+    }
+}
+
+/// Per-row top-k of the positive entries of a B×n matrix.
+pub fn topk_rows(pre: &[f32], n: usize, k: usize) -> SparseCodes {
+    let rows: Vec<(Vec<u32>, Vec<f32>)> = pre
+        .par_chunks(n)
+        .map(|row| {
+            let (mut i, mut v) = (Vec::with_capacity(k), Vec::with_capacity(k));
+            row_topk_positive(row, k, &mut i, &mut v);
+            (i, v)
+        })
+        .collect();
+    SparseCodes::from_rows(n, rows)
+}
+
+/// Entries with `pre[b, i] > thr(i)` (thresholds must be ≥ 0, so only
+/// positive values are kept), per row in index order.
+pub fn threshold_rows(pre: &[f32], n: usize, thr: &(dyn Fn(usize) -> f32 + Sync)) -> SparseCodes {
+    let rows: Vec<(Vec<u32>, Vec<f32>)> = pre
+        .par_chunks(n)
+        .map(|row| {
+            let (mut ix, mut vs) = (Vec::new(), Vec::new());
+            for (i, &v) in row.iter().enumerate() {
+                if v > 0.0 && v > thr(i) {
+                    ix.push(i as u32);
+                    vs.push(v);
+                }
+            }
+            (ix, vs)
+        })
+        .collect();
+    SparseCodes::from_rows(n, rows)
+}
+
+/// Batch top-m: keeps the `m` largest positive entries of the whole B×n
+/// matrix (ties to the lower row-major index). Returns the codes and the
+/// smallest kept value, if any entry was kept.
+pub fn batch_topk(pre: &[f32], n: usize, m: usize) -> (SparseCodes, Option<f32>) {
+    let rows = pre.len() / n.max(1);
+    let hist_hi = key_histogram(pre, |_| true, 16);
+    let total: u64 = hist_hi.iter().sum();
+    if m == 0 || total == 0 {
+        return (SparseCodes::from_rows(n, vec![(vec![], vec![]); rows]), None);
+    }
+    let keep_all = total <= m as u64;
+    // Find the key τ of the m-th largest positive entry (radix select: top
+    // 16 bits, then the low 16 bits inside the chosen bucket).
+    let (tau, need_eq) = if keep_all {
+        (1u32, u64::MAX) // every positive key is ≥ 1
+    } else {
+        let (hi, above_hi) = find_bucket(&hist_hi, m as u64);
+        let hist_lo = key_histogram(pre, |k| (k >> 16) as usize == hi, 0);
+        let (lo, above_lo) = find_bucket(&hist_lo, m as u64 - above_hi);
+        let tau = ((hi as u32) << 16) | lo as u32;
+        (tau, m as u64 - above_hi - above_lo)
+    };
+    // Entries equal to τ are kept in flat order until `need_eq` are used.
+    let eq_counts: Vec<u64> = pre
+        .par_chunks(n)
+        .map(|row| row.iter().filter(|&&v| v > 0.0 && v.to_bits() == tau).count() as u64)
+        .collect();
+    let mut eq_allow = Vec::with_capacity(rows);
+    let mut left = need_eq;
+    for &c in &eq_counts {
+        let a = c.min(left);
+        eq_allow.push(a);
+        left -= a;
+    }
+    let out: Vec<(Vec<u32>, Vec<f32>)> = pre
+        .par_chunks(n)
+        .zip(eq_allow.par_iter())
+        .map(|(row, &allow)| {
+            let (mut ix, mut vs) = (Vec::new(), Vec::new());
+            let mut eq_used = 0u64;
+            for (i, &v) in row.iter().enumerate() {
+                if v > 0.0 {
+                    let key = v.to_bits();
+                    let take = if keep_all || key > tau {
+                        true
+                    } else if key == tau && eq_used < allow {
+                        eq_used += 1;
+                        true
+                    } else {
+                        false
+                    };
+                    if take {
+                        ix.push(i as u32);
+                        vs.push(v);
+                    }
+                }
+            }
+            (ix, vs)
+        })
+        .collect();
+    let codes = SparseCodes::from_rows(n, out);
+    let min = codes.val.iter().copied().fold(f32::INFINITY, f32::min);
+    (codes, if min.is_finite() { Some(min) } else { None })
+}
+
+/// Histogram of 16-bit digits of the keys of positive entries that pass
+/// `filter`; `shift` selects the digit. Integer counts merge exactly, so
+/// the fold/reduce order does not matter.
+fn key_histogram(pre: &[f32], filter: impl Fn(u32) -> bool + Sync, shift: u32) -> Vec<u64> {
+    pre.par_chunks(1 << 16)
+        .fold(
+            || vec![0u64; 1 << 16],
+            |mut h, chunk| {
+                for &v in chunk {
+                    if v > 0.0 {
+                        let k = v.to_bits();
+                        if filter(k) {
+                            h[((k >> shift) & 0xffff) as usize] += 1;
+                        }
+                    }
+                }
+                h
+            },
+        )
+        .reduce(
+            || vec![0u64; 1 << 16],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+                a
+            },
+        )
+}
+
+/// Scanning buckets from the top, the bucket holding the `m`-th largest key
+/// and the count of keys in buckets strictly above it.
+fn find_bucket(hist: &[u64], m: u64) -> (usize, u64) {
+    let mut above = 0u64;
+    for b in (0..hist.len()).rev() {
+        if above + hist[b] >= m {
+            return (b, above);
+        }
+        above += hist[b];
+    }
+    (0, above)
+}
+
+/// Sparse decode: `out[b] = Σ_{i active in b} z[b,i] · w_dec[i] (+ bias)`.
+pub fn sparse_decode(codes: &SparseCodes, w_dec: &[f32], d: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let mut out = vec![0.0f32; codes.rows * d];
+    out.par_chunks_mut(d).enumerate().for_each(|(b, o)| {
+        if let Some(bias) = bias {
+            o.copy_from_slice(bias);
+        }
+        let (ix, vs) = codes.row(b);
+        for (&i, &v) in ix.iter().zip(vs) {
+            axpy(v, &w_dec[i as usize * d..(i as usize + 1) * d], o);
+        }
+    });
+    out
+}
+
+/// `y += a·x`.
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// Dot product with four independent accumulators (so the compiler can
+/// vectorize), in a fixed order.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// For each CSR entry `p` in row `b`: `out[p] = g_of(b, idx[p]) · w_dec[idx[p]]`.
+pub fn sparse_dz<'a>(
+    codes: &SparseCodes,
+    w_dec: &[f32],
+    d: usize,
+    g_of: &(dyn Fn(usize, usize) -> &'a [f32] + Sync),
+) -> Vec<f32> {
+    let mut dz = vec![0.0f32; codes.nnz()];
+    // Split dz by rows with the CSR boundaries, then fill each row in parallel.
+    let mut parts: Vec<&mut [f32]> = Vec::with_capacity(codes.rows);
+    let mut rest: &mut [f32] = &mut dz;
+    for b in 0..codes.rows {
+        let len = codes.indptr[b + 1] - codes.indptr[b];
+        let (h, t) = rest.split_at_mut(len);
+        parts.push(h);
+        rest = t;
+    }
+    parts.into_par_iter().enumerate().for_each(|(b, out)| {
+        let (ix, _) = codes.row(b);
+        for (o, &i) in out.iter_mut().zip(ix) {
+            let i = i as usize;
+            *o = dot(g_of(b, i), &w_dec[i * d..(i + 1) * d]);
+        }
+    });
+    dz
+}
+
+/// Per-latent gradient accumulation from a CSC view, each latent summed by
+/// one task in increasing row order:
+/// `d_w_dec[i] += Σ z·g_of(b, i)`, `d_w_enc_t[i] += Σ dpre·xc[b]`,
+/// `col_sum[i] += Σ dpre`.
+#[allow(clippy::too_many_arguments)]
+pub fn latent_grads<'a>(
+    csc: &Csc,
+    z: &[f32],
+    dpre: &[f32],
+    xc: &[f32],
+    d: usize,
+    g_of: &(dyn Fn(usize, usize) -> &'a [f32] + Sync),
+    d_w_dec: &mut [f32],
+    d_w_enc_t: &mut [f32],
+    col_sum: &mut [f32],
+) {
+    d_w_dec
+        .par_chunks_mut(d)
+        .zip(d_w_enc_t.par_chunks_mut(d))
+        .zip(col_sum.par_iter_mut())
+        .enumerate()
+        .for_each(|(i, ((gd, ge), cs))| {
+            let (s, e) = (csc.colptr[i], csc.colptr[i + 1]);
+            if s == e {
+                return;
+            }
+            let mut acc = 0.0f32;
+            for q in s..e {
+                let b = csc.row[q] as usize;
+                let p = csc.pos[q] as usize;
+                axpy(z[p], g_of(b, i), gd);
+                let dp = dpre[p];
+                if dp != 0.0 {
+                    axpy(dp, &xc[b * d..(b + 1) * d], ge);
+                    acc += dp;
+                }
+            }
+            *cs += acc;
+        });
+}
+
+/// Deterministic sum of squares of a slice in f64 (fixed chunking).
+pub fn sum_sq(x: &[f32]) -> f64 {
+    let parts: Vec<f64> = x
+        .par_chunks(1 << 14)
+        .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum())
+        .collect();
+    parts.iter().sum()
+}
