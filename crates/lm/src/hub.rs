@@ -15,7 +15,7 @@ pub fn fetch_model(name: &str) -> Result<PathBuf> {
              the offline default `smollm2-135m`"
         ),
     };
-    let api = hf_hub::api::sync::ApiBuilder::new()
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
         .with_progress(false)
         .build()
         .map_err(|e| err(format!("hub client: {e}")))?;
