@@ -29,7 +29,7 @@ pub struct HarvestArgs {
     #[arg(long = "hook")]
     pub hooks: Vec<String>,
     /// Tokens to harvest (rounded up to whole rows); 0 = until the corpus ends.
-    #[arg(long, default_value_t = 1_048_576)]
+    #[arg(long, default_value_t = 262_144)]
     pub tokens: u64,
     /// Tokens per row.
     #[arg(long, default_value_t = 128)]
