@@ -307,5 +307,8 @@ fn unreachable_hub_names_the_offline_alternatives() {
     std::env::set_var("HF_ENDPOINT", "http://127.0.0.1:9");
     std::env::set_var("HF_HOME", tempfile::tempdir().unwrap().keep());
     let e = Model::load("gpt2").err().unwrap().to_string();
-    assert!(e.contains("`gpt2`") && e.contains("local HF folder") && e.contains("fetch-assets"), "{e}");
+    assert!(
+        e.contains("`gpt2`") && e.contains("local HF folder") && e.contains("fetch-assets"),
+        "{e}"
+    );
 }

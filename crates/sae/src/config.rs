@@ -18,6 +18,12 @@ pub struct SaeConfig {
     /// Per-row unit normalization of inputs (SPEC §2.1; SAELens calls the
     /// same transform `normalize_activations = "layer_norm"`).
     pub input_unit_norm: bool,
+    /// SAELens `expected_average_only_in`: inputs are multiplied by this
+    /// constant (estimate it with [`expected_average_scale`] so the mean
+    /// ‖x‖ becomes √d) and outputs divided by it; folded into the weights
+    /// at save. Exclusive with `input_unit_norm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_scale: Option<f32>,
 }
 
 impl SaeConfig {
@@ -28,6 +34,7 @@ impl SaeConfig {
             d_sae,
             arch,
             input_unit_norm: true,
+            input_scale: None,
         }
     }
 
@@ -42,8 +49,40 @@ impl SaeConfig {
         if self.d_sae > u32::MAX as usize {
             return Err(SaeError::InvalidConfig("d_sae must fit in u32".into()));
         }
+        if let Some(sc) = self.input_scale {
+            if !(sc.is_finite() && sc > 0.0) {
+                return Err(SaeError::InvalidConfig(format!(
+                    "input_scale {sc} must be finite and > 0"
+                )));
+            }
+            if self.input_unit_norm {
+                return Err(SaeError::InvalidConfig(
+                    "input_scale and input_unit_norm are exclusive (unit norm already fixes the scale)".into(),
+                ));
+            }
+        }
         self.arch.build(self.d_sae).map(|_| ())
     }
+}
+
+/// SAELens `expected_average_only_in` factor √d / mean_b ‖x_b‖ of a sample
+/// of rows (B×d); `None` if the sample is empty or all zero.
+pub fn expected_average_scale(x: &[f32], d: usize) -> Option<f32> {
+    if d == 0 || x.len() < d {
+        return None;
+    }
+    let rows = x.len() / d;
+    let mean_norm = x
+        .chunks_exact(d)
+        .map(|r| {
+            r.iter()
+                .map(|&v| (v as f64) * (v as f64))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .sum::<f64>()
+        / rows as f64;
+    (mean_norm > 0.0 && mean_norm.is_finite()).then(|| ((d as f64).sqrt() / mean_norm) as f32)
 }
 
 /// Learning-rate decay after the warm-up.
@@ -82,7 +121,10 @@ impl LrSchedule {
         if self.warmup_steps > 0 && step < self.warmup_steps {
             f = (step + 1) as f64 / self.warmup_steps as f64;
         }
-        if self.decay != Decay::None && step >= self.decay_start && self.total_steps > self.decay_start {
+        if self.decay != Decay::None
+            && step >= self.decay_start
+            && self.total_steps > self.decay_start
+        {
             let span = (self.total_steps - self.decay_start) as f64;
             let t = ((step - self.decay_start) as f64 / span).min(1.0);
             let floor = self.min_lr_ratio as f64;

@@ -7,6 +7,8 @@
 //! "layer_norm"` is exactly our per-row transform (μ, unbiased σ, ε = 1e-5,
 //! output mapped back), so we export it under that name; we also record
 //! `saelab_input_unit_norm` in the cfg metadata and in `saelab_cfg.json`.
+//! An `input_scale` (SAELens `expected_average_only_in`) is folded into the
+//! weights at save, as SAELens does, and recorded in the metadata.
 //! BatchTopK and Matryoshka BatchTopK export as SAELens `jumprelu` with the
 //! uniform inference threshold θ (SAELens's own BatchTopK export).
 
@@ -49,6 +51,9 @@ pub struct ExportMeta {
 /// `frequency` (per-latent firing frequency) gives `sparsity.safetensors`.
 pub fn save_sae(dir: &Path, sae: &Sae, meta: &ExportMeta, frequency: Option<&[f32]>) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| SaeError::io(dir, e))?;
+    let folded_scale = sae.config().input_scale;
+    let folded = sae.fold_input_scale();
+    let sae = &folded;
     let cfg = sae.config();
     let p = sae.params();
     let (d, n) = (p.d, p.n);
@@ -72,6 +77,9 @@ pub fn save_sae(dir: &Path, sae: &Sae, meta: &ExportMeta, frequency: Option<&[f3
     metadata.insert("dataset_path".into(), json!(meta.dataset_path));
     metadata.insert("saelab_architecture".into(), json!(cfg.arch.name()));
     metadata.insert("saelab_input_unit_norm".into(), json!(cfg.input_unit_norm));
+    if let Some(s) = folded_scale {
+        metadata.insert("saelab_folded_input_scale".into(), json!(s));
+    }
     for (k, v) in &meta.extra {
         metadata.insert(k.clone(), v.clone());
     }
@@ -80,10 +88,17 @@ pub fn save_sae(dir: &Path, sae: &Sae, meta: &ExportMeta, frequency: Option<&[f3
     c.insert("d_sae".into(), json!(n));
     c.insert("dtype".into(), json!("float32"));
     c.insert("device".into(), json!("cpu"));
-    c.insert("apply_b_dec_to_input".into(), json!(ex.apply_b_dec_to_input));
+    c.insert(
+        "apply_b_dec_to_input".into(),
+        json!(ex.apply_b_dec_to_input),
+    );
     c.insert(
         "normalize_activations".into(),
-        json!(if cfg.input_unit_norm { "layer_norm" } else { "none" }),
+        json!(if cfg.input_unit_norm {
+            "layer_norm"
+        } else {
+            "none"
+        }),
     );
     c.insert("reshape_activations".into(), json!("none"));
     c.insert("architecture".into(), json!(ex.saelens_architecture));
@@ -102,10 +117,20 @@ pub fn save_sae(dir: &Path, sae: &Sae, meta: &ExportMeta, frequency: Option<&[f3
 
     if let Some(freq) = frequency {
         if freq.len() != n {
-            return Err(SaeError::Shape(format!("frequency has {} entries, n = {n}", freq.len())));
+            return Err(SaeError::Shape(format!(
+                "frequency has {} entries, n = {n}",
+                freq.len()
+            )));
         }
-        let s: Vec<f32> = freq.iter().map(|&f| (f as f64 + 1e-10).log10() as f32).collect();
-        write_tensors(&dir.join(SPARSITY_FILE), &[OutTensor::f32("sparsity", vec![n], &s)], None)?;
+        let s: Vec<f32> = freq
+            .iter()
+            .map(|&f| (f as f64 + 1e-10).log10() as f32)
+            .collect();
+        write_tensors(
+            &dir.join(SPARSITY_FILE),
+            &[OutTensor::f32("sparsity", vec![n], &s)],
+            None,
+        )?;
     }
     Ok(())
 }
@@ -146,9 +171,23 @@ fn load_ours(dir: &Path) -> Result<Sae> {
         path: path.clone(),
         msg,
     };
-    let sae_v = v.get("sae").ok_or_else(|| bad("missing key \"sae\"".into()))?;
-    if let Some(a) = sae_v.get("arch").and_then(|a| a.get("architecture")).and_then(Value::as_str) {
-        if !["relu", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk"].contains(&a) {
+    let sae_v = v
+        .get("sae")
+        .ok_or_else(|| bad("missing key \"sae\"".into()))?;
+    if let Some(a) = sae_v
+        .get("arch")
+        .and_then(|a| a.get("architecture"))
+        .and_then(Value::as_str)
+    {
+        if ![
+            "relu",
+            "topk",
+            "batchtopk",
+            "jumprelu",
+            "matryoshka_batchtopk",
+        ]
+        .contains(&a)
+        {
             return Err(SaeError::UnknownArchitecture(a.to_string()));
         }
     }
@@ -162,7 +201,10 @@ fn load_ours(dir: &Path) -> Result<Sae> {
     let (d, n) = (cfg.d_in, cfg.d_sae);
     let w_enc = tensor(&w, "W_enc", &[d, n])?;
     let log_threshold = if cfg.arch.has_log_threshold() {
-        tensor(&w, "threshold", &[n])?.iter().map(|t| t.ln()).collect()
+        tensor(&w, "threshold", &[n])?
+            .iter()
+            .map(|t| t.ln())
+            .collect()
     } else {
         vec![]
     };
@@ -210,21 +252,36 @@ fn load_saelens(dir: &Path) -> Result<Sae> {
     // v6 has `architecture` (+ `k` for topk); pre-6.0 has
     // `activation_fn_str` (+ `activation_fn_kwargs.k`) and maybe
     // `architecture` ("standard" / "gated" / "jumprelu").
-    let arch_str = c.get("architecture").and_then(Value::as_str).unwrap_or("standard");
-    let act = c.get("activation_fn_str").and_then(Value::as_str).unwrap_or("relu");
-    let k = c
-        .get("k")
-        .and_then(Value::as_u64)
-        .or_else(|| c.get("activation_fn_kwargs").and_then(|a| a.get("k")).and_then(Value::as_u64));
-    let apply_b_dec = c.get("apply_b_dec_to_input").and_then(Value::as_bool).unwrap_or(true);
-    let norm = c.get("normalize_activations").and_then(Value::as_str).unwrap_or("none");
+    let arch_str = c
+        .get("architecture")
+        .and_then(Value::as_str)
+        .unwrap_or("standard");
+    let act = c
+        .get("activation_fn_str")
+        .and_then(Value::as_str)
+        .unwrap_or("relu");
+    let k = c.get("k").and_then(Value::as_u64).or_else(|| {
+        c.get("activation_fn_kwargs")
+            .and_then(|a| a.get("k"))
+            .and_then(Value::as_u64)
+    });
+    let apply_b_dec = c
+        .get("apply_b_dec_to_input")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let norm = c
+        .get("normalize_activations")
+        .and_then(Value::as_str)
+        .unwrap_or("none");
     let input_unit_norm = match norm {
         "none" => false,
         "layer_norm" => true,
         other => {
             return Err(SaeError::BadCfg {
                 path,
-                msg: format!("normalize_activations {other:?} is not supported (only none, layer_norm)"),
+                msg: format!(
+                    "normalize_activations {other:?} is not supported (only none, layer_norm)"
+                ),
             })
         }
     };
@@ -242,6 +299,7 @@ fn load_saelens(dir: &Path) -> Result<Sae> {
             l0_coeff: 0.0,
             bandwidth: 0.001,
             init_threshold: 0.001,
+            apply_b_dec_to_input: apply_b_dec,
         },
         (a, f) => {
             return Err(SaeError::UnknownArchitecture(if a == "standard" {
@@ -251,8 +309,7 @@ fn load_saelens(dir: &Path) -> Result<Sae> {
             }))
         }
     };
-    let expects_b_dec = !matches!(arch, ArchSpec::JumpRelu { .. });
-    if apply_b_dec != expects_b_dec {
+    if !apply_b_dec && !matches!(arch, ArchSpec::JumpRelu { .. }) {
         return Err(SaeError::BadCfg {
             path,
             msg: format!("apply_b_dec_to_input = {apply_b_dec} is not supported for {arch_str}"),
@@ -260,7 +317,7 @@ fn load_saelens(dir: &Path) -> Result<Sae> {
     }
     let log_threshold = if arch.has_log_threshold() {
         let th = tensor(&w, "threshold", &[n])?;
-        if th.iter().any(|&t| !(t > 0.0)) {
+        if th.iter().any(|&t| t.is_nan() || t <= 0.0) {
             return Err(SaeError::BadCfg {
                 path,
                 msg: "jumprelu thresholds must be > 0".into(),
@@ -300,8 +357,16 @@ fn load_sparsify(dir: &Path) -> Result<Sae> {
     };
     if let Some(cd) = c.get("d_in").and_then(Value::as_u64) {
         if cd as usize != d {
-            return Err(SaeError::Shape(format!("cfg d_in {cd} but encoder.weight has d = {d}")));
+            return Err(SaeError::Shape(format!(
+                "cfg d_in {cd} but encoder.weight has d = {d}"
+            )));
         }
+    }
+    if c.get("skip_connection").and_then(Value::as_bool) == Some(true) {
+        return Err(SaeError::BadCfg {
+            path,
+            msg: "sparsify SAEs with skip_connection are not supported".into(),
+        });
     }
     let k = get_usize(&c, "k", &path)?;
     let params = SaeParams {

@@ -192,7 +192,13 @@ pub fn normalize_rows(x: &[f32], d: usize, eps: f32) -> (Vec<f32>, Vec<f32>, Vec
 /// Dense encoder product: `out[b, i] = Σ_j x[b, j] · w_enc_t[i, j] (+ b_enc[i])`,
 /// with `w_enc_t` the n×d transpose of W_enc (so one latent's weights are
 /// contiguous for the sparse gradient).
-pub fn encoder_preacts(x: &[f32], d: usize, w_enc_t: &[f32], n: usize, b_enc: Option<&[f32]>) -> Vec<f32> {
+pub fn encoder_preacts(
+    x: &[f32],
+    d: usize,
+    w_enc_t: &[f32],
+    n: usize,
+    b_enc: Option<&[f32]>,
+) -> Vec<f32> {
     let rows = x.len() / d.max(1);
     let mut out = vec![0.0f32; rows * n];
     if rows == 0 || n == 0 || d == 0 {
@@ -238,6 +244,73 @@ pub fn encoder_preacts(x: &[f32], d: usize, w_enc_t: &[f32], n: usize, b_enc: Op
         });
     }
     out
+}
+
+/// General dense product `dst (m×n, row-major) (+)= lhs · rhs` with explicit
+/// element strides for the operands (so transposed views need no copy).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: &[f32],
+    rhs_rs: usize,
+    rhs_cs: usize,
+) {
+    assert!(dst.len() >= m * n, "gemm_strided: dst too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].iter_mut().for_each(|v| *v = 0.0);
+        }
+        return;
+    }
+    let last = |rs: usize, cs: usize, r: usize, c: usize| (r - 1) * rs + (c - 1) * cs;
+    assert!(
+        lhs.len() > last(lhs_rs, lhs_cs, m, k),
+        "gemm_strided: lhs too small"
+    );
+    assert!(
+        rhs.len() > last(rhs_rs, rhs_cs, k, n),
+        "gemm_strided: rhs too small"
+    );
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above bound every element the strides address.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
 }
 
 /// Top-k of the strictly positive entries of one row, returned sorted by
@@ -351,7 +424,10 @@ pub fn batch_topk(pre: &[f32], n: usize, m: usize) -> (SparseCodes, Option<f32>)
     let hist_hi = key_histogram(pre, |_| true, 16);
     let total: u64 = hist_hi.iter().sum();
     if m == 0 || total == 0 {
-        return (SparseCodes::from_rows(n, vec![(vec![], vec![]); rows]), None);
+        return (
+            SparseCodes::from_rows(n, vec![(vec![], vec![]); rows]),
+            None,
+        );
     }
     let keep_all = total <= m as u64;
     // Find the key τ of the m-th largest positive entry (radix select: top
@@ -368,7 +444,11 @@ pub fn batch_topk(pre: &[f32], n: usize, m: usize) -> (SparseCodes, Option<f32>)
     // Entries equal to τ are kept in flat order until `need_eq` are used.
     let eq_counts: Vec<u64> = pre
         .par_chunks(n)
-        .map(|row| row.iter().filter(|&&v| v > 0.0 && v.to_bits() == tau).count() as u64)
+        .map(|row| {
+            row.iter()
+                .filter(|&&v| v > 0.0 && v.to_bits() == tau)
+                .count() as u64
+        })
         .collect();
     let mut eq_allow = Vec::with_capacity(rows);
     let mut left = need_eq;
@@ -452,7 +532,12 @@ fn find_bucket(hist: &[u64], m: u64) -> (usize, u64) {
 }
 
 /// Sparse decode: `out[b] = Σ_{i active in b} z[b,i] · w_dec[i] (+ bias)`.
-pub fn sparse_decode(codes: &SparseCodes, w_dec: &[f32], d: usize, bias: Option<&[f32]>) -> Vec<f32> {
+pub fn sparse_decode(
+    codes: &SparseCodes,
+    w_dec: &[f32],
+    d: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let mut out = vec![0.0f32; codes.rows * d];
     out.par_chunks_mut(d).enumerate().for_each(|(b, o)| {
         if let Some(bias) = bias {

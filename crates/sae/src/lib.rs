@@ -20,7 +20,7 @@ mod st;
 pub mod trainer;
 
 pub use arch::{ArchSpec, Architecture};
-pub use config::{Decay, LrSchedule, SaeConfig, TrainConfig};
+pub use config::{expected_average_scale, Decay, LrSchedule, SaeConfig, TrainConfig};
 pub use engine::{loss_and_grads, AuxConfig, AuxVariant, LossParts};
 pub use error::{Result, SaeError};
 pub use io::{load_sae, save_sae, ExportMeta};

@@ -84,14 +84,40 @@ impl Sae {
         Ok(x.len() / d)
     }
 
-    /// Applies the input normalization (if configured).
+    /// Applies the input normalization or scaling (if configured); the
+    /// returned stats undo it in [`Sae::decode`].
     pub fn preprocess(&self, x: &[f32]) -> (Vec<f32>, Option<RowNorm>) {
         if self.cfg.input_unit_norm {
             let (xt, mu, sigma) = normalize_rows(x, self.cfg.d_in, NORM_EPS);
             (xt, Some(RowNorm { mu, sigma }))
+        } else if let Some(s) = self.cfg.input_scale {
+            let rows = x.len() / self.cfg.d_in;
+            let xt = x.par_iter().map(|&v| v * s).collect();
+            (
+                xt,
+                Some(RowNorm {
+                    mu: vec![0.0; rows],
+                    sigma: vec![1.0 / s; rows],
+                }),
+            )
         } else {
             (x.to_vec(), None)
         }
+    }
+
+    /// The same SAE acting on unscaled inputs: an `input_scale` s folded
+    /// into the weights (W_enc·s, W_dec/s, b_dec/s), as SAELens does at save.
+    pub fn fold_input_scale(&self) -> Sae {
+        let Some(s) = self.cfg.input_scale else {
+            return self.clone();
+        };
+        let mut out = self.clone();
+        out.cfg.input_scale = None;
+        let p = &mut out.params;
+        p.w_enc_t.par_iter_mut().for_each(|v| *v *= s);
+        p.w_dec.par_iter_mut().for_each(|v| *v /= s);
+        p.b_dec.iter_mut().for_each(|v| *v /= s);
+        out
     }
 
     /// Sparse codes of a batch (B×d, row-major) with the inference rule.
@@ -132,11 +158,25 @@ impl Sae {
                 codes.n, self.cfg.d_sae
             )));
         }
+        let n = self.cfg.d_sae;
+        let well_formed = codes.indptr.len() == codes.rows + 1
+            && codes.indptr.first() == Some(&0)
+            && codes.indptr.last() == Some(&codes.idx.len())
+            && codes.indptr.windows(2).all(|w| w[0] <= w[1])
+            && codes.val.len() == codes.idx.len()
+            && codes.idx.iter().all(|&i| (i as usize) < n);
+        if !well_formed {
+            return Err(SaeError::Shape(
+                "malformed sparse codes (indptr / indices out of range)".into(),
+            ));
+        }
         let d = self.cfg.d_in;
         let mut out = sparse_decode(codes, &self.params.w_dec, d, Some(&self.params.b_dec));
         if let Some(nm) = norm {
             if nm.mu.len() != codes.rows {
-                return Err(SaeError::Shape("normalization stats do not match the codes' rows".into()));
+                return Err(SaeError::Shape(
+                    "normalization stats do not match the codes' rows".into(),
+                ));
             }
             out.par_chunks_mut(d).enumerate().for_each(|(b, r)| {
                 let (m, s) = (nm.mu[b], nm.sigma[b]);

@@ -45,7 +45,10 @@ impl OutTensor {
 
 /// Writes bytes to `path` atomically.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
@@ -65,7 +68,11 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Serializes tensors (+ string metadata) and writes them atomically.
-pub(crate) fn write_tensors(path: &Path, tensors: &[OutTensor], meta: Option<HashMap<String, String>>) -> Result<()> {
+pub(crate) fn write_tensors(
+    path: &Path,
+    tensors: &[OutTensor],
+    meta: Option<HashMap<String, String>>,
+) -> Result<()> {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|t| {
@@ -118,7 +125,9 @@ impl InFile {
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.parse().map(|s| s.tensor(name).is_ok()).unwrap_or(false)
+        self.parse()
+            .map(|s| s.tensor(name).is_ok())
+            .unwrap_or(false)
     }
 
     /// Tensor as f32 with its shape; error naming the tensor if missing.
@@ -144,9 +153,13 @@ impl InFile {
                 .collect(),
             Dtype::F64 => data
                 .chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
                 .collect(),
-            other => return Err(self.corrupt(format!("tensor {name} has unsupported dtype {other:?}"))),
+            other => {
+                return Err(self.corrupt(format!("tensor {name} has unsupported dtype {other:?}")))
+            }
         };
         Ok((v, t.shape().to_vec()))
     }

@@ -124,7 +124,10 @@ impl Trainer {
     /// Firing frequency of each latent over all training rows so far.
     pub fn feature_frequency(&self) -> Vec<f32> {
         let t = self.tokens_seen.max(1) as f64;
-        self.fire_counts.iter().map(|&c| (c as f64 / t) as f32).collect()
+        self.fire_counts
+            .iter()
+            .map(|&c| (c as f64 / t) as f32)
+            .collect()
     }
 
     /// Gradients of the last step (after clipping and projection).
@@ -159,7 +162,13 @@ impl Trainer {
         }
         self.tokens_seen += rows as u64;
 
-        let grad_norm = self.grads.tensors().iter().map(|(_, t)| sum_sq(t)).sum::<f64>().sqrt();
+        let grad_norm = self
+            .grads
+            .tensors()
+            .iter()
+            .map(|(_, t)| sum_sq(t))
+            .sum::<f64>()
+            .sqrt();
         if let Some(max) = cfg.max_grad_norm {
             // torch.nn.utils.clip_grad_norm_ semantics.
             let c = (max as f64 / (grad_norm + 1e-6)).min(1.0) as f32;
@@ -243,13 +252,15 @@ impl Trainer {
     /// Resumes from a state; `cfg` must equal the config that wrote it.
     pub fn from_state(cfg: TrainConfig, state: TrainerState) -> Result<Self> {
         cfg.validate()?;
-        let want = serde_json::to_value(&cfg).map_err(|e| SaeError::InvalidConfig(e.to_string()))?;
-        let got: serde_json::Value = serde_json::from_str(&state.config_json)
-            .map_err(|e| SaeError::StateMismatch(format!("state config is not valid JSON: {e}")))?;
-        if want != got {
+        // Compare as typed configs: JSON values of f32 fields do not
+        // round-trip exactly through text.
+        let got: TrainConfig = serde_json::from_str(&state.config_json)
+            .map_err(|e| SaeError::StateMismatch(format!("state config is unreadable: {e}")))?;
+        if got != cfg {
+            let (a, b) = (serde_json::to_value(&cfg), serde_json::to_value(&got));
             let mut diff = Vec::new();
-            if let (Some(a), Some(b)) = (want.as_object(), got.as_object()) {
-                for (k, v) in a {
+            if let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (a, b) {
+                for (k, v) in &a {
                     if b.get(k) != Some(v) {
                         diff.push(k.clone());
                     }
@@ -257,7 +268,11 @@ impl Trainer {
             }
             return Err(SaeError::StateMismatch(format!(
                 "config differs from the one that wrote the state in: {}",
-                if diff.is_empty() { "(structure)".to_string() } else { diff.join(", ") }
+                if diff.is_empty() {
+                    "(structure)".to_string()
+                } else {
+                    diff.join(", ")
+                }
             )));
         }
         let mut t = Self::with_params(cfg, state.params)?;
@@ -269,11 +284,15 @@ impl Trainer {
                 && p.tensors().len() == t.m.tensors().len()
         };
         if !shape_ok(&state.adam_m) || !shape_ok(&state.adam_v) {
-            return Err(SaeError::StateMismatch("Adam moments have the wrong shapes".into()));
+            return Err(SaeError::StateMismatch(
+                "Adam moments have the wrong shapes".into(),
+            ));
         }
         let n = t.cfg.sae.d_sae;
         if state.dead.len() != n || state.fire_counts.len() != n {
-            return Err(SaeError::StateMismatch("per-latent counters have the wrong length".into()));
+            return Err(SaeError::StateMismatch(
+                "per-latent counters have the wrong length".into(),
+            ));
         }
         t.sae.arch_mut().set_state(&state.arch_state)?;
         t.m = state.adam_m;
@@ -357,14 +376,26 @@ impl TrainerState {
     /// Writes the state to one safetensors file (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut ts = Vec::new();
-        for (prefix, p) in [("param", &self.params), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)] {
+        for (prefix, p) in [
+            ("param", &self.params),
+            ("adam_m", &self.adam_m),
+            ("adam_v", &self.adam_v),
+        ] {
             for (name, t) in p.tensors() {
-                ts.push(OutTensor::f32(&format!("{prefix}.{name}"), vec![t.len()], t));
+                ts.push(OutTensor::f32(
+                    &format!("{prefix}.{name}"),
+                    vec![t.len()],
+                    t,
+                ));
             }
         }
         ts.push(OutTensor::u32("dead", &self.dead));
         ts.push(OutTensor::u64("fire_counts", &self.fire_counts));
-        ts.push(OutTensor::f32("arch_state", vec![self.arch_state.len()], &self.arch_state));
+        ts.push(OutTensor::f32(
+            "arch_state",
+            vec![self.arch_state.len()],
+            &self.arch_state,
+        ));
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), STATE_MAGIC.to_string());
         meta.insert("config".to_string(), self.config_json.clone());
@@ -410,7 +441,10 @@ impl TrainerState {
             })
         };
         Ok(TrainerState {
-            config_json: meta.get("config").cloned().ok_or_else(|| corrupt("no config"))?,
+            config_json: meta
+                .get("config")
+                .cloned()
+                .ok_or_else(|| corrupt("no config"))?,
             step: num("step")?,
             params: read("param")?,
             adam_m: read("adam_m")?,

@@ -4,8 +4,8 @@
 //! pseudo-derivatives with a rectangle kernel of bandwidth ε:
 //! ∂f/∂θ = −(θ/ε)K((π−θ)/ε), ∂H/∂θ = −(1/ε)K((π−θ)/ε), ∂f/∂π = H(π − θ).
 //! The chain rule through θ = exp(t) multiplies by θ (the study's code
-//! drops that factor; we do not reproduce it). No b_dec is subtracted from
-//! the input, following the SPEC's π = x·W_enc + b_enc.
+//! drops that factor; we do not reproduce it). By default no b_dec is
+//! subtracted from the input, following the SPEC's π = x·W_enc + b_enc.
 
 use super::{ArchSpec, Architecture, Export, PenaltyCtx};
 use crate::kernels::{dot, threshold_rows, SparseCodes};
@@ -21,6 +21,8 @@ pub struct JumpRelu {
     pub bandwidth: f32,
     /// Initial threshold θ₀ (kept so the spec round-trips).
     pub init_threshold: f32,
+    /// Subtract b_dec before the encoder.
+    pub apply_b_dec_to_input: bool,
 }
 
 fn thresholds(p: &SaeParams) -> Vec<f32> {
@@ -33,10 +35,11 @@ impl Architecture for JumpRelu {
             l0_coeff: self.l0_coeff,
             bandwidth: self.bandwidth,
             init_threshold: self.init_threshold,
+            apply_b_dec_to_input: self.apply_b_dec_to_input,
         }
     }
     fn subtracts_b_dec(&self) -> bool {
-        false
+        self.apply_b_dec_to_input
     }
     fn select(&self, pre: &[f32], params: &SaeParams, _train: bool) -> SparseCodes {
         let th = thresholds(params);
@@ -90,7 +93,7 @@ impl Architecture for JumpRelu {
     fn export(&self, params: &SaeParams) -> Export {
         Export {
             saelens_architecture: "jumprelu",
-            apply_b_dec_to_input: false,
+            apply_b_dec_to_input: self.apply_b_dec_to_input,
             k: None,
             threshold: Some(thresholds(params)),
         }

@@ -26,7 +26,10 @@ impl MatryoshkaBatchTopK {
     /// SPEC default groups n/16, n/16, n/8, n/4 and the rest (n/2 when 16 | n);
     /// groups that would be empty for tiny n are dropped.
     pub fn default_groups(n: usize) -> Vec<usize> {
-        let mut g: Vec<usize> = [n / 16, n / 16, n / 8, n / 4].into_iter().filter(|&s| s > 0).collect();
+        let mut g: Vec<usize> = [n / 16, n / 16, n / 8, n / 4]
+            .into_iter()
+            .filter(|&s| s > 0)
+            .collect();
         let used: usize = g.iter().sum();
         if n > used {
             g.push(n - used);

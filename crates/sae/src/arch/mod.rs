@@ -60,6 +60,11 @@ pub enum ArchSpec {
         /// Initial threshold θ₀ (t₀ = ln θ₀).
         #[serde(default = "default_init_threshold")]
         init_threshold: f32,
+        /// Subtract b_dec from the input before the encoder (off in the
+        /// SPEC; on for SAELens jumprelu files that say so, e.g. our
+        /// BatchTopK exports).
+        #[serde(default)]
+        apply_b_dec_to_input: bool,
     },
     /// Matryoshka BatchTopK (SPEC §2.6).
     #[serde(rename = "matryoshka_batchtopk")]
@@ -116,13 +121,17 @@ impl ArchSpec {
         let bad = |m: String| Err(SaeError::InvalidConfig(m));
         let check_k = |k: usize| -> Result<()> {
             if k == 0 || k > n {
-                return Err(SaeError::InvalidConfig(format!("k = {k} must be in 1..=n (n = {n})")));
+                return Err(SaeError::InvalidConfig(format!(
+                    "k = {k} must be in 1..=n (n = {n})"
+                )));
             }
             Ok(())
         };
         let check_rate = |r: f32| -> Result<()> {
             if !(r > 0.0 && r <= 1.0) {
-                return Err(SaeError::InvalidConfig(format!("threshold_ema_rate {r} not in (0, 1]")));
+                return Err(SaeError::InvalidConfig(format!(
+                    "threshold_ema_rate {r} not in (0, 1]"
+                )));
             }
             Ok(())
         };
@@ -131,13 +140,18 @@ impl ArchSpec {
                 if !(l1_coeff.is_finite() && *l1_coeff >= 0.0) {
                     return bad(format!("l1_coeff {l1_coeff} must be finite and ≥ 0"));
                 }
-                Box::new(Relu { l1_coeff: *l1_coeff })
+                Box::new(Relu {
+                    l1_coeff: *l1_coeff,
+                })
             }
             ArchSpec::TopK { k } => {
                 check_k(*k)?;
                 Box::new(TopK { k: *k })
             }
-            ArchSpec::BatchTopK { k, threshold_ema_rate } => {
+            ArchSpec::BatchTopK {
+                k,
+                threshold_ema_rate,
+            } => {
                 check_k(*k)?;
                 check_rate(*threshold_ema_rate)?;
                 Box::new(BatchTopK::new(*k, *threshold_ema_rate))
@@ -146,6 +160,7 @@ impl ArchSpec {
                 l0_coeff,
                 bandwidth,
                 init_threshold,
+                apply_b_dec_to_input,
             } => {
                 if !(l0_coeff.is_finite() && *l0_coeff >= 0.0) {
                     return bad(format!("l0_coeff {l0_coeff} must be finite and ≥ 0"));
@@ -160,6 +175,7 @@ impl ArchSpec {
                     l0_coeff: *l0_coeff,
                     bandwidth: *bandwidth,
                     init_threshold: *init_threshold,
+                    apply_b_dec_to_input: *apply_b_dec_to_input,
                 })
             }
             ArchSpec::MatryoshkaBatchTopK {
@@ -175,7 +191,9 @@ impl ArchSpec {
                     group_sizes.clone()
                 };
                 if groups.contains(&0) || groups.iter().sum::<usize>() != n {
-                    return bad(format!("matryoshka group sizes {groups:?} must be positive and sum to n = {n}"));
+                    return bad(format!(
+                        "matryoshka group sizes {groups:?} must be positive and sum to n = {n}"
+                    ));
                 }
                 Box::new(MatryoshkaBatchTopK::new(*k, groups, *threshold_ema_rate))
             }

@@ -16,13 +16,20 @@ pub struct Relu {
 
 fn row_norms(w: &[f32], d: usize) -> Vec<f32> {
     w.par_chunks(d)
-        .map(|r| r.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt() as f32)
+        .map(|r| {
+            r.iter()
+                .map(|&v| (v as f64) * (v as f64))
+                .sum::<f64>()
+                .sqrt() as f32
+        })
         .collect()
 }
 
 impl Architecture for Relu {
     fn spec(&self) -> ArchSpec {
-        ArchSpec::Relu { l1_coeff: self.l1_coeff }
+        ArchSpec::Relu {
+            l1_coeff: self.l1_coeff,
+        }
     }
     fn select(&self, pre: &[f32], params: &SaeParams, _train: bool) -> SparseCodes {
         threshold_rows(pre, params.n, &|_| 0.0)

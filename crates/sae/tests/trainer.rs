@@ -1,0 +1,117 @@
+//! Training machinery: lr schedules, coefficient warm-up, gradient
+//! clipping, the decoder constraint, TopK's fixed b_enc, dead tracking.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use saelab_sae::kernels::sum_sq;
+use saelab_sae::{ArchSpec, Decay, LrSchedule, SaeConfig, TrainConfig, Trainer};
+
+fn batch(seed: u64, rows: usize, d: usize) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..rows * d).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+#[test]
+fn lr_schedules() {
+    let c = LrSchedule::default();
+    assert_eq!(c.factor(0), 1.0);
+    assert_eq!(c.factor(10_000), 1.0);
+    let w = LrSchedule {
+        warmup_steps: 4,
+        ..LrSchedule::default()
+    };
+    assert_eq!(
+        [w.factor(0), w.factor(1), w.factor(3), w.factor(9)],
+        [0.25, 0.5, 1.0, 1.0]
+    );
+    let cos = LrSchedule {
+        decay: Decay::Cosine,
+        decay_start: 10,
+        total_steps: 20,
+        min_lr_ratio: 0.1,
+        ..LrSchedule::default()
+    };
+    assert_eq!(cos.factor(5), 1.0);
+    assert!((cos.factor(15) - 0.55).abs() < 1e-6);
+    assert!((cos.factor(20) - 0.1).abs() < 1e-6);
+    assert!((cos.factor(100) - 0.1).abs() < 1e-6);
+    let lin = LrSchedule {
+        decay: Decay::Linear,
+        ..cos.clone()
+    };
+    assert!((lin.factor(15) - 0.55).abs() < 1e-6);
+    assert!((lin.factor(12) - 0.82).abs() < 1e-6);
+}
+
+#[test]
+fn decoder_stays_unit_norm_and_topk_b_enc_fixed() {
+    let (d, n) = (32, 128);
+    let mut cfg = TrainConfig::new(SaeConfig::new(d, n, ArchSpec::TopK { k: 4 }));
+    cfg.lr = 1e-2;
+    cfg.schedule.warmup_steps = 3;
+    let mut t = Trainer::new(cfg).unwrap();
+    let mut lrs = vec![];
+    for s in 0..8 {
+        let m = t.step(&batch(s, 64, d)).unwrap();
+        lrs.push(m.lr);
+        assert!(m.l0 <= 4.0 && m.fvu.is_finite() && m.dead_fraction <= 1.0);
+    }
+    assert!((lrs[0] - 1e-2 / 3.0).abs() < 1e-9 && lrs[7] == 1e-2);
+    let p = t.sae().params();
+    for row in p.w_dec.chunks(d) {
+        let nr: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((nr - 1.0).abs() < 1e-5, "row norm {nr}");
+    }
+    assert!(p.b_enc.iter().all(|&v| v == 0.0));
+    assert!(p.b_dec.iter().any(|&v| v != 0.0));
+    assert_eq!(t.steps(), 8);
+    assert_eq!(t.tokens_seen(), 8 * 64);
+}
+
+#[test]
+fn coefficient_warmup_and_clipping() {
+    let (d, n) = (16, 64);
+    let spec = ArchSpec::Relu { l1_coeff: 0.1 };
+    let x = batch(1, 32, d);
+    let mut a = TrainConfig::new(SaeConfig::new(d, n, spec));
+    a.max_grad_norm = Some(1e-3);
+    let mut b = a.clone();
+    b.coeff_warmup_steps = 10;
+    let ma = Trainer::new(a).unwrap().step(&x).unwrap();
+    let mut tb = Trainer::new(b).unwrap();
+    let mb = tb.step(&x).unwrap();
+    assert!(
+        (mb.penalty / ma.penalty - 0.1).abs() < 1e-6,
+        "{} vs {}",
+        mb.penalty,
+        ma.penalty
+    );
+    let g = tb.last_grads();
+    let norm = (sum_sq(&g.w_enc_t) + sum_sq(&g.w_dec) + sum_sq(&g.b_enc) + sum_sq(&g.b_dec)).sqrt();
+    assert!(mb.grad_norm > 1e-3 && norm <= 1e-3 * (1.0 + 1e-4), "{norm}");
+}
+
+#[test]
+fn dead_latents_are_counted() {
+    let (d, n) = (8, 64);
+    let mut cfg = TrainConfig::new(SaeConfig::new(d, n, ArchSpec::TopK { k: 1 }));
+    cfg.aux.dead_after = 2;
+    let mut t = Trainer::new(cfg).unwrap();
+    // Two rows with one latent each: at most 2 latents fire per batch.
+    let x = batch(2, 2, d);
+    t.step(&x).unwrap();
+    let m = t.step(&x).unwrap();
+    assert!(
+        m.dead_fraction >= (n - 4) as f64 / n as f64,
+        "{}",
+        m.dead_fraction
+    );
+    assert!(m.aux_loss > 0.0);
+    let c = t.dead_counters();
+    assert!(c.iter().filter(|&&v| v >= 2).count() >= n - 4);
+    let f = t.feature_frequency();
+    assert!(
+        (f.iter().sum::<f32>() - 1.0).abs() < 1e-6,
+        "one latent per row"
+    );
+}

@@ -1,0 +1,166 @@
+"""Reference trajectories for the saelab SAE trainer (crates/sae).
+
+An independent PyTorch (float64, autograd) implementation written from
+shared/design/SPEC.md §2: input unit normalization, TopK / BatchTopK /
+JumpReLU, AuxK (BatchTopK-codebase variant), decoder unit norm with gradient
+projection, torch.optim.Adam. From the same f32 initial weights and the same
+three batches it records the parameters after each of 3 Adam steps;
+crates/sae/tests/reference.rs replays them in Rust.
+
+Never needed at build or test time: the output fixture is committed.
+
+    /work/venv/bin/python scripts/reference/sae_reference.py \
+        --out tests/fixtures/sae/reference_trajectory.safetensors
+"""
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from safetensors.numpy import save_file
+
+D, N, B, K, STEPS = 16, 64, 8, 4, 3
+LR, BETAS, EPS = 5e-3, (0.9, 0.99), 1e-8
+K_AUX, AUX_COEFF, DEAD_AFTER = 8, 1.0 / 32.0, 1
+JR_BANDWIDTH, JR_INIT, JR_LAMBDA = 0.05, 0.1, 0.01
+EMA = 0.01
+
+
+def normalize(x):
+    mu = x.mean(-1, keepdim=True)
+    xc = x - mu
+    std = xc.std(-1, keepdim=True)  # unbiased
+    return xc / (std + 1e-5)
+
+
+class JumpReLUFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre, theta):
+        ctx.save_for_backward(pre, theta)
+        return pre * (pre > theta)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, theta = ctx.saved_tensors
+        kern = ((pre - theta).abs() / JR_BANDWIDTH < 0.5).to(pre.dtype)
+        g_pre = g * (pre > theta)
+        g_theta = (-(theta / JR_BANDWIDTH) * kern * g).sum(0)
+        return g_pre, g_theta
+
+
+class StepFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre, theta):
+        ctx.save_for_backward(pre, theta)
+        return (pre > theta).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, theta = ctx.saved_tensors
+        kern = ((pre - theta).abs() / JR_BANDWIDTH < 0.5).to(pre.dtype)
+        return torch.zeros_like(pre), (-(1.0 / JR_BANDWIDTH) * kern * g).sum(0)
+
+
+def run(arch, init, batches):
+    p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in init.items()}
+    trained = [k for k in p if not (arch in ("topk", "batchtopk") and k == "b_enc")]
+    opt = torch.optim.Adam([p[k] for k in trained], lr=LR, betas=BETAS, eps=EPS)
+    dead = torch.zeros(N)
+    threshold = 0.0
+    out = {}
+    for step, xb in enumerate(batches):
+        x = normalize(torch.tensor(xb, dtype=torch.float64))
+        opt.zero_grad()
+        if arch == "jumprelu":
+            pre = x @ p["W_enc"] + p["b_enc"]
+            theta = p["log_threshold"].exp()
+            z = JumpReLUFn.apply(pre, theta)
+            xh = z @ p["W_dec"] + p["b_dec"]
+            l0 = StepFn.apply(pre, theta).sum(-1).mean()
+            loss = (xh - x).pow(2).mean() + JR_LAMBDA * l0
+        else:
+            pre = (x - p["b_dec"]) @ p["W_enc"]
+            acts = torch.relu(pre)
+            if arch == "topk":
+                t = torch.topk(acts, K, dim=-1)
+                z = torch.zeros_like(acts).scatter(-1, t.indices, t.values)
+            else:
+                t = torch.topk(acts.flatten(), K * x.shape[0])
+                z = torch.zeros_like(acts.flatten()).scatter(-1, t.indices, t.values).reshape(acts.shape)
+            xh = z @ p["W_dec"] + p["b_dec"]
+            loss = (xh - x).pow(2).mean()
+            fired = (z > 0).any(0)
+            dead = torch.where(fired, torch.zeros_like(dead), dead + 1)
+            dmask = dead >= DEAD_AFTER
+            if dmask.any():
+                r = x - xh  # not detached (BatchTopK codebase)
+                ka = min(K_AUX, int(dmask.sum()))
+                ad = acts[:, dmask]
+                ta = torch.topk(ad, ka, dim=-1)
+                za = torch.zeros_like(ad).scatter(-1, ta.indices, ta.values)
+                e = za @ p["W_dec"][dmask]
+                loss = loss + AUX_COEFF * (e - r).pow(2).mean()
+            if arch == "batchtopk":
+                pos = z[z > 0]
+                if pos.numel() > 0:
+                    threshold = (1 - EMA) * threshold + EMA * float(pos.min().detach())
+        loss.backward()
+        with torch.no_grad():
+            w = p["W_dec"]
+            wn = w / w.norm(dim=-1, keepdim=True)
+            w.grad -= (w.grad * wn).sum(-1, keepdim=True) * wn
+            w.copy_(wn)
+        opt.step()
+        with torch.no_grad():
+            p["W_dec"].copy_(p["W_dec"] / p["W_dec"].norm(dim=-1, keepdim=True))
+        for k in p:
+            out[f"{arch}.step{step + 1}.{k}"] = p[k].detach().numpy().astype(np.float32)
+        out[f"{arch}.step{step + 1}.loss"] = np.array([float(loss.detach())], dtype=np.float32)
+    if arch == "batchtopk":
+        out[f"{arch}.threshold"] = np.array([threshold], dtype=np.float32)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="tests/fixtures/sae/reference_trajectory.safetensors")
+    args = ap.parse_args()
+    rng = np.random.default_rng(1234)
+    beta = np.sqrt(6.0 / N)
+    w_enc = rng.uniform(-beta, beta, size=(D, N)).astype(np.float32)
+    w_dec = w_enc.T / np.linalg.norm(w_enc.T, axis=1, keepdims=True)
+    init = {
+        "W_enc": w_enc,
+        "W_dec": np.ascontiguousarray(w_dec, dtype=np.float32),
+        "b_enc": np.zeros(N, dtype=np.float32),
+        "b_dec": np.zeros(D, dtype=np.float32),
+    }
+    # Rows with their own offset and scale, so the normalization matters.
+    batches = [
+        (rng.normal(size=(B, D)) * rng.uniform(0.5, 3.0, size=(B, 1)) + rng.normal(size=(B, 1))).astype(np.float32)
+        for _ in range(STEPS)
+    ]
+    out = {f"init.{k}": v for k, v in init.items()}
+    for i, xb in enumerate(batches):
+        out[f"batch{i}"] = xb
+    out.update(run("topk", init, batches))
+    out.update(run("batchtopk", init, batches))
+    jr = dict(init)
+    jr["log_threshold"] = np.full(N, np.log(JR_INIT), dtype=np.float32)
+    out["init.log_threshold"] = jr["log_threshold"]
+    out.update(run("jumprelu", jr, batches))
+    meta = {
+        "config": json.dumps(
+            dict(d=D, n=N, b=B, k=K, steps=STEPS, lr=LR, betas=BETAS, eps=EPS, k_aux=K_AUX,
+                 aux_coeff=AUX_COEFF, dead_after=DEAD_AFTER, jr_bandwidth=JR_BANDWIDTH,
+                 jr_init=JR_INIT, jr_lambda=JR_LAMBDA, ema=EMA, torch=torch.__version__)
+        )
+    }
+    # safetensors writes raw buffers: every array must be C-contiguous.
+    out = {k: np.ascontiguousarray(v) for k, v in out.items()}
+    save_file(out, args.out, metadata=meta)
+
+
+if __name__ == "__main__":
+    main()
