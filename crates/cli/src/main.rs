@@ -1,9 +1,10 @@
-//! The `saelab` command line: fetch offline assets and harvest activations
-//! (training, evaluation, statistics and matching come with their issues).
+//! The `saelab` command line: fetch offline assets, harvest activations,
+//! train SAEs (evaluation, statistics and matching come with their issues).
 
 mod assets;
 mod harvest;
 mod resolve;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ enum Cmd {
     },
     /// Run a model over a corpus and store residual-stream activations at hook points.
     Harvest(harvest::HarvestArgs),
+    /// Train SAEs (one, or a grid over --arch/--n/--k/--seed) from an activation store.
+    Train(train::TrainArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,5 +66,6 @@ fn run(cli: Cli) -> Result<()> {
             assets::fetch_all(&root, &names)
         }
         Cmd::Harvest(a) => harvest::run(&a),
+        Cmd::Train(a) => train::run(&a),
     }
 }
