@@ -4,7 +4,7 @@
 use crate::error::{LmError, Result};
 use crate::forward::{check_tokens, ForwardOutput, ForwardSpec, HookRun};
 use crate::hooks::{HookPoint, Site};
-use crate::ops::{self, AttnShape, Layout, Linear, MatRef};
+use crate::ops::{self, AttnShape, Layout, Linear};
 use crate::weights::TensorMap;
 use std::path::Path;
 
@@ -206,18 +206,7 @@ impl Gpt2 {
                 c.layer_norm_epsilon,
                 &mut a,
             );
-            let mut lg = vec![0.0f32; n * c.vocab_size];
-            ops::matmul(
-                n,
-                c.vocab_size,
-                d,
-                MatRef::new(&a, d as isize, 1),
-                MatRef::new(&self.wte, 1, d as isize),
-                &mut lg,
-                false,
-                true,
-            );
-            Some(lg)
+            Some(ops::unembed(&a, &self.wte, n, d, c.vocab_size))
         } else {
             None
         };

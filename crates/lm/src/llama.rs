@@ -8,7 +8,7 @@ use crate::error::{LmError, Result};
 use crate::forward::{check_tokens, ForwardOutput, ForwardSpec, HookRun, Positions};
 use crate::gguf::GgufFile;
 use crate::hooks::{HookPoint, Site};
-use crate::ops::{self, AttnShape, Layout, Linear, MatRef, RopeStyle};
+use crate::ops::{self, AttnShape, Layout, Linear, RopeStyle};
 use crate::weights::TensorMap;
 use rayon::prelude::*;
 use std::path::Path;
@@ -385,18 +385,7 @@ impl Llama {
         let logits = if run.wants_logits() && !stopped {
             ops::rms_norm(&x, d, &self.final_norm, c.rms_eps, &mut a);
             let w = self.output.as_ref().unwrap_or(&self.embed);
-            let mut lg = vec![0.0f32; n * c.vocab_size];
-            ops::matmul(
-                n,
-                c.vocab_size,
-                d,
-                MatRef::new(&a, d as isize, 1),
-                MatRef::new(w, 1, d as isize),
-                &mut lg,
-                false,
-                true,
-            );
-            Some(lg)
+            Some(ops::unembed(&a, w, n, d, c.vocab_size))
         } else {
             None
         };

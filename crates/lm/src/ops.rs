@@ -534,6 +534,23 @@ pub fn causal_attention(
     );
 }
 
+/// Logits `[n, vocab]` = `h[n, d]·Wᵀ` for an unembedding `W` stored
+/// `[vocab, d]` (tied embeddings included).
+pub fn unembed(h: &[f32], w: &[f32], n: usize, d: usize, vocab: usize) -> Vec<f32> {
+    let mut lg = vec![0.0f32; n * vocab];
+    matmul(
+        n,
+        vocab,
+        d,
+        MatRef::new(h, d as isize, 1),
+        MatRef::new(w, 1, d as isize),
+        &mut lg,
+        false,
+        true,
+    );
+    lg
+}
+
 /// Per-token next-token cross entropy from logits `[batch*seq, vocab]`:
 /// entry (b, t) for t < seq-1 is `logsumexp(logits[b,t]) - logits[b,t,tok[b,t+1]]`.
 /// Computed in f64 so it can serve as the reference for spliced runs.
