@@ -1,9 +1,14 @@
 //! The `saelab` command line: fetch offline assets, harvest activations,
-//! train SAEs (evaluation, statistics and matching come with their issues).
+//! train SAEs, evaluate them, compute activation statistics and match
+//! features between SAEs.
 
 mod assets;
+mod eval;
 mod harvest;
 mod resolve;
+mod rows;
+mod saes;
+mod stats;
 mod train;
 
 use anyhow::Result;
@@ -40,6 +45,12 @@ enum Cmd {
     Harvest(harvest::HarvestArgs),
     /// Train SAEs (one, or a grid over --arch/--n/--k/--seed) from an activation store.
     Train(train::TrainArgs),
+    /// Evaluate SAEs on a model and corpus: MSE, FVU, L0, dead latents, CE with the
+    /// reconstruction spliced in, per-position curves.
+    Eval(eval::EvalArgs),
+    /// Activation statistics of SAE features per position and per feature (mean, std,
+    /// density, deciles), with the study's plots; one panel per SAE / layer.
+    Stats(stats::StatsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,5 +78,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Harvest(a) => harvest::run(&a),
         Cmd::Train(a) => train::run(&a),
+        Cmd::Eval(a) => eval::run(&a),
+        Cmd::Stats(a) => stats::run(&a),
     }
 }

@@ -1,14 +1,19 @@
 //! `saelab train`: train one or many SAEs side by side from a single pass over
 //! an activation store (a grid over architecture × dictionary size × k ×
 //! seed), with periodic checkpoints, automatic resume, a `metrics.jsonl` log
-//! per SAE and SAELens-layout output files.
+//! per SAE and SAELens-layout output files. The SAEs come from the grid
+//! flags or a `--config` TOML file (see [`SweepFile`]). Ctrl-C writes a
+//! checkpoint and exits; rerunning the same command resumes.
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use saelab_data::store::{ActivationStore, BatchStream};
-use saelab_sae::{ArchSpec, ExportMeta, SaeConfig, TrainConfig, Trainer, TrainerState};
+use saelab_sae::{ArchSpec, BDecInit, ExportMeta, SaeConfig, TrainConfig, Trainer, TrainerState};
+use serde::Deserialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -44,9 +49,21 @@ pub struct TrainArgs {
     /// Activation vectors per step.
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
-    /// Training steps (default: one pass over the store, ⌊tokens / batch⌋).
-    #[arg(long)]
+    /// Training steps (default: one pass over the store, ⌊tokens / batch⌋;
+    /// more steps than one pass start another, reshuffled, epoch).
+    #[arg(long, conflicts_with = "tokens")]
     pub steps: Option<u64>,
+    /// Training tokens instead of steps (rounded down to whole batches).
+    #[arg(long)]
+    pub tokens: Option<u64>,
+    /// Decoder-bias initialization from the first batch: zeros (the study),
+    /// mean, or geometric-median (SAELens).
+    #[arg(long, default_value = "zeros", value_parser = ["zeros", "mean", "geometric-median"])]
+    pub b_dec_init: String,
+    /// TOML sweep file listing the SAEs (a [grid] table and/or [[sae]]
+    /// entries); replaces --arch/--n/--k/--seed.
+    #[arg(long, conflicts_with_all = ["archs", "ns", "ks", "seeds"])]
+    pub config: Option<PathBuf>,
     /// Turn AuxK off.
     #[arg(long)]
     pub no_auxk: bool,
@@ -73,8 +90,73 @@ struct Run {
     metrics: std::fs::File,
 }
 
-fn arch_spec(name: &str, k: usize, a: &TrainArgs) -> Result<ArchSpec> {
-    Ok(match name {
+/// A sweep file (`--config`): the cross product of `[grid]` (same meaning
+/// and defaults as the flags) followed by explicit `[[sae]]` entries.
+///
+/// ```toml
+/// [grid]
+/// arch = ["topk", "batchtopk"]
+/// n = [2304, 4608]
+/// k = [16, 32]
+/// seed = [49, 50]
+///
+/// [[sae]]
+/// arch = "jumprelu"
+/// l0_coeff = 0.002
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepFile {
+    #[serde(default)]
+    grid: Option<GridSpec>,
+    #[serde(default)]
+    sae: Vec<SaeSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridSpec {
+    #[serde(default)]
+    arch: Vec<String>,
+    #[serde(default)]
+    n: Vec<usize>,
+    #[serde(default)]
+    k: Vec<usize>,
+    #[serde(default)]
+    seed: Vec<u64>,
+}
+
+/// One SAE; unset fields take the command line's values.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SaeSpec {
+    arch: String,
+    n: Option<usize>,
+    k: Option<usize>,
+    seed: Option<u64>,
+    l1_coeff: Option<f32>,
+    l0_coeff: Option<f32>,
+    /// Matryoshka prefix sizes (default: the architecture's).
+    group_sizes: Option<Vec<usize>>,
+    /// Output sub-folder (default: `<arch>-n<N>[-k<K>]-s<seed>`).
+    name: Option<String>,
+}
+
+/// A fully resolved SAE of the sweep.
+struct Planned {
+    name: String,
+    arch: ArchSpec,
+    n: usize,
+    seed: u64,
+}
+
+fn uses_k(arch: &str) -> bool {
+    !matches!(arch, "relu" | "jumprelu")
+}
+
+fn arch_spec(s: &SaeSpec, a: &TrainArgs) -> Result<ArchSpec> {
+    let k = s.k.unwrap_or(16);
+    Ok(match s.arch.as_str() {
         "topk" => ArchSpec::TopK { k },
         "batchtopk" => ArchSpec::BatchTopK {
             k,
@@ -82,20 +164,107 @@ fn arch_spec(name: &str, k: usize, a: &TrainArgs) -> Result<ArchSpec> {
         },
         "matryoshka" | "matryoshka_batchtopk" => ArchSpec::MatryoshkaBatchTopK {
             k,
-            group_sizes: vec![],
+            group_sizes: s.group_sizes.clone().unwrap_or_default(),
             threshold_ema_rate: 0.01,
         },
         "relu" => ArchSpec::Relu {
-            l1_coeff: a.l1_coeff,
+            l1_coeff: s.l1_coeff.unwrap_or(a.l1_coeff),
         },
         "jumprelu" => ArchSpec::JumpRelu {
-            l0_coeff: a.l0_coeff,
+            l0_coeff: s.l0_coeff.unwrap_or(a.l0_coeff),
             bandwidth: 0.001,
             init_threshold: 0.001,
             apply_b_dec_to_input: false,
         },
-        other => bail!("--arch `{other}`: expected topk, batchtopk, jumprelu, relu or matryoshka"),
+        other => bail!("arch `{other}`: expected topk, batchtopk, jumprelu, relu or matryoshka"),
     })
+}
+
+/// The SAEs to train, from `--config` or the grid flags, in a fixed order.
+fn plan(a: &TrainArgs, d: usize) -> Result<Vec<Planned>> {
+    let (grid, explicit) = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let f: SweepFile = toml::from_str(&text)
+                .with_context(|| format!("{}: bad sweep file", path.display()))?;
+            if f.grid.is_none() && f.sae.is_empty() {
+                bail!(
+                    "{}: lists no SAEs (expected [grid] and/or [[sae]])",
+                    path.display()
+                );
+            }
+            (f.grid, f.sae)
+        }
+        None => (
+            Some(GridSpec {
+                arch: a.archs.clone(),
+                n: a.ns.clone(),
+                k: a.ks.clone(),
+                seed: a.seeds.clone(),
+            }),
+            vec![],
+        ),
+    };
+    let mut specs = Vec::new();
+    if let Some(g) = grid {
+        let or = |v: Vec<usize>, dflt: usize| if v.is_empty() { vec![dflt] } else { v };
+        let archs = if g.arch.is_empty() {
+            vec!["topk".to_string()]
+        } else {
+            g.arch
+        };
+        let ns = or(g.n, 4 * d);
+        let ks = or(g.k, 16);
+        let seeds = if g.seed.is_empty() { vec![49] } else { g.seed };
+        for arch in &archs {
+            let kk: Vec<Option<usize>> = if uses_k(arch) {
+                ks.iter().map(|&k| Some(k)).collect()
+            } else {
+                vec![None]
+            };
+            for &n in &ns {
+                for &k in &kk {
+                    for &seed in &seeds {
+                        specs.push(SaeSpec {
+                            arch: arch.clone(),
+                            n: Some(n),
+                            k,
+                            seed: Some(seed),
+                            ..SaeSpec::default()
+                        });
+                    }
+                }
+            }
+        }
+    }
+    specs.extend(explicit);
+    let mut out: Vec<Planned> = Vec::new();
+    for s in &specs {
+        let n = s.n.unwrap_or(4 * d);
+        let seed = s.seed.unwrap_or(49);
+        let arch = arch_spec(s, a)?;
+        let name = s
+            .name
+            .clone()
+            .unwrap_or_else(|| match (uses_k(&s.arch), s.k.unwrap_or(16)) {
+                (true, k) => format!("{}-n{n}-k{k}-s{seed}", s.arch),
+                (false, _) => format!("{}-n{n}-s{seed}", s.arch),
+            });
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            bail!("SAE name {name:?} is not a plain folder name");
+        }
+        if out.iter().any(|p| p.name == name) {
+            bail!("two SAEs of the sweep share the name {name}; give one a `name`");
+        }
+        out.push(Planned {
+            name,
+            arch,
+            n,
+            seed,
+        });
+    }
+    Ok(out)
 }
 
 /// Writes `text` to `path` atomically (temp file + rename).
@@ -110,14 +279,16 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     let spec = store.spec().clone();
     let hook = a.hook.clone().unwrap_or_else(|| spec.hooks[0].clone());
     let d = spec.d;
-    let ns = if a.ns.is_empty() {
-        vec![4 * d]
-    } else {
-        a.ns.clone()
-    };
-    let data_seed = a.data_seed.unwrap_or(a.seeds[0]);
+    let planned = plan(a, d)?;
+    let data_seed = a
+        .data_seed
+        .unwrap_or_else(|| planned.first().map_or(49, |p| p.seed));
     let total_vectors = store.rows() * spec.seq_len as u64;
-    let steps = a.steps.unwrap_or(total_vectors / a.batch.max(1) as u64);
+    let steps = match (a.steps, a.tokens) {
+        (Some(s), _) => s,
+        (None, Some(t)) => t / a.batch.max(1) as u64,
+        (None, None) => total_vectors / a.batch.max(1) as u64,
+    };
     if steps == 0 {
         bail!(
             "{}: {total_vectors} vectors make no full batch of {}",
@@ -131,7 +302,8 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     // JSON number parsing need not round-trip the last bit.
     let run_id = serde_json::json!({
         "store": a.store.to_string_lossy(), "store_rows": store.rows(), "model_hash": spec.model.hash,
-        "hook": hook, "archs": a.archs, "ns": ns, "ks": a.ks, "seeds": a.seeds, "data_seed": data_seed,
+        "hook": hook, "saes": planned.iter().map(|p| serde_json::json!({"name": p.name, "arch": format!("{:?}", p.arch), "n": p.n, "seed": p.seed})).collect::<Vec<_>>(),
+        "data_seed": data_seed, "b_dec_init": a.b_dec_init,
         "l1_coeff": a.l1_coeff.to_string(), "l0_coeff": a.l0_coeff.to_string(), "lr": a.lr.to_string(), "batch": a.batch, "steps": steps,
         "auxk": !a.no_auxk, "buffer_vectors": a.buffer_vectors, "checkpoint_every": a.checkpoint_every,
     });
@@ -159,70 +331,59 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         start_step = p["step"].as_u64().unwrap_or(0);
     }
 
+    let b_dec_init = match a.b_dec_init.as_str() {
+        "mean" => BDecInit::Mean,
+        "geometric-median" => BDecInit::GeometricMedian,
+        _ => BDecInit::Zeros,
+    };
     let mut runs = Vec::new();
-    for arch in &a.archs {
-        let uses_k = !matches!(arch.as_str(), "relu" | "jumprelu");
-        let ks: Vec<Option<usize>> = if uses_k {
-            a.ks.iter().map(|&k| Some(k)).collect()
+    for p in planned {
+        let mut sae = SaeConfig::new(d, p.n, p.arch.clone());
+        sae.input_unit_norm = true;
+        let mut cfg = TrainConfig::new(sae);
+        cfg.seed = p.seed;
+        cfg.lr = a.lr;
+        cfg.aux.enabled = !a.no_auxk;
+        cfg.b_dec_init = b_dec_init;
+        let name = p.name;
+        let dir = a.out.join(&name);
+        std::fs::create_dir_all(&dir)?;
+        let ckpt = dir.join("checkpoint.safetensors");
+        let trainer = if start_step > 0 {
+            let st = TrainerState::load(&ckpt).with_context(|| format!("resuming {name}"))?;
+            Trainer::from_state(cfg.clone(), st).with_context(|| format!("resuming {name}"))?
         } else {
-            vec![None]
+            Trainer::new(cfg.clone()).with_context(|| format!("configuring {name}"))?
         };
-        for &n in &ns {
-            for &k in &ks {
-                for &seed in &a.seeds {
-                    let mut sae = SaeConfig::new(d, n, arch_spec(arch, k.unwrap_or(0), a)?);
-                    sae.input_unit_norm = true;
-                    let mut cfg = TrainConfig::new(sae);
-                    cfg.seed = seed;
-                    cfg.lr = a.lr;
-                    cfg.aux.enabled = !a.no_auxk;
-                    let name = match k {
-                        Some(k) => format!("{arch}-n{n}-k{k}-s{seed}"),
-                        None => format!("{arch}-n{n}-s{seed}"),
-                    };
-                    let dir = a.out.join(&name);
-                    std::fs::create_dir_all(&dir)?;
-                    let ckpt = dir.join("checkpoint.safetensors");
-                    let trainer = if start_step > 0 {
-                        let st = TrainerState::load(&ckpt)
-                            .with_context(|| format!("resuming {name}"))?;
-                        Trainer::from_state(cfg.clone(), st)
-                            .with_context(|| format!("resuming {name}"))?
-                    } else {
-                        Trainer::new(cfg.clone()).with_context(|| format!("configuring {name}"))?
-                    };
-                    if trainer.steps() != start_step {
-                        bail!(
-                            "{}: checkpoint is at step {}, progress.json says {start_step}",
-                            ckpt.display(),
-                            trainer.steps()
-                        );
-                    }
-                    // Keep the log consistent with the checkpoint.
-                    let mpath = dir.join("metrics.jsonl");
-                    let kept: String = std::fs::read_to_string(&mpath)
-                        .unwrap_or_default()
-                        .lines()
-                        .filter(|l| {
-                            serde_json::from_str::<serde_json::Value>(l)
-                                .ok()
-                                .and_then(|v| v["step"].as_u64())
-                                .is_some_and(|s| s <= start_step)
-                        })
-                        .map(|l| format!("{l}\n"))
-                        .collect();
-                    write_atomic(&mpath, &kept)?;
-                    let metrics = std::fs::OpenOptions::new().append(true).open(&mpath)?;
-                    runs.push(Run {
-                        name,
-                        dir,
-                        cfg,
-                        trainer,
-                        metrics,
-                    });
-                }
-            }
+        if trainer.steps() != start_step {
+            bail!(
+                "{}: checkpoint is at step {}, progress.json says {start_step}",
+                ckpt.display(),
+                trainer.steps()
+            );
         }
+        // Keep the log consistent with the checkpoint.
+        let mpath = dir.join("metrics.jsonl");
+        let kept: String = std::fs::read_to_string(&mpath)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v["step"].as_u64())
+                    .is_some_and(|s| s <= start_step)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        write_atomic(&mpath, &kept)?;
+        let metrics = std::fs::OpenOptions::new().append(true).open(&mpath)?;
+        runs.push(Run {
+            name,
+            dir,
+            cfg,
+            trainer,
+            metrics,
+        });
     }
     eprintln!(
         "training {} SAE(s) on {} ({hook}, d {d}) for {steps} steps of {} vectors{}",
@@ -264,9 +425,46 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     let abort_after: Option<u64> = std::env::var("SAELAB_TEST_ABORT_AFTER_CHECKPOINTS")
         .ok()
         .and_then(|v| v.parse().ok());
+    // Test hook: behave as if Ctrl-C arrived before this step.
+    let interrupt_at: Option<u64> = std::env::var("SAELAB_TEST_INTERRUPT_AT_STEP")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let mut checkpoints = 0u64;
     let started = std::time::Instant::now();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = Arc::clone(&interrupted);
+        // A second handler cannot be installed (tests call run() twice in
+        // one process); the first one still sets a flag we then ignore.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let save_all = |runs: &[Run], done: u64| -> Result<()> {
+        for r in runs {
+            r.trainer
+                .state()
+                .save(&r.dir.join("checkpoint.safetensors"))
+                .with_context(|| format!("checkpointing {}", r.name))?;
+        }
+        write_atomic(
+            &progress_path,
+            &serde_json::json!({"run": run_id, "step": done, "complete": false}).to_string(),
+        )
+    };
+    let mut last_ckpt = start_step;
     for step in start_step..steps {
+        if interrupt_at == Some(step) {
+            interrupted.store(true, Ordering::SeqCst);
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            bar.finish_and_clear();
+            if step > last_ckpt {
+                save_all(&runs, step)?;
+            }
+            bail!(
+                "interrupted at step {step} of {steps}; checkpoint written to {}: run the same command again to resume",
+                a.out.display()
+            );
+        }
         if !stream.next_into(&mut batch)? {
             bail!(
                 "{}: the batch stream ended at step {step}",
@@ -275,10 +473,20 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         }
         let mut msg = String::new();
         for r in runs.iter_mut() {
-            let m = r
-                .trainer
-                .step(&batch)
-                .with_context(|| format!("{} at step {}", r.name, step + 1))?;
+            let m = match r.trainer.step(&batch) {
+                Ok(m) => m,
+                Err(e @ saelab_sae::SaeError::Diverged { .. }) => {
+                    bar.finish_and_clear();
+                    bail!(
+                        "{}: {e}; the last checkpoint (step {last_ckpt}) is kept in {}: rerun with a lower --lr in a new --out, or resume after fixing the data",
+                        r.name,
+                        r.dir.display()
+                    );
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("{} at step {}", r.name, step + 1))
+                }
+            };
             if m.step % a.log_every == 0 || m.step == steps {
                 writeln!(r.metrics, "{}", serde_json::to_string(&m)?)?;
             }
@@ -295,15 +503,8 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         bar.inc(1);
         let done = step + 1;
         if done % a.checkpoint_every == 0 && done < steps {
-            for r in &runs {
-                r.trainer
-                    .state()
-                    .save(&r.dir.join("checkpoint.safetensors"))?;
-            }
-            write_atomic(
-                &progress_path,
-                &serde_json::json!({"run": run_id, "step": done, "complete": false}).to_string(),
-            )?;
+            save_all(&runs, done)?;
+            last_ckpt = done;
             checkpoints += 1;
             if abort_after.is_some_and(|n| checkpoints >= n) {
                 // Test hook: die like a SIGKILL would.

@@ -176,3 +176,111 @@ fn bad_input_is_named() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("gated"), "{err}");
 }
+
+/// A TOML sweep gives the same SAEs as the equivalent grid flags, plus
+/// explicit entries; Ctrl-C (simulated) checkpoints mid-interval and the
+/// resumed run ends bit-identical; bad sweep files are named.
+#[test]
+fn sweep_file_and_interrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = harvest(dir.path());
+    let sweep = dir.path().join("sweep.toml");
+    std::fs::write(
+        &sweep,
+        "[grid]\narch = [\"topk\"]\nn = [128]\nk = [8]\nseed = [1, 2]\n\n\
+         [[sae]]\narch = \"batchtopk\"\nn = 96\nk = 4\nseed = 3\nname = \"btk\"\n",
+    )
+    .unwrap();
+    let common = |out: &str| -> Vec<String> {
+        [
+            "train",
+            "--store",
+            &store,
+            "--batch",
+            "256",
+            "--steps",
+            "12",
+            "--checkpoint-every",
+            "8",
+            "--log-every",
+            "4",
+            "--buffer-vectors",
+            "2048",
+            "--data-seed",
+            "1",
+            "--out",
+            out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |args: Vec<String>, envs: &[(&str, &str)]| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        saelab(&a, envs)
+    };
+    let a = dir.path().join("a").to_string_lossy().to_string();
+    let mut args = common(&a);
+    args.extend(["--config".to_string(), sweep.to_string_lossy().to_string()]);
+    let o = run(args.clone(), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let flags = dir.path().join("flags").to_string_lossy().to_string();
+    let mut fargs = common(&flags);
+    fargs.extend(
+        [
+            "--arch", "topk", "--n", "128", "--k", "8", "--seed", "1", "--seed", "2",
+        ]
+        .map(String::from),
+    );
+    let o = run(fargs, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let w = |run: &str, n: &str| {
+        std::fs::read(Path::new(run).join(n).join("sae_weights.safetensors")).unwrap()
+    };
+    for n in ["topk-n128-k8-s1", "topk-n128-k8-s2"] {
+        assert_eq!(w(&a, n), w(&flags, n), "{n}: sweep file == flags");
+    }
+    let btk = saelab_sae::load_sae(&Path::new(&a).join("btk")).unwrap();
+    assert_eq!(btk.config().d_sae, 96);
+
+    // Interrupted before step 5 (between checkpoints): a checkpoint at 5,
+    // exit non-zero with a resume hint; the resumed run equals run `a`.
+    let b = dir.path().join("b").to_string_lossy().to_string();
+    let mut bargs = common(&b);
+    bargs.extend(["--config".to_string(), sweep.to_string_lossy().to_string()]);
+    let o = run(bargs.clone(), &[("SAELAB_TEST_INTERRUPT_AT_STEP", "5")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("interrupted at step 5"),
+        "{err}"
+    );
+    assert!(Path::new(&b).join("btk/checkpoint.safetensors").exists());
+    let o = run(bargs, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains("resuming at step 5"),
+        "{err}"
+    );
+    for n in ["topk-n128-k8-s1", "topk-n128-k8-s2", "btk"] {
+        assert_eq!(w(&a, n), w(&b, n), "{n}: interrupted + resumed == straight");
+    }
+
+    // Bad sweep files.
+    for (text, want) in [
+        ("[[sae]]\narch = \"gated\"\n", "gated"),
+        ("[grid]\narch = [\"topk\"]\nwidth = 3\n", "width"),
+        ("", "lists no SAEs"),
+        (
+            "[[sae]]\narch = \"topk\"\n[[sae]]\narch = \"topk\"\n",
+            "share the name",
+        ),
+    ] {
+        std::fs::write(&sweep, text).unwrap();
+        let c = dir.path().join("c").to_string_lossy().to_string();
+        let mut cargs = common(&c);
+        cargs.extend(["--config".to_string(), sweep.to_string_lossy().to_string()]);
+        let o = run(cargs, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{text:?}: {err}");
+    }
+}

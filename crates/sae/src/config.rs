@@ -164,6 +164,23 @@ pub struct TrainConfig {
     pub decoder_unit_norm: bool,
     /// AuxK and dead-latent settings.
     pub aux: AuxConfig,
+    /// How b_dec is set before the first step (zeros: the study's codebase).
+    #[serde(default)]
+    pub b_dec_init: BDecInit,
+}
+
+/// Initialization of the decoder bias from the first training batch
+/// (SAELens `b_dec_init_method`), computed on the preprocessed inputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BDecInit {
+    /// b_dec = 0 (the BatchTopK codebase, hence the study).
+    #[default]
+    Zeros,
+    /// The mean of the first batch.
+    Mean,
+    /// The geometric median of the first batch (Weiszfeld iterations).
+    GeometricMedian,
 }
 
 impl TrainConfig {
@@ -181,6 +198,7 @@ impl TrainConfig {
             max_grad_norm: None,
             decoder_unit_norm: true,
             aux: AuxConfig::default(),
+            b_dec_init: BDecInit::Zeros,
         }
     }
 

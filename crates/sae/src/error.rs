@@ -16,6 +16,10 @@ pub enum SaeError {
     /// A batch holds NaN or Inf; `row` is the first offending row.
     #[error("non-finite value (NaN or Inf) in batch row {row}, column {col}")]
     NonFinite { row: usize, col: usize },
+    /// Training produced a non-finite loss or gradient; the parameters are
+    /// left as they were before this step.
+    #[error("training diverged at step {step}: non-finite {what}")]
+    Diverged { step: u64, what: &'static str },
     /// A cfg names an architecture we do not implement.
     #[error("unknown architecture {0:?} (known: relu/standard, topk, batchtopk, jumprelu, matryoshka_batchtopk)")]
     UnknownArchitecture(String),

@@ -309,12 +309,13 @@ fn load_saelens(dir: &Path) -> Result<Sae> {
             }))
         }
     };
-    if !apply_b_dec && !matches!(arch, ArchSpec::JumpRelu { .. }) {
-        return Err(SaeError::BadCfg {
-            path,
-            msg: format!("apply_b_dec_to_input = {apply_b_dec} is not supported for {arch_str}"),
-        });
-    }
+    // Without b_dec subtraction the encoder computes xW + b_enc; ours
+    // computes (x − b_dec)W + b_enc', equal with b_enc' = b_enc + b_dec·W.
+    let fold_b_dec = !apply_b_dec && !matches!(arch, ArchSpec::JumpRelu { .. });
+    let rescale = c
+        .get("rescale_acts_by_decoder_norm")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let log_threshold = if arch.has_log_threshold() {
         let th = tensor(&w, "threshold", &[n])?;
         if th.iter().any(|&t| t.is_nan() || t <= 0.0) {
@@ -337,6 +338,38 @@ fn load_saelens(dir: &Path) -> Result<Sae> {
         b_dec: tensor(&w, "b_dec", &[d])?,
         log_threshold,
     };
+    let mut params = params;
+    if fold_b_dec {
+        for i in 0..n {
+            let row = &params.w_enc_t[i * d..(i + 1) * d];
+            let shift: f64 = row
+                .iter()
+                .zip(&params.b_dec)
+                .map(|(&w, &b)| w as f64 * b as f64)
+                .sum();
+            params.b_enc[i] = (params.b_enc[i] as f64 + shift) as f32;
+        }
+    }
+    if rescale {
+        // SAELens scales pre-activations by s_i = ‖W_dec,i‖ and divides the
+        // codes by it before decoding: fold s_i into the encoder and 1/s_i
+        // into the decoder (codes then carry SAELens's scaled values).
+        for i in 0..n {
+            let dec = &mut params.w_dec[i * d..(i + 1) * d];
+            let s_i = dec.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+            if !(s_i.is_finite() && s_i > 0.0) {
+                return Err(SaeError::BadCfg {
+                    path,
+                    msg: format!("rescale_acts_by_decoder_norm with a zero decoder row {i}"),
+                });
+            }
+            dec.iter_mut().for_each(|v| *v = (*v as f64 / s_i) as f32);
+            params.w_enc_t[i * d..(i + 1) * d]
+                .iter_mut()
+                .for_each(|v| *v = (*v as f64 * s_i) as f32);
+            params.b_enc[i] = (params.b_enc[i] as f64 * s_i) as f32;
+        }
+    }
     let mut cfg = SaeConfig::new(d, n, arch);
     cfg.input_unit_norm = input_unit_norm;
     Sae::new(cfg, params)
@@ -381,4 +414,64 @@ fn load_sparsify(dir: &Path) -> Result<Sae> {
     let mut cfg = SaeConfig::new(d, n, ArchSpec::TopK { k });
     cfg.input_unit_norm = false;
     Sae::new(cfg, params)
+}
+
+/// Where an SAE directory says its inputs come from, read from its config
+/// without loading weights (for evaluation: which hook to read).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SaeInfo {
+    /// TransformerLens hook name: SAELens v6 `metadata.hook_name`, v5
+    /// `hook_name`, pre-5 `hook_point`; sparsify's `layers.L` folder name
+    /// maps to `blocks.L.hook_resid_post` (the output of layer L).
+    pub hook_name: Option<String>,
+    /// Model the SAE was trained on, when recorded.
+    pub model_name: Option<String>,
+    /// Sequence length of the training rows, when recorded.
+    pub context_size: Option<usize>,
+    /// Where the information came from.
+    pub format: &'static str,
+}
+
+/// Reads [`SaeInfo`] from an SAE directory (ours, SAELens, sparsify).
+pub fn sae_info(dir: &Path) -> Result<SaeInfo> {
+    if dir.join("sae.safetensors").exists() {
+        let name = dir
+            .file_name()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let hook_name = name
+            .strip_prefix("layers.")
+            .and_then(|l| l.parse::<usize>().ok())
+            .map(|l| format!("blocks.{l}.hook_resid_post"));
+        return Ok(SaeInfo {
+            hook_name,
+            format: "sparsify",
+            ..SaeInfo::default()
+        });
+    }
+    let path = dir.join(CFG_FILE);
+    let c = read_json(&path)?;
+    let meta = c.get("metadata").unwrap_or(&Value::Null);
+    let s = |k: &str| {
+        meta.get(k)
+            .or_else(|| c.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Ok(SaeInfo {
+        hook_name: s("hook_name").or_else(|| s("hook_point")),
+        model_name: s("model_name"),
+        context_size: meta
+            .get("context_size")
+            .or_else(|| c.get("context_size"))
+            .and_then(Value::as_u64)
+            .map(|v| v as usize),
+        format: if dir.join(SAELAB_CFG_FILE).exists() {
+            "saelab"
+        } else if meta.is_object() {
+            "saelens-v6"
+        } else {
+            "saelens-pre6"
+        },
+    })
 }

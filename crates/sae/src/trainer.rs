@@ -8,7 +8,7 @@
 //! BatchTopK codebase); after Adam the rows are renormalized again so every
 //! forward pass, and every saved file, sees unit-norm rows.
 
-use crate::config::TrainConfig;
+use crate::config::{BDecInit, TrainConfig};
 use crate::engine::{loss_and_grads, LossParts};
 use crate::error::{Result, SaeError};
 use crate::kernels::{dot, sum_sq};
@@ -139,6 +139,20 @@ impl Trainer {
     pub fn step(&mut self, batch: &[f32]) -> Result<StepMetrics> {
         let rows = self.sae.check_batch(batch)?;
         let (xt, _) = self.sae.preprocess(batch);
+        if self.step == 0 {
+            // Part of the first step, so a resumed run never repeats it.
+            let d = self.sae.params.d;
+            let b = match self.cfg.b_dec_init {
+                BDecInit::Zeros => None,
+                BDecInit::Mean => Some(crate::init::mean_rows(&xt, d)),
+                BDecInit::GeometricMedian => {
+                    Some(crate::init::geometric_median(&xt, d, 100, 1e-6).0)
+                }
+            };
+            if let Some(b) = b {
+                self.sae.params.b_dec = b.iter().map(|&v| v as f32).collect();
+            }
+        }
         let cfg = &self.cfg;
         let coeff_scale = if cfg.coeff_warmup_steps > 0 {
             ((self.step + 1) as f64 / cfg.coeff_warmup_steps as f64).min(1.0) as f32
@@ -154,14 +168,6 @@ impl Trainer {
             &mut self.dead,
             &mut self.grads,
         );
-        self.sae.arch_mut().observe(&out.codes);
-        for (&i, &v) in out.codes.idx.iter().zip(&out.codes.val) {
-            if v > 0.0 {
-                self.fire_counts[i as usize] += 1;
-            }
-        }
-        self.tokens_seen += rows as u64;
-
         let grad_norm = self
             .grads
             .tensors()
@@ -169,6 +175,25 @@ impl Trainer {
             .map(|(_, t)| sum_sq(t))
             .sum::<f64>()
             .sqrt();
+        if !out.loss.total.is_finite() {
+            return Err(SaeError::Diverged {
+                step: self.step + 1,
+                what: "loss",
+            });
+        }
+        if !grad_norm.is_finite() {
+            return Err(SaeError::Diverged {
+                step: self.step + 1,
+                what: "gradient",
+            });
+        }
+        self.sae.arch_mut().observe(&out.codes);
+        for (&i, &v) in out.codes.idx.iter().zip(&out.codes.val) {
+            if v > 0.0 {
+                self.fire_counts[i as usize] += 1;
+            }
+        }
+        self.tokens_seen += rows as u64;
         if let Some(max) = cfg.max_grad_norm {
             // torch.nn.utils.clip_grad_norm_ semantics.
             let c = (max as f64 / (grad_norm + 1e-6)).min(1.0) as f32;

@@ -115,3 +115,80 @@ fn dead_latents_are_counted() {
         "one latent per row"
     );
 }
+
+/// b_dec init: zeros leaves b_dec to Adam (one step moves each entry by at
+/// most ≈ lr); mean / geometric median set it from the first batch before the
+/// step, so after one step b_dec is within ≈ lr of that statistic computed
+/// here independently.
+#[test]
+fn b_dec_init_from_first_batch() {
+    use saelab_sae::BDecInit;
+    let (d, n, rows) = (8, 32, 64);
+    let mut x = batch(5, rows, d);
+    // Offset every row so the statistic is far from zero.
+    for (i, v) in x.iter_mut().enumerate() {
+        *v += 3.0 + (i % d) as f32;
+    }
+    let mean: Vec<f64> = (0..d)
+        .map(|j| (0..rows).map(|r| x[r * d + j] as f64).sum::<f64>() / rows as f64)
+        .collect();
+    let run = |init: BDecInit| {
+        // Without input normalization the statistic is of x itself.
+        let mut sae = SaeConfig::new(d, n, ArchSpec::TopK { k: 4 });
+        sae.input_unit_norm = false;
+        let mut cfg = TrainConfig::new(sae);
+        cfg.b_dec_init = init;
+        let mut t = Trainer::new(cfg).unwrap();
+        t.step(&x).unwrap();
+        t.sae().params().b_dec.clone()
+    };
+    let lr = 3e-4 * 1.01;
+    let zeros = run(BDecInit::Zeros);
+    assert!(zeros.iter().all(|v| v.abs() <= lr), "{zeros:?}");
+    let m = run(BDecInit::Mean);
+    for j in 0..d {
+        assert!((m[j] as f64 - mean[j]).abs() <= lr as f64, "mean {j}");
+    }
+    // The geometric median of a symmetric-ish cloud is near the mean but
+    // not equal to it; check it against the distance-sum optimum instead.
+    let g = run(BDecInit::GeometricMedian);
+    let cost = |y: &[f64]| -> f64 {
+        x.chunks(d)
+            .map(|r| {
+                r.iter()
+                    .zip(y)
+                    .map(|(&a, &b)| (a as f64 - b).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .sum()
+    };
+    let g64: Vec<f64> = g.iter().map(|&v| v as f64).collect();
+    let gm_cost = cost(&g64);
+    assert!(
+        gm_cost <= cost(&mean) + 1e-3,
+        "{gm_cost} vs mean {}",
+        cost(&mean)
+    );
+    assert_ne!(g, m);
+}
+
+/// A batch whose gradients overflow f32 stops training with `Diverged`
+/// and leaves the weights untouched.
+#[test]
+fn divergence_is_reported_and_weights_kept() {
+    let (d, n) = (8, 32);
+    let mut sae = SaeConfig::new(d, n, ArchSpec::TopK { k: 4 });
+    sae.input_unit_norm = false;
+    let mut t = Trainer::new(TrainConfig::new(sae)).unwrap();
+    t.step(&batch(1, 16, d)).unwrap();
+    let before = t.sae().params().clone();
+    let huge: Vec<f32> = batch(2, 16, d).iter().map(|v| v * 1e30).collect();
+    let e = t.step(&huge).unwrap_err();
+    assert!(
+        matches!(e, saelab_sae::SaeError::Diverged { step: 2, .. }),
+        "{e}"
+    );
+    assert_eq!(t.sae().params(), &before);
+    assert_eq!(t.steps(), 1);
+}

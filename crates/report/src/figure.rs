@@ -1,0 +1,370 @@
+//! Multi-panel figures of line, scatter and bar series (the study's 12-panel
+//! per-layer plots are a 4×3 [`Figure`]).
+
+use crate::svg::{esc, fmt_tick, nice_ticks};
+use std::fmt::Write;
+
+const PALETTE: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
+const PW: f64 = 380.0;
+const PH: f64 = 270.0;
+const ML: f64 = 62.0;
+const MR: f64 = 14.0;
+const MT: f64 = 28.0;
+const MB: f64 = 44.0;
+
+/// How a series is drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SeriesKind {
+    Line,
+    /// Dots of radius 1.6 px, semi-transparent (dense clouds stay readable).
+    Scatter,
+    /// Bars centred on x with this width in data units (histograms).
+    Bars {
+        width: f64,
+    },
+}
+
+/// One named series of (x, y) points; non-finite points are skipped, and so
+/// are non-positive ones on a log axis.
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub label: String,
+    pub kind: SeriesKind,
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    pub fn line(label: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Series {
+            label: label.into(),
+            kind: SeriesKind::Line,
+            points,
+        }
+    }
+    pub fn scatter(label: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Series {
+            label: label.into(),
+            kind: SeriesKind::Scatter,
+            points,
+        }
+    }
+    pub fn bars(label: impl Into<String>, width: f64, points: Vec<(f64, f64)>) -> Self {
+        Series {
+            label: label.into(),
+            kind: SeriesKind::Bars { width },
+            points,
+        }
+    }
+}
+
+/// One plot area with axes.
+#[derive(Clone, Debug, Default)]
+pub struct Panel {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+    pub x_log: bool,
+    pub y_log: bool,
+}
+
+impl Panel {
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+    ) -> Self {
+        Panel {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            ..Panel::default()
+        }
+    }
+    pub fn with(mut self, s: Series) -> Self {
+        self.series.push(s);
+        self
+    }
+}
+
+/// Panels on a grid of `cols` columns under a title.
+#[derive(Clone, Debug, Default)]
+pub struct Figure {
+    pub title: String,
+    pub panels: Vec<Panel>,
+    pub cols: usize,
+}
+
+struct Axis {
+    lo: f64,
+    hi: f64,
+    log: bool,
+}
+
+impl Axis {
+    fn fit(values: impl Iterator<Item = f64>, log: bool, include_zero: bool) -> Axis {
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for v in values {
+            let v = if log { v.log10() } else { v };
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        if !lo.is_finite() {
+            (lo, hi) = (0.0, 1.0);
+        }
+        if include_zero && !log {
+            lo = lo.min(0.0);
+            hi = hi.max(0.0);
+        }
+        if hi - lo < 1e-12 {
+            let pad = if lo.abs() > 0.0 { lo.abs() * 0.05 } else { 0.5 };
+            lo -= pad;
+            hi += pad;
+        } else {
+            let pad = (hi - lo) * 0.04;
+            if !(include_zero && lo == 0.0) {
+                lo -= pad;
+            }
+            hi += pad;
+        }
+        Axis { lo, hi, log }
+    }
+    fn frac(&self, v: f64) -> f64 {
+        let v = if self.log { v.log10() } else { v };
+        (v - self.lo) / (self.hi - self.lo)
+    }
+    fn ticks(&self) -> Vec<(f64, String)> {
+        if self.log {
+            (self.lo.ceil() as i64..=self.hi.floor() as i64)
+                .map(|e| (10f64.powi(e as i32), format!("1e{e}")))
+                .collect()
+        } else {
+            nice_ticks(self.lo, self.hi, 5)
+                .into_iter()
+                .map(|t| (t, fmt_tick(t)))
+                .collect()
+        }
+    }
+}
+
+fn usable(p: &(f64, f64), xl: bool, yl: bool) -> bool {
+    p.0.is_finite() && p.1.is_finite() && (!xl || p.0 > 0.0) && (!yl || p.1 > 0.0)
+}
+
+impl Figure {
+    pub fn new(title: impl Into<String>, cols: usize) -> Self {
+        Figure {
+            title: title.into(),
+            panels: vec![],
+            cols,
+        }
+    }
+
+    /// The figure as an SVG document.
+    pub fn to_svg(&self) -> String {
+        let cols = self.cols.clamp(1, self.panels.len().max(1));
+        let rows = self.panels.len().div_ceil(cols).max(1);
+        let (w, h) = (cols as f64 * PW, rows as f64 * PH + 30.0);
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/><text x="{}" y="20" text-anchor="middle" font-size="15">{}</text>"#,
+            w / 2.0,
+            esc(&self.title)
+        );
+        for (i, p) in self.panels.iter().enumerate() {
+            let ox = (i % cols) as f64 * PW;
+            let oy = 30.0 + (i / cols) as f64 * PH;
+            panel_svg(&mut s, p, ox, oy);
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+
+    /// Writes the SVG atomically.
+    pub fn write(&self, path: &std::path::Path) -> Result<(), crate::ReportError> {
+        crate::write_atomic(path, &self.to_svg())
+    }
+}
+
+fn panel_svg(s: &mut String, p: &Panel, ox: f64, oy: f64) {
+    let pts = || {
+        p.series
+            .iter()
+            .flat_map(|se| se.points.iter())
+            .filter(|q| usable(q, p.x_log, p.y_log))
+    };
+    let has_bars = p
+        .series
+        .iter()
+        .any(|se| matches!(se.kind, SeriesKind::Bars { .. }));
+    let bar_pad = p
+        .series
+        .iter()
+        .filter_map(|se| match se.kind {
+            SeriesKind::Bars { width } => Some(width / 2.0),
+            _ => None,
+        })
+        .fold(0.0, f64::max);
+    let xa = Axis::fit(
+        pts().flat_map(|q| [q.0 - bar_pad, q.0 + bar_pad]),
+        p.x_log,
+        false,
+    );
+    let ya = Axis::fit(pts().map(|q| q.1), p.y_log, has_bars);
+    let (x0, y0) = (ox + ML, oy + MT);
+    let (pw, ph) = (PW - ML - MR, PH - MT - MB);
+    let px = |v: f64| x0 + xa.frac(v) * pw;
+    let py = |v: f64| y0 + (1.0 - ya.frac(v)) * ph;
+    let _ = write!(
+        s,
+        r##"<g><text x="{}" y="{}" text-anchor="middle" font-size="12">{}</text><rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##,
+        x0 + pw / 2.0,
+        oy + 16.0,
+        esc(&p.title)
+    );
+    for (t, label) in xa.ticks() {
+        let x = px(t);
+        let _ = write!(
+            s,
+            r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#444"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            y0 + ph,
+            y0 + ph + 4.0,
+            y0 + ph + 15.0,
+            esc(&label)
+        );
+    }
+    for (t, label) in ya.ticks() {
+        let y = py(t);
+        let _ = write!(
+            s,
+            r##"<line x1="{}" y1="{y:.1}" x2="{x0}" y2="{y:.1}" stroke="#444"/><line x1="{x0}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            x0 - 4.0,
+            x0 + pw,
+            x0 - 6.0,
+            y + 4.0,
+            esc(&label)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text><text transform="translate({},{}) rotate(-90)" text-anchor="middle">{}</text>"#,
+        x0 + pw / 2.0,
+        oy + PH - 10.0,
+        esc(&p.x_label),
+        ox + 14.0,
+        y0 + ph / 2.0,
+        esc(&p.y_label)
+    );
+    for (k, se) in p.series.iter().enumerate() {
+        let c = PALETTE[k % PALETTE.len()];
+        let good: Vec<&(f64, f64)> = se
+            .points
+            .iter()
+            .filter(|q| usable(q, p.x_log, p.y_log))
+            .collect();
+        match se.kind {
+            SeriesKind::Line => {
+                let mut d = String::new();
+                for (j, q) in good.iter().enumerate() {
+                    let _ = write!(
+                        d,
+                        "{}{:.1},{:.1}",
+                        if j == 0 { "M" } else { "L" },
+                        px(q.0),
+                        py(q.1)
+                    );
+                }
+                let _ = write!(
+                    s,
+                    r#"<path d="{d}" fill="none" stroke="{c}" stroke-width="1.3"/>"#
+                );
+            }
+            SeriesKind::Scatter => {
+                for q in &good {
+                    let _ = write!(
+                        s,
+                        r#"<circle cx="{:.1}" cy="{:.1}" r="1.6" fill="{c}" fill-opacity="0.55"/>"#,
+                        px(q.0),
+                        py(q.1)
+                    );
+                }
+            }
+            SeriesKind::Bars { width } => {
+                let base = py(if p.y_log { 10f64.powf(ya.lo) } else { 0.0 });
+                for q in &good {
+                    let (xa_, xb_) = (px(q.0 - width / 2.0), px(q.0 + width / 2.0));
+                    let top = py(q.1);
+                    let _ = write!(
+                        s,
+                        r#"<rect x="{:.1}" y="{:.1}" width="{:.2}" height="{:.1}" fill="{c}" fill-opacity="0.6"/>"#,
+                        xa_,
+                        top.min(base),
+                        (xb_ - xa_).max(0.5),
+                        (base - top).abs()
+                    );
+                }
+            }
+        }
+        if !se.label.is_empty() {
+            let ly = y0 + 12.0 + 13.0 * k as f64;
+            let _ = write!(
+                s,
+                r#"<rect x="{}" y="{}" width="10" height="3" fill="{c}"/><text x="{}" y="{}" text-anchor="end">{}</text>"#,
+                x0 + pw - 12.0,
+                ly - 4.0,
+                x0 + pw - 16.0,
+                ly,
+                esc(&se.label)
+            );
+        }
+    }
+    s.push_str("</g>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Points land where the axis mapping says, and bad points are dropped.
+    #[test]
+    fn renders_panels_and_skips_bad_points() {
+        let mut f = Figure::new("t <1>", 2);
+        f.panels.push(
+            Panel::new("a", "x", "y")
+                .with(Series::line(
+                    "l",
+                    vec![(0.0, 0.0), (1.0, 1.0), (2.0, f64::NAN)],
+                ))
+                .with(Series::scatter("", vec![(0.5, 0.5)])),
+        );
+        let mut logp = Panel::new("b", "x", "y");
+        logp.y_log = true;
+        logp.series.push(Series::bars(
+            "h",
+            1.0,
+            vec![(1.0, 10.0), (2.0, 0.0), (3.0, 1000.0)],
+        ));
+        f.panels.push(logp);
+        let svg = f.to_svg();
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("t &lt;1&gt;"));
+        assert_eq!(svg.matches("<path").count(), 1);
+        assert_eq!(svg.matches("<circle").count(), 1);
+        // Bars: the zero-height bar is dropped on the log axis.
+        assert_eq!(svg.matches("fill-opacity=\"0.6\"").count(), 2);
+        assert!(svg.contains(">1e1<") && svg.contains(">1e3<"));
+        // Two line points, none NaN.
+        let path = svg
+            .split("<path d=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(path.matches(['M', 'L']).count(), 2);
+        assert!(!path.contains("NaN"));
+    }
+}
