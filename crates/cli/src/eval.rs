@@ -4,17 +4,14 @@
 //! reconstruction replaces the residual at its hook). Reconstruction
 //! metrics, CE / ΔCE / CE recovered / KL, per-position curves, SVG plots.
 
-use crate::rows::{token_rows, RowArgs};
+use crate::rows::{self, token_rows, RowArgs};
 use crate::saes;
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use saelab_analysis::eval::{
     center_rows, CeAccumulator, EvalReport, ReconAccumulator, ReconConfig,
 };
 use saelab_lm::ops::next_token_ce;
-use saelab_lm::{ForwardSpec, HookPoint, PosIntervention, Splice};
+use saelab_lm::{ForwardSpec, Splice};
 use saelab_report::{Figure, Panel, Series};
 use std::path::PathBuf;
 
@@ -41,6 +38,11 @@ pub struct EvalArgs {
     /// Leave position 0 (BOS) out of the aggregate reconstruction metrics.
     #[arg(long)]
     pub skip_bos: bool,
+    /// Keep the clean residual at position 0 in the spliced pass (SAELens
+    /// `exclude_special_tokens_from_reconstruction`): BOS residuals are
+    /// outliers whose reconstruction error otherwise reaches every later token.
+    #[arg(long)]
+    pub splice_keep_bos: bool,
     /// Output folder: summary.json/csv, one sub-folder per SAE, plots.
     #[arg(long)]
     pub out: PathBuf,
@@ -52,11 +54,7 @@ struct Acc {
 }
 
 pub fn run(a: &EvalArgs) -> Result<()> {
-    let pos: PosIntervention = a
-        .rows
-        .pos_intervention
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--pos-intervention: {e}"))?;
+    let pos = rows::pos_intervention(&a.rows)?;
     let model = crate::resolve::model(&a.model)?;
     let saes = saes::load(&a.saes, a.hook.as_deref(), a.center_writing_weights, &model)?;
     let seq = a.rows.seq_len;
@@ -67,9 +65,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let tokens = token_rows(&model, &a.rows, want_rows)?;
     let n_rows = tokens.len() / seq;
     let vocab = model.info.vocab_size;
-    let mut hooks: Vec<HookPoint> = saes.iter().map(|s| s.hook).collect();
-    hooks.sort_by_key(|h| h.order());
-    hooks.dedup();
+    let hooks = rows::distinct_hooks(&saes);
     let mut accs: Vec<Acc> = saes
         .iter()
         .map(|s| {
@@ -95,20 +91,12 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         hooks.len(),
         a.rows.dataset
     );
-    let bar = ProgressBar::new((n_rows * seq) as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} eval [{elapsed_precise}] {bar:30} {human_pos}/{human_len} tokens  {per_sec}  ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = rows::token_bar("eval", (n_rows * seq) as u64);
     let started = std::time::Instant::now();
     for (bi, chunk) in tokens.chunks(br * seq).enumerate() {
         let b = chunk.len() / seq;
         // Same permutation stream as `saelab harvest` (keyed by batch index).
-        let mut rng = ChaCha8Rng::seed_from_u64(a.rows.seed);
-        rng.set_stream(bi as u64);
-        let positions = pos.positions(seq, &mut rng);
+        let positions = rows::batch_positions(pos, a.rows.seed, bi, seq);
         let mut clean_spec = ForwardSpec::reads(&hooks);
         clean_spec.logits = true;
         clean_spec.positions = positions.clone();
@@ -161,8 +149,9 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                     xh.iter_mut().for_each(|v| *v = (*v as f64 + m) as f32);
                 }
             }
+            let keep_bos = a.splice_keep_bos;
             let mut replace =
-                |x: &mut [f32], _rows: usize, _d: usize| -> std::result::Result<(), String> {
+                |x: &mut [f32], _rows: usize, d: usize| -> std::result::Result<(), String> {
                     if x.len() != x_hat.len() {
                         return Err(format!(
                             "splice got {} values, expected {}",
@@ -170,7 +159,11 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                             x_hat.len()
                         ));
                     }
-                    x.copy_from_slice(&x_hat);
+                    for (r, (dst, src)) in x.chunks_mut(d).zip(x_hat.chunks(d)).enumerate() {
+                        if !(keep_bos && r % seq == 0) {
+                            dst.copy_from_slice(src);
+                        }
+                    }
                     Ok(())
                 };
             let mut spec = ForwardSpec {
@@ -207,7 +200,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let mut fig = Figure::new(
         format!(
             "per-position CE and SAE loss ({}, {}, pos {})",
-            model.info.id, a.rows.dataset, a.rows.pos_intervention
+            a.model, a.rows.dataset, a.rows.pos_intervention
         ),
         2,
     );
@@ -228,55 +221,26 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                 other => other.to_string(),
             }
         };
-        csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            s.label,
-            s.hook,
-            s.sae.config().d_sae,
-            f(&["recon", "tokens"]),
-            f(&["recon", "mse"]),
-            f(&["recon", "normalized_mse"]),
-            f(&["recon", "fvu"]),
-            f(&["recon", "explained_variance"]),
-            f(&["recon", "l0"]),
-            f(&["recon", "dead_fraction"]),
-            f(&["ce", "ce_clean"]),
-            f(&["ce", "ce_spliced"]),
-            f(&["ce", "ce_zero"]),
-            f(&["ce", "delta_ce"]),
-            f(&["ce", "ce_recovered"]),
-            f(&["ce", "kl"]),
-        ));
+        let mut line = vec![
+            s.label.clone(),
+            s.hook.to_string(),
+            s.sae.config().d_sae.to_string(),
+        ];
+        line.extend(SUMMARY_COLUMNS.iter().map(|(part, key)| f(&[part, key])));
+        csv.push_str(&line.join(","));
+        csv.push('\n');
         summary.push(
             serde_json::json!({"sae": s.label, "dir": s.dir, "hook": s.hook.to_string(),
             "centered": s.center, "recon": v["recon"].clone(), "ce": v["ce"].clone()}),
         );
-        let curve = |key: &str| -> Vec<(f64, f64)> {
-            v["ce"]["per_position"][key]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .enumerate()
-                        .filter_map(|(t, y)| y.as_f64().map(|y| (t as f64, y)))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let curve = |part: &str, key: &str| indexed_curve(&v[part]["per_position"][key]);
         fig.panels.push(
             Panel::new(format!("{} · {}", s.label, s.hook), "position", "CE (nats)")
-                .with(Series::line("clean", curve("ce_clean")))
-                .with(Series::line("spliced", curve("ce_spliced")))
-                .with(Series::line("zero-ablated", curve("ce_zero"))),
+                .with(Series::line("clean", curve("ce", "ce_clean")))
+                .with(Series::line("spliced", curve("ce", "ce_spliced")))
+                .with(Series::line("zero-ablated", curve("ce", "ce_zero"))),
         );
-        let mse: Vec<(f64, f64)> = v["recon"]["per_position"]["mse"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .enumerate()
-                    .filter_map(|(t, y)| y.as_f64().map(|y| (t as f64, y)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mse = curve("recon", "mse");
         let mut p = Panel::new(format!("{} · SAE loss", s.label), "position", "MSE");
         p.y_log = true;
         fig.panels.push(p.with(Series::line("mse", mse)));
@@ -285,7 +249,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         "schema": "saelab.eval-summary.v1",
         "model": model.info.id, "dataset": a.rows.dataset, "rows": n_rows, "seq_len": seq,
         "packing": a.rows.packing, "pos_intervention": a.rows.pos_intervention, "seed": a.rows.seed,
-        "skip_bos": a.skip_bos, "seconds": secs, "saes": summary,
+        "skip_bos": a.skip_bos, "splice_keep_bos": a.splice_keep_bos, "seconds": secs, "saes": summary,
     });
     write_text(
         &a.out.join("summary.json"),
@@ -301,6 +265,35 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         n_rows * seq
     );
     Ok(())
+}
+
+/// `summary.csv` columns after sae, hook, d_sae: (report part, key).
+const SUMMARY_COLUMNS: [(&str, &str); 13] = [
+    ("recon", "tokens"),
+    ("recon", "mse"),
+    ("recon", "nmse"),
+    ("recon", "fvu"),
+    ("recon", "explained_variance"),
+    ("recon", "l0"),
+    ("recon", "dead_fraction"),
+    ("ce", "ce_clean"),
+    ("ce", "ce_spliced"),
+    ("ce", "ce_zero"),
+    ("ce", "delta_ce"),
+    ("ce", "ce_recovered"),
+    ("ce", "kl"),
+];
+
+/// (position, value) points of a JSON array, skipping nulls.
+fn indexed_curve(v: &serde_json::Value) -> Vec<(f64, f64)> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .enumerate()
+                .filter_map(|(t, y)| y.as_f64().map(|y| (t as f64, y)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Atomic text write (temp file + rename).

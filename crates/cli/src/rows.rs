@@ -3,10 +3,14 @@
 //! memory (analysis runs are thousands of rows, not millions).
 
 use crate::resolve;
+use crate::saes::LoadedSae;
 use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use saelab_data::corpus::Corpus;
 use saelab_data::packing::{Packing, RowPacker};
-use saelab_lm::Model;
+use saelab_lm::{HookPoint, Model, PosIntervention, Positions};
 use std::cell::RefCell;
 
 /// Corpus options shared by the analysis commands.
@@ -88,4 +92,45 @@ pub fn token_rows(model: &Model, a: &RowArgs, rows: usize) -> Result<Vec<u32>> {
         );
     }
     Ok(out)
+}
+
+/// Parses `--pos-intervention`.
+pub fn pos_intervention(a: &RowArgs) -> Result<PosIntervention> {
+    a.pos_intervention
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--pos-intervention: {e}"))
+}
+
+/// Positions of forward pass `batch_index`: the same seeded permutation
+/// stream as `saelab harvest` (ChaCha8 seeded by --seed, stream = batch
+/// index), so analysis runs see the positions the training store saw.
+pub fn batch_positions(
+    pos: PosIntervention,
+    seed: u64,
+    batch_index: usize,
+    seq: usize,
+) -> Positions {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(batch_index as u64);
+    pos.positions(seq, &mut rng)
+}
+
+/// The distinct hooks of `saes`, shallowest first (one read each per pass).
+pub fn distinct_hooks(saes: &[LoadedSae]) -> Vec<HookPoint> {
+    let mut hooks: Vec<HookPoint> = saes.iter().map(|s| s.hook).collect();
+    hooks.sort_by_key(|h| h.order());
+    hooks.dedup();
+    hooks
+}
+
+/// A progress bar over `tokens` with rate and ETA.
+pub fn token_bar(what: &str, tokens: u64) -> ProgressBar {
+    let bar = ProgressBar::new(tokens);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{elapsed_precise}}] {{bar:30}} {{human_pos}}/{{human_len}} tokens  {{per_sec}}  ETA {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }

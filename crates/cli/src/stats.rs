@@ -7,15 +7,12 @@
 //! given one SAE per layer).
 
 use crate::eval::write_text;
-use crate::rows::{token_rows, RowArgs};
+use crate::rows::{self, token_rows, RowArgs};
 use crate::saes;
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use saelab_analysis::eval::center_rows;
 use saelab_analysis::stats::{ActivationStats, DecileConfig, StatsConfig, StatsReport};
-use saelab_lm::{ForwardSpec, HookPoint, PosIntervention};
+use saelab_lm::ForwardSpec;
 use saelab_report::{Figure, Panel, Series};
 use std::path::PathBuf;
 
@@ -56,11 +53,7 @@ pub struct StatsArgs {
 const DECILE_PLOT_FEATURES: usize = 1000;
 
 pub fn run(a: &StatsArgs) -> Result<()> {
-    let pos: PosIntervention = a
-        .rows
-        .pos_intervention
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--pos-intervention: {e}"))?;
+    let pos = rows::pos_intervention(&a.rows)?;
     if a.n_rows == 0 {
         bail!("--n-rows must be ≥ 1");
     }
@@ -69,9 +62,7 @@ pub fn run(a: &StatsArgs) -> Result<()> {
     let seq = a.rows.seq_len;
     let tokens = token_rows(&model, &a.rows, a.n_rows)?;
     let n_rows = tokens.len() / seq;
-    let mut hooks: Vec<HookPoint> = saes.iter().map(|s| s.hook).collect();
-    hooks.sort_by_key(|h| h.order());
-    hooks.dedup();
+    let hooks = rows::distinct_hooks(&saes);
     let cfg = StatsConfig {
         ma_window: a.ma_window.max(1),
         deciles: DecileConfig {
@@ -91,21 +82,13 @@ pub fn run(a: &StatsArgs) -> Result<()> {
         hooks.len(),
         a.rows.dataset
     );
-    let bar = ProgressBar::new((n_rows * seq) as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} stats [{elapsed_precise}] {bar:30} {human_pos}/{human_len} tokens  {per_sec}  ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = rows::token_bar("stats", (n_rows * seq) as u64);
     let started = std::time::Instant::now();
     let br = a.rows.batch_rows.max(1);
     for (bi, chunk) in tokens.chunks(br * seq).enumerate() {
         let b = chunk.len() / seq;
-        let mut rng = ChaCha8Rng::seed_from_u64(a.rows.seed);
-        rng.set_stream(bi as u64);
         let mut spec = ForwardSpec::reads(&hooks);
-        spec.positions = pos.positions(seq, &mut rng);
+        spec.positions = rows::batch_positions(pos, a.rows.seed, bi, seq);
         let o = model
             .forward(chunk, b, seq, &mut spec)
             .with_context(|| format!("forward pass, batch {bi}"))?;
@@ -142,7 +125,7 @@ pub fn run(a: &StatsArgs) -> Result<()> {
     }
     let title = format!(
         "{} · {} · pos {} · {n_rows}×{seq}",
-        model.info.id, a.rows.dataset, a.rows.pos_intervention
+        a.model, a.rows.dataset, a.rows.pos_intervention
     );
     write_plots(&a.out, &title, &reports)?;
     let meta = serde_json::json!({

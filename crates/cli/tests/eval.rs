@@ -60,12 +60,32 @@ fn mean_ce(logits: &[f32], tokens: &[u32], rows: usize, seq: usize, vocab: usize
     s / (rows * (seq - 1)) as f64
 }
 
+/// A tiny GPT-2 written into `dir/gpt2-tiny`.
+fn tiny_model(dir: &Path, seed: u64) -> std::path::PathBuf {
+    let mdir = dir.join("gpt2-tiny");
+    std::fs::create_dir(&mdir).unwrap();
+    write_gpt2(&mdir, Gpt2Shape::TINY, seed, "").unwrap();
+    mdir
+}
+
+/// The `bos_rows` token rows the commands see, packed here independently.
+fn bos_rows(model: &Model, corpus: &Path, rows: usize, seq: usize) -> Vec<u32> {
+    let tok = model.tokenizer().unwrap();
+    let packer = RowPacker::new(Packing::BosRows, seq, tok.bos, tok.eos).unwrap();
+    let docs = Corpus::open(corpus).unwrap();
+    let tokens: Vec<u32> = packer
+        .rows(docs.documents(), |t: &str| tok.encode(t).unwrap())
+        .take(rows)
+        .flat_map(|r| r.unwrap())
+        .collect();
+    assert_eq!(tokens.len(), rows * seq);
+    tokens
+}
+
 #[test]
 fn identity_splice_and_independent_ce() {
     let dir = tempfile::tempdir().unwrap();
-    let mdir = dir.path().join("gpt2-tiny");
-    std::fs::create_dir(&mdir).unwrap();
-    write_gpt2(&mdir, Gpt2Shape::TINY, 77, "").unwrap();
+    let mdir = tiny_model(dir.path(), 77);
     let text: String = (0..60)
         .map(|i| format!("{{\"text\": \"Document {i} talks about features, circuits and the number {}.\"}}\n", i * 7))
         .collect();
@@ -107,15 +127,7 @@ fn identity_splice_and_independent_ce() {
     // Independent: same rows (bos_rows packing), logits from the library,
     // log-softmax here.
     let model = Model::load(mdir.to_str().unwrap()).unwrap();
-    let tok = model.tokenizer().unwrap();
-    let packer = RowPacker::new(Packing::BosRows, seq, tok.bos, tok.eos).unwrap();
-    let docs = Corpus::open(&corpus).unwrap();
-    let tokens: Vec<u32> = packer
-        .rows(docs.documents(), |t: &str| tok.encode(t).unwrap())
-        .take(rows)
-        .flat_map(|r| r.unwrap())
-        .collect();
-    assert_eq!(tokens.len(), rows * seq);
+    let tokens = bos_rows(&model, &corpus, rows, seq);
     let vocab = model.info.vocab_size;
     let mut spec = ForwardSpec::reads(&[]);
     spec.logits = true;
@@ -161,6 +173,114 @@ fn identity_splice_and_independent_ce() {
         "zero ablation changes the loss"
     );
 
+    // Interventions: clean CE under `zero` / `shuffle` equals the same
+    // forward with the positions of SPEC §1.4 drawn here the way `harvest`
+    // draws them (ChaCha8 seeded by --seed, stream = batch index).
+    for pi in ["zero", "shuffle"] {
+        let pout = dir.path().join(format!("out-{pi}"));
+        let o = saelab(&[
+            "eval",
+            "--sae",
+            sdir.to_str().unwrap(),
+            "--model",
+            mdir.to_str().unwrap(),
+            "--dataset",
+            corpus.to_str().unwrap(),
+            "--tokens",
+            &(rows * seq).to_string(),
+            "--seq-len",
+            &seq.to_string(),
+            "--batch-rows",
+            "5",
+            "--pos-intervention",
+            pi,
+            "--seed",
+            "7",
+            "--out",
+            pout.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let rep: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(pout.join("ident/eval.json")).unwrap())
+                .unwrap();
+        let got = rep["ce"]["ce_clean"].as_f64().unwrap();
+        let pos: saelab_lm::PosIntervention = pi.parse().unwrap();
+        let (mut sum, mut count) = (0.0, 0usize);
+        for (bi, chunk) in tokens.chunks(5 * seq).enumerate() {
+            use rand::SeedableRng;
+            let b = chunk.len() / seq;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+            rng.set_stream(bi as u64);
+            let mut spec = ForwardSpec::reads(&[]);
+            spec.logits = true;
+            spec.positions = pos.positions(seq, &mut rng);
+            let lg = model
+                .forward(chunk, b, seq, &mut spec)
+                .unwrap()
+                .logits
+                .unwrap();
+            sum += mean_ce(&lg, chunk, b, seq, vocab) * (b * (seq - 1)) as f64;
+            count += b * (seq - 1);
+        }
+        let want = sum / count as f64;
+        assert!(rel(got, want) < 1e-5, "{pi}: {got} vs {want}");
+        assert!((want - clean).abs() > 1e-3, "{pi} changes the loss");
+    }
+
+    // An all-zero SAE splices zeros: spliced CE = zero-ablated CE; with
+    // --splice-keep-bos position 0 keeps its clean residual, so the CE of
+    // predicting token 1 (which sees only position 0) is the clean one.
+    let zdir = dir.path().join("zeros");
+    let mut zcfg = SaeConfig::new(64, 16, ArchSpec::Relu { l1_coeff: 0.0 });
+    zcfg.input_unit_norm = false;
+    save(
+        &zdir,
+        &Sae::new(zcfg, SaeParams::zeros(64, 16, false)).unwrap(),
+        hook,
+    );
+    for keep in [false, true] {
+        let zout = dir.path().join(format!("zout-{keep}"));
+        let mut args = vec![
+            "eval",
+            "--sae",
+            zdir.to_str().unwrap(),
+            "--model",
+            mdir.to_str().unwrap(),
+            "--dataset",
+            corpus.to_str().unwrap(),
+            "--tokens",
+            "192",
+            "--seq-len",
+            "16",
+            "--out",
+            zout.to_str().unwrap(),
+        ];
+        if keep {
+            args.push("--splice-keep-bos");
+        }
+        let o = saelab(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(zout.join("zeros/eval.json")).unwrap())
+                .unwrap();
+        let pp = &r["ce"]["per_position"];
+        let (c0, s0) = (
+            pp["ce_clean"][0].as_f64().unwrap(),
+            pp["ce_spliced"][0].as_f64().unwrap(),
+        );
+        let (s5, z5) = (
+            pp["ce_spliced"][5].as_f64().unwrap(),
+            pp["ce_zero"][5].as_f64().unwrap(),
+        );
+        if keep {
+            assert_eq!(s0, c0, "keep-bos: position 0 is clean");
+            assert_ne!(s5, z5, "keep-bos: later positions see the clean BOS");
+        } else {
+            assert_eq!(r["ce"]["ce_spliced"], r["ce"]["ce_zero"]);
+            assert_ne!(s0, c0);
+        }
+    }
+
     // Bad SAEs: a hook the model lacks, a width it does not have, rows
     // longer than its context.
     let deep = dir.path().join("deep");
@@ -199,9 +319,7 @@ fn identity_splice_and_independent_ce() {
 #[test]
 fn stats_match_brute_force_over_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let mdir = dir.path().join("gpt2-tiny");
-    std::fs::create_dir(&mdir).unwrap();
-    write_gpt2(&mdir, Gpt2Shape::TINY, 78, "").unwrap();
+    let mdir = tiny_model(dir.path(), 78);
     let corpus = dir.path().join("c.txt");
     std::fs::write(
         &corpus,
@@ -239,14 +357,7 @@ fn stats_match_brute_force_over_the_same_rows() {
     assert_eq!(st["rows"], rows as u64);
 
     let model = Model::load(mdir.to_str().unwrap()).unwrap();
-    let tok = model.tokenizer().unwrap();
-    let packer = RowPacker::new(Packing::BosRows, seq, tok.bos, tok.eos).unwrap();
-    let docs = Corpus::open(&corpus).unwrap();
-    let tokens: Vec<u32> = packer
-        .rows(docs.documents(), |t: &str| tok.encode(t).unwrap())
-        .take(rows)
-        .flat_map(|r| r.unwrap())
-        .collect();
+    let tokens = bos_rows(&model, &corpus, rows, seq);
     let hp: HookPoint = hook.parse().unwrap();
     let x = model
         .forward(&tokens, rows, seq, &mut ForwardSpec::reads(&[hp]))

@@ -137,8 +137,27 @@ impl Axis {
     }
     fn ticks(&self) -> Vec<(f64, String)> {
         if self.log {
-            (self.lo.ceil() as i64..=self.hi.floor() as i64)
-                .map(|e| (10f64.powi(e as i32), format!("1e{e}")))
+            // Short ranges get 1-2-5 ticks so at least two show.
+            let mults: &[f64] = if self.hi - self.lo < 2.0 {
+                &[1.0, 2.0, 5.0]
+            } else {
+                &[1.0]
+            };
+            (self.lo.floor() as i64..=self.hi.ceil() as i64)
+                .flat_map(|e| mults.iter().map(move |&m| (m, e)))
+                .filter(|&(m, e)| {
+                    let l = m.log10() + e as f64;
+                    l >= self.lo - 1e-9 && l <= self.hi + 1e-9
+                })
+                .map(|(m, e)| {
+                    let v = m * 10f64.powi(e as i32);
+                    let label = if (-2..=3).contains(&e) {
+                        fmt_tick(v)
+                    } else {
+                        format!("{m}e{e}")
+                    };
+                    (v, label)
+                })
                 .collect()
         } else {
             nice_ticks(self.lo, self.hi, 5)
@@ -166,7 +185,9 @@ impl Figure {
     pub fn to_svg(&self) -> String {
         let cols = self.cols.clamp(1, self.panels.len().max(1));
         let rows = self.panels.len().div_ceil(cols).max(1);
-        let (w, h) = (cols as f64 * PW, rows as f64 * PH + 30.0);
+        // Wide enough for the title at ≈ 8 px per character.
+        let w = (cols as f64 * PW).max(self.title.chars().count() as f64 * 8.0 + 40.0);
+        let h = rows as f64 * PH + 30.0;
         let mut s = String::new();
         let _ = write!(
             s,
@@ -355,7 +376,7 @@ mod tests {
         assert_eq!(svg.matches("<circle").count(), 1);
         // Bars: the zero-height bar is dropped on the log axis.
         assert_eq!(svg.matches("fill-opacity=\"0.6\"").count(), 2);
-        assert!(svg.contains(">1e1<") && svg.contains(">1e3<"));
+        assert!(svg.contains(">10<") && svg.contains(">1000<"), "{svg}");
         // Two line points, none NaN.
         let path = svg
             .split("<path d=\"")

@@ -105,10 +105,9 @@ impl Heatmap {
                 colour(t)
             );
         }
-        let _ = write!(
+        let _ = writeln!(
             s,
-            r#"<text x="{:.1}" y="{:.1}">{}</text><text x="{:.1}" y="{:.1}">{}</text></svg>
-"#,
+            r#"<text x="{:.1}" y="{:.1}">{}</text><text x="{:.1}" y="{:.1}">{}</text></svg>"#,
             bx + 18.0,
             y0 + 8.0,
             fmt_tick(self.vmax),
