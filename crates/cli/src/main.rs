@@ -5,6 +5,7 @@
 mod assets;
 mod eval;
 mod harvest;
+mod match_cmd;
 mod resolve;
 mod rows;
 mod saes;
@@ -51,6 +52,8 @@ enum Cmd {
     /// Activation statistics of SAE features per position and per feature (mean, std,
     /// density, deciles), with the study's plots; one panel per SAE / layer.
     Stats(stats::StatsArgs),
+    /// Match features between two SAEs, or every pair of a grid (ratios, MMCS, assignment, Tables 1-2).
+    Match(match_cmd::MatchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,5 +83,6 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Train(a) => train::run(&a),
         Cmd::Eval(a) => eval::run(&a),
         Cmd::Stats(a) => stats::run(&a),
+        Cmd::Match(a) => match_cmd::run(&a),
     }
 }
