@@ -516,14 +516,34 @@ fn read_settings(dir: &Path, sae: &Sae) -> Result<Vec<Option<String>>> {
         Some(sc.d_sae.to_string()),
         Some(sc.arch.name().to_string()),
         hook,
-        Some(Value::Object(h).to_string()),
+        Some(flatten_settings(&Value::Object(h))),
     ])
 }
 
 /// Indices into [`SETTINGS`] of the settings that differ.
+/// Indices of the settings in which `a` and `b` differ. An architecture's
+/// own hyperparameters (`arch.*` entries of `hparams`) belong to the
+/// architecture: when the architectures differ they are not compared.
 fn differing(a: &GridSae, b: &GridSae) -> Vec<usize> {
+    let arch = SETTINGS.iter().position(|&s| s == "architecture");
+    let hp = SETTINGS.iter().position(|&s| s == "hparams");
+    let arch_differs = arch.is_some_and(|i| a.settings[i] != b.settings[i]);
+    let strip = |v: &Option<String>| {
+        v.as_ref().map(|t| {
+            t.split("; ")
+                .filter(|e| !e.starts_with("arch."))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    };
     (0..SETTINGS.len())
-        .filter(|&i| a.settings[i] != b.settings[i])
+        .filter(|&i| {
+            if Some(i) == hp && arch_differs {
+                strip(&a.settings[i]) != strip(&b.settings[i])
+            } else {
+                a.settings[i] != b.settings[i]
+            }
+        })
         .collect()
 }
 
@@ -702,6 +722,51 @@ fn run_grid(a: &MatchArgs) -> Result<()> {
     Ok(())
 }
 
+/// `a.b=v; c=w` with keys sorted: nested settings as one comparable text
+/// whose entries [`setting_values`] can diff.
+fn flatten_settings(v: &Value) -> String {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, x, out);
+                }
+            }
+            other => out.push(format!("{prefix}={other}")),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out.sort();
+    out.join("; ")
+}
+
+/// The two values of setting `k` as shown in the tables: for `hparams`
+/// only the entries that differ.
+fn setting_values(k: usize, a: &Option<String>, b: &Option<String>) -> (String, String) {
+    if SETTINGS[k] != "hparams" {
+        return (show(a), show(b));
+    }
+    let (Some(a), Some(b)) = (a, b) else {
+        return (show(a), show(b));
+    };
+    let ea: Vec<&str> = a.split("; ").collect();
+    let eb: Vec<&str> = b.split("; ").collect();
+    let only = |x: &[&str], y: &[&str]| {
+        x.iter()
+            .filter(|e| !y.contains(e))
+            .copied()
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    (only(&ea, &eb), only(&eb, &ea))
+}
+
 fn differs_text(d: &[usize]) -> String {
     if d.is_empty() {
         "no recorded setting".into()
@@ -731,28 +796,27 @@ fn table1(saes: &[GridSae], results: &[PairResult]) -> String {
     };
     for (k, name) in SETTINGS.iter().enumerate() {
         for r in results.iter().filter(|r| r.differs == [k]) {
-            row(
-                &mut s,
-                name,
-                r,
-                show(&saes[r.i].settings[k]),
-                show(&saes[r.j].settings[k]),
-            );
+            let (va, vb) = setting_values(k, &saes[r.i].settings[k], &saes[r.j].settings[k]);
+            row(&mut s, name, r, va, vb);
         }
     }
     for r in results.iter().filter(|r| r.differs.len() != 1) {
-        let side = |x: usize| {
+        let side = |first: bool| {
             if r.differs.is_empty() {
                 "identical recorded settings".to_string()
             } else {
                 r.differs
                     .iter()
-                    .map(|&k| format!("{}={}", SETTINGS[k], show(&saes[x].settings[k])))
+                    .map(|&k| {
+                        let (va, vb) =
+                            setting_values(k, &saes[r.i].settings[k], &saes[r.j].settings[k]);
+                        format!("{}: {}", SETTINGS[k], if first { va } else { vb })
+                    })
                     .collect::<Vec<_>>()
-                    .join("; ")
+                    .join(" | ")
             }
         };
-        row(&mut s, "other", r, side(r.i), side(r.j));
+        row(&mut s, "other", r, side(true), side(false));
     }
     s
 }
