@@ -43,7 +43,8 @@ impl Heatmap {
                     .max()
                     .unwrap_or(1) as f64;
         let (x0, y0) = (label_w, 40.0 + label_w);
-        let w = x0 + nc as f64 * cell + 90.0;
+        // Wide enough for the title at ≈ 8 px per character.
+        let w = (x0 + nc as f64 * cell + 90.0).max(self.title.chars().count() as f64 * 8.0 + 40.0);
         let h = y0 + nr as f64 * cell + 20.0;
         let mut s = String::new();
         let _ = write!(
