@@ -1,7 +1,8 @@
 //! Files and errors: save → load round trips give identical encode output
 //! for every architecture (through our files and through the SAELens view
 //! alone), pre-6.0 SAELens and sparsify directories load, sparsity values
-//! are right, and bad input gives clear errors.
+//! are right, SAELens TopK with `rescale_acts_by_decoder_norm` and without
+//! b_dec subtraction matches its definition, and bad input gives clear errors.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -362,4 +363,85 @@ fn input_scale_is_folded_at_save() {
     let mut both = c.sae.clone();
     both.input_unit_norm = true;
     assert!(matches!(both.validate(), Err(SaeError::InvalidConfig(_))));
+}
+
+/// SAELens v6 TopK with `rescale_acts_by_decoder_norm: true` and
+/// `apply_b_dec_to_input: false`, against SAELens's definition computed
+/// here: pre = x·W_enc + b_enc (no b_dec subtraction), pre_i ·= ‖W_dec,i‖,
+/// codes = top-k, x̂ = Σ (f_i / ‖W_dec,i‖) W_dec,i + b_dec.
+#[test]
+fn saelens_topk_rescale_and_no_b_dec_subtraction() {
+    let mut p = random_params(7);
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let scales: Vec<f32> = (0..N).map(|_| rng.random_range(0.5..2.0)).collect();
+    for (i, s) in scales.iter().enumerate() {
+        p.w_dec[i * D..(i + 1) * D].iter_mut().for_each(|v| *v *= s);
+    }
+    let k = 5;
+    let dir = tempfile::tempdir().unwrap();
+    write_st(
+        &dir.path().join("sae_weights.safetensors"),
+        &[
+            ("W_enc", vec![D, N], p.w_enc_dn()),
+            ("W_dec", vec![N, D], p.w_dec.clone()),
+            ("b_enc", vec![N], p.b_enc.clone()),
+            ("b_dec", vec![D], p.b_dec.clone()),
+        ],
+    );
+    let cfg = serde_json::json!({
+        "d_in": D, "d_sae": N, "architecture": "topk", "k": k, "dtype": "float32",
+        "apply_b_dec_to_input": false, "rescale_acts_by_decoder_norm": true,
+        "normalize_activations": "none", "metadata": {"hook_name": "blocks.3.hook_resid_post"}
+    });
+    std::fs::write(dir.path().join("cfg.json"), cfg.to_string()).unwrap();
+    let sae = load_sae(dir.path()).unwrap();
+    let x = batch(9, 6);
+    let codes = sae.encode(&x).unwrap();
+    let recon = sae.reconstruct(&x).unwrap();
+    let norm: Vec<f64> = (0..N)
+        .map(|i| {
+            p.w_dec[i * D..(i + 1) * D]
+                .iter()
+                .map(|&v| (v as f64).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect();
+    for b in 0..6 {
+        let xb = &x[b * D..(b + 1) * D];
+        let mut pre: Vec<(f64, usize)> = (0..N)
+            .map(|i| {
+                let dot: f64 = (0..D)
+                    .map(|j| xb[j] as f64 * p.w_enc_t[i * D + j] as f64)
+                    .sum();
+                ((dot + p.b_enc[i] as f64) * norm[i], i)
+            })
+            .collect();
+        pre.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let top: Vec<(f64, usize)> = pre.into_iter().take(k).filter(|t| t.0 > 0.0).collect();
+        let (ix, vs) = codes.row(b);
+        let mut got: Vec<(u32, f32)> = ix.iter().copied().zip(vs.iter().copied()).collect();
+        got.sort_by_key(|g| g.0);
+        let mut want: Vec<(u32, f64)> = top.iter().map(|&(v, i)| (i as u32, v)).collect();
+        want.sort_by_key(|w| w.0);
+        assert_eq!(got.len(), want.len(), "row {b}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.0, w.0, "row {b}: latent");
+            assert!(
+                (g.1 as f64 - w.1).abs() <= 1e-4 * w.1.abs().max(1.0),
+                "row {b}: {g:?} vs {w:?}"
+            );
+        }
+        for j in 0..D {
+            let mut xh = p.b_dec[j] as f64;
+            for &(v, i) in &top {
+                xh += v / norm[i] * p.w_dec[i * D + j] as f64;
+            }
+            let r = recon[b * D + j] as f64;
+            assert!(
+                (r - xh).abs() <= 1e-4 * xh.abs().max(1.0),
+                "row {b} col {j}: {r} vs {xh}"
+            );
+        }
+    }
 }
