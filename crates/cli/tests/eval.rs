@@ -19,6 +19,30 @@ fn saelab(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `saelab CMD --sae SAE --model MODEL --dataset CORPUS --out OUT EXTRA…`.
+fn run(
+    cmd: &str,
+    sae: &Path,
+    model: &Path,
+    corpus: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        cmd,
+        "--sae",
+        sae.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        corpus.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    saelab(&args)
+}
+
 /// relu(x)·e_j − relu(−x)·e_j = x exactly: W_enc = [I, −I], W_dec = [I; −I].
 fn identity_sae(d: usize) -> Sae {
     let n = 2 * d;
@@ -96,23 +120,21 @@ fn identity_splice_and_independent_ce() {
     save(&sdir, &identity_sae(64), hook);
     let out = dir.path().join("out");
     let (rows, seq) = (12usize, 16usize);
-    let o = saelab(&[
+    let o = run(
         "eval",
-        "--sae",
-        sdir.to_str().unwrap(),
-        "--model",
-        mdir.to_str().unwrap(),
-        "--dataset",
-        corpus.to_str().unwrap(),
-        "--tokens",
-        &(rows * seq).to_string(),
-        "--seq-len",
-        &seq.to_string(),
-        "--batch-rows",
-        "5",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+        &sdir,
+        &mdir,
+        &corpus,
+        &out,
+        &[
+            "--tokens",
+            &(rows * seq).to_string(),
+            "--seq-len",
+            &seq.to_string(),
+            "--batch-rows",
+            "5",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rep: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("ident/eval.json")).unwrap())
@@ -178,27 +200,25 @@ fn identity_splice_and_independent_ce() {
     // draws them (ChaCha8 seeded by --seed, stream = batch index).
     for pi in ["zero", "shuffle"] {
         let pout = dir.path().join(format!("out-{pi}"));
-        let o = saelab(&[
+        let o = run(
             "eval",
-            "--sae",
-            sdir.to_str().unwrap(),
-            "--model",
-            mdir.to_str().unwrap(),
-            "--dataset",
-            corpus.to_str().unwrap(),
-            "--tokens",
-            &(rows * seq).to_string(),
-            "--seq-len",
-            &seq.to_string(),
-            "--batch-rows",
-            "5",
-            "--pos-intervention",
-            pi,
-            "--seed",
-            "7",
-            "--out",
-            pout.to_str().unwrap(),
-        ]);
+            &sdir,
+            &mdir,
+            &corpus,
+            &pout,
+            &[
+                "--tokens",
+                &(rows * seq).to_string(),
+                "--seq-len",
+                &seq.to_string(),
+                "--batch-rows",
+                "5",
+                "--pos-intervention",
+                pi,
+                "--seed",
+                "7",
+            ],
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let rep: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(pout.join("ident/eval.json")).unwrap())
@@ -240,25 +260,11 @@ fn identity_splice_and_independent_ce() {
     );
     for keep in [false, true] {
         let zout = dir.path().join(format!("zout-{keep}"));
-        let mut args = vec![
-            "eval",
-            "--sae",
-            zdir.to_str().unwrap(),
-            "--model",
-            mdir.to_str().unwrap(),
-            "--dataset",
-            corpus.to_str().unwrap(),
-            "--tokens",
-            "192",
-            "--seq-len",
-            "16",
-            "--out",
-            zout.to_str().unwrap(),
-        ];
+        let mut extra = vec!["--tokens", "192", "--seq-len", "16"];
         if keep {
-            args.push("--splice-keep-bos");
+            extra.push("--splice-keep-bos");
         }
-        let o = saelab(&args);
+        let o = run("eval", &zdir, &mdir, &corpus, &zout, &extra);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let r: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(zout.join("zeros/eval.json")).unwrap())
@@ -292,19 +298,7 @@ fn identity_splice_and_independent_ce() {
         (&wide, "16", "d_in 32"),
         (&sdir, "65", "context"),
     ] {
-        let o = saelab(&[
-            "eval",
-            "--sae",
-            sae.to_str().unwrap(),
-            "--model",
-            mdir.to_str().unwrap(),
-            "--dataset",
-            corpus.to_str().unwrap(),
-            "--seq-len",
-            extra,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = run("eval", sae, &mdir, &corpus, &out, &["--seq-len", extra]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(want), "{want}: {err}");
         if want != "context" {
@@ -333,23 +327,21 @@ fn stats_match_brute_force_over_the_same_rows() {
     save(&sdir, &identity_sae(64), hook);
     let out = dir.path().join("out");
     let (rows, seq) = (10usize, 12usize);
-    let o = saelab(&[
+    let o = run(
         "stats",
-        "--sae",
-        sdir.to_str().unwrap(),
-        "--model",
-        mdir.to_str().unwrap(),
-        "--dataset",
-        corpus.to_str().unwrap(),
-        "--n-rows",
-        &rows.to_string(),
-        "--seq-len",
-        &seq.to_string(),
-        "--batch-rows",
-        "3",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+        &sdir,
+        &mdir,
+        &corpus,
+        &out,
+        &[
+            "--n-rows",
+            &rows.to_string(),
+            "--seq-len",
+            &seq.to_string(),
+            "--batch-rows",
+            "3",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let st: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("ident/stats.json")).unwrap())

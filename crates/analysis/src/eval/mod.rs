@@ -19,7 +19,7 @@ pub use ce::{ce_recovered, kl_rows, CeAccumulator, CeCurves, CeReport};
 pub use input::{center_rows, saelens_center_writing_weights};
 pub use recon::{ReconAccumulator, ReconConfig, ReconCurves, ReconReport};
 
-use crate::stats::output::{cell, cell_opt, num, write_atomic};
+use crate::stats::output::{cell, cell_opt, num, write_files};
 use crate::stats::StatsError;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -87,13 +87,6 @@ pub struct EvalReport {
     pub ce: Option<CeReport>,
 }
 
-fn write_text(path: &Path, s: &str) -> Result<()> {
-    write_atomic(path, s.as_bytes()).map_err(|source| EvalError::Io {
-        path: path.into(),
-        source,
-    })
-}
-
 impl EvalReport {
     /// A report from the finished accumulators.
     pub fn new(label: &str, recon: Option<ReconReport>, ce: Option<CeReport>) -> Self {
@@ -158,34 +151,18 @@ impl EvalReport {
         s
     }
 
-    /// Writes the report as pretty JSON to `path` (atomically).
-    pub fn write_json(&self, path: &Path) -> Result<()> {
-        let s = serde_json::to_string_pretty(self).map_err(|e| EvalError::Json {
-            path: path.into(),
+    /// Writes `eval.json` (pretty JSON), `positions.csv` and `features.csv`
+    /// into `dir` (created if missing), each atomically; one directory per SAE.
+    pub fn write_all(&self, dir: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| EvalError::Json {
+            path: dir.join("eval.json"),
             msg: e.to_string(),
         })?;
-        write_text(path, &s)
-    }
-
-    /// Writes [`Self::positions_csv`] to `path`.
-    pub fn write_positions_csv(&self, path: &Path) -> Result<()> {
-        write_text(path, &self.positions_csv())
-    }
-
-    /// Writes [`Self::features_csv`] to `path`.
-    pub fn write_features_csv(&self, path: &Path) -> Result<()> {
-        write_text(path, &self.features_csv())
-    }
-
-    /// Writes `eval.json`, `positions.csv` and `features.csv` into `dir`
-    /// (created if missing); one directory per SAE.
-    pub fn write_all(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|source| EvalError::Io {
-            path: dir.into(),
-            source,
-        })?;
-        self.write_json(&dir.join("eval.json"))?;
-        self.write_positions_csv(&dir.join("positions.csv"))?;
-        self.write_features_csv(&dir.join("features.csv"))
+        let files = [
+            ("eval.json", json),
+            ("positions.csv", self.positions_csv()),
+            ("features.csv", self.features_csv()),
+        ];
+        write_files(dir, &files).map_err(|(path, source)| EvalError::Io { path, source })
     }
 }

@@ -36,7 +36,7 @@ pub use feature::{FeatureStats, FeatureTable};
 pub use position::{Aggregate, PositionReport, PositionStats};
 pub use sweep::{moving_average, threshold_sweep, ThresholdSweep};
 
-use output::{num, write_atomic};
+use output::{num, write_files};
 use saelab_sae::SparseCodes;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -315,13 +315,6 @@ fn for_each_token(codes: &SparseCodes, seq_len: usize, mut f: impl FnMut(usize, 
     }
 }
 
-fn write_text(path: &Path, s: &str) -> Result<()> {
-    write_atomic(path, s.as_bytes()).map_err(|source| StatsError::Io {
-        path: path.into(),
-        source,
-    })
-}
-
 impl StatsReport {
     /// `positions.csv`: `position,count,mean,std,density,mean_ma,
     /// mean_ma_excl0` (T lines; `mean_ma_excl0` is empty at position 0).
@@ -411,47 +404,21 @@ impl StatsReport {
         s
     }
 
-    /// Writes the summary as pretty JSON to `path` (atomically).
-    pub fn write_json(&self, path: &Path) -> Result<()> {
-        let s = serde_json::to_string_pretty(&self.summary).map_err(|e| StatsError::Json {
-            path: path.into(),
+    /// Writes `stats.json` (the summary, pretty JSON), `positions.csv`,
+    /// `features.csv`, `deciles.csv` and `sweep.csv` into `dir` (created if
+    /// missing), each atomically. For several layers, one directory per layer.
+    pub fn write_all(&self, dir: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(&self.summary).map_err(|e| StatsError::Json {
+            path: dir.join("stats.json"),
             msg: e.to_string(),
         })?;
-        write_text(path, &s)
-    }
-
-    /// Writes [`Self::positions_csv`] to `path`.
-    pub fn write_positions_csv(&self, path: &Path) -> Result<()> {
-        write_text(path, &self.positions_csv())
-    }
-
-    /// Writes [`Self::features_csv`] to `path`.
-    pub fn write_features_csv(&self, path: &Path) -> Result<()> {
-        write_text(path, &self.features_csv())
-    }
-
-    /// Writes [`Self::deciles_csv`] to `path`.
-    pub fn write_deciles_csv(&self, path: &Path) -> Result<()> {
-        write_text(path, &self.deciles_csv())
-    }
-
-    /// Writes [`Self::sweep_csv`] to `path`.
-    pub fn write_sweep_csv(&self, path: &Path) -> Result<()> {
-        write_text(path, &self.sweep_csv())
-    }
-
-    /// Writes `stats.json`, `positions.csv`, `features.csv`, `deciles.csv`
-    /// and `sweep.csv` into `dir` (created if missing). For several layers,
-    /// use one directory per layer.
-    pub fn write_all(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|source| StatsError::Io {
-            path: dir.into(),
-            source,
-        })?;
-        self.write_json(&dir.join("stats.json"))?;
-        self.write_positions_csv(&dir.join("positions.csv"))?;
-        self.write_features_csv(&dir.join("features.csv"))?;
-        self.write_deciles_csv(&dir.join("deciles.csv"))?;
-        self.write_sweep_csv(&dir.join("sweep.csv"))
+        let files = [
+            ("stats.json", json),
+            ("positions.csv", self.positions_csv()),
+            ("features.csv", self.features_csv()),
+            ("deciles.csv", self.deciles_csv()),
+            ("sweep.csv", self.sweep_csv()),
+        ];
+        write_files(dir, &files).map_err(|(path, source)| StatsError::Io { path, source })
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically: a temp file `.{name}.tmp.{pid}`
 /// beside it is written, synced and renamed over `path`. The temp file is
@@ -39,6 +39,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     res
+}
+
+/// Creates `dir` and writes each `(file name, contents)` into it with
+/// [`write_atomic`]; on failure, the path that failed and the error.
+pub fn write_files(dir: &Path, files: &[(&str, String)]) -> Result<(), (PathBuf, io::Error)> {
+    fs::create_dir_all(dir).map_err(|e| (dir.to_path_buf(), e))?;
+    for (name, text) in files {
+        let path = dir.join(name);
+        write_atomic(&path, text.as_bytes()).map_err(|e| (path, e))?;
+    }
+    Ok(())
 }
 
 /// A CSV number: Rust's shortest round-trip form (`NaN`, `inf` as is).
