@@ -6,10 +6,8 @@
 //! elementwise mean over B×d as in the study's code.
 
 use crate::arch::{Architecture, PenaltyCtx};
-use crate::kernels::{
-    encoder_preacts, gemm_strided, latent_grads, row_topk_positive, sparse_decode, sparse_dz,
-    SparseCodes, ROW_CHUNK,
-};
+use crate::blocked::CodeKernels;
+use crate::kernels::{encoder_preacts, topk_positive_among, SparseCodes, ROW_CHUNK};
 use crate::params::SaeParams;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -73,17 +71,6 @@ pub struct LossParts {
     pub total: f64,
     /// Fraction of latents counted dead after this batch.
     pub dead_fraction: f64,
-}
-
-/// AuxK switches from the sparse kernels to dense GEMMs over the dead
-/// latents when k_aux/|D| reaches this: the sparse gathers are memory-bound
-/// (measured ≈ 1 ns per B·k_aux·d on the 2-core dev machine) while the four
-/// GEMMs run near peak (≈ 0.05 ns per B·|D|·d).
-pub const AUX_DENSE_MIN_DENSITY: f64 = 1.0 / 16.0;
-
-enum AuxStore {
-    Sparse,
-    Dense { a: Vec<f32>, wd: Vec<f32> },
 }
 
 /// Everything a forward/backward pass produces besides the gradients.
@@ -213,56 +200,19 @@ pub fn loss_and_grads(
 
     // AuxK.
     let mut aux_loss = 0.0f64;
-    let mut aux_part: Option<(SparseCodes, Vec<f32>, AuxStore, Vec<u32>)> = None;
+    let mut aux_part: Option<(SparseCodes, Vec<f32>)> = None;
     if arch.uses_auxk() && aux_cfg.enabled && !dead_list.is_empty() && aux_cfg.k_aux > 0 {
         let ka = aux_cfg.k_aux.min(dead_list.len());
         let aux_rows: Vec<(Vec<u32>, Vec<f32>)> = pre
             .par_chunks(n)
             .map(|row| {
-                let gathered: Vec<f32> = dead_list.iter().map(|&i| row[i as usize]).collect();
-                let (mut ix, mut vs) = (Vec::new(), Vec::new());
-                row_topk_positive(&gathered, ka, &mut ix, &mut vs);
-                for i in ix.iter_mut() {
-                    *i = dead_list[*i as usize];
-                }
+                let (mut ix, mut vs) = (Vec::with_capacity(ka), Vec::with_capacity(ka));
+                topk_positive_among(row, &dead_list, ka, &mut ix, &mut vs);
                 (ix, vs)
             })
             .collect();
         let aux_codes = SparseCodes::from_rows(n, aux_rows);
-        let m = dead_list.len();
-        let dense = ka as f64 >= AUX_DENSE_MIN_DENSITY * m as f64;
-        let aux_store = if dense {
-            // Dense view over the dead latents only: codes A (B×m) and the
-            // gathered decoder rows W_dec[D] (m×d).
-            let mut local = vec![u32::MAX; n];
-            for (l, &i) in dead_list.iter().enumerate() {
-                local[i as usize] = l as u32;
-            }
-            let mut a = vec![0.0f32; rows * m];
-            a.par_chunks_mut(m).enumerate().for_each(|(b, ar)| {
-                let (ix, vs) = aux_codes.row(b);
-                for (&i, &v) in ix.iter().zip(vs) {
-                    ar[local[i as usize] as usize] = v;
-                }
-            });
-            let mut wd = vec![0.0f32; m * d];
-            wd.par_chunks_mut(d)
-                .zip(dead_list.par_iter())
-                .for_each(|(r, &i)| {
-                    r.copy_from_slice(&params.w_dec[i as usize * d..(i as usize + 1) * d]);
-                });
-            AuxStore::Dense { a, wd }
-        } else {
-            AuxStore::Sparse
-        };
-        let e_hat = match &aux_store {
-            AuxStore::Dense { a, wd } => {
-                let mut out = vec![0.0f32; rows * d];
-                gemm_strided(rows, d, m, &mut out, false, a, m, 1, wd, d, 1);
-                out
-            }
-            AuxStore::Sparse => sparse_decode(&aux_codes, &params.w_dec, d, None),
-        };
+        let e_hat = CodeKernels::new(&aux_codes).decode(&params.w_dec, d);
         // e = ê − r with r = x − x̂.
         let mut e = e_hat;
         e.par_chunks_mut(d).enumerate().for_each(|(b, eb)| {
@@ -306,7 +256,7 @@ pub fn loss_and_grads(
                     }
                 });
         }
-        aux_part = Some((aux_codes, e, aux_store, dead_list.clone()));
+        aux_part = Some((aux_codes, e));
     }
 
     // ∂L/∂z for the kept entries, penalty, then ∂L/∂pre.
@@ -316,7 +266,8 @@ pub fn loss_and_grads(
         let o = (b * m_count + g) * d;
         &h_ref[o..o + d]
     };
-    let mut dz = sparse_dz(&codes, &params.w_dec, d, &g_of);
+    let kern = CodeKernels::new(&codes);
+    let mut dz = kern.dz(&params.w_dec, d, &g_of);
     let g_full = |b: usize| -> &[f32] {
         let o = (b * m_count + m_count - 1) * d;
         &h_ref[o..o + d]
@@ -332,10 +283,7 @@ pub fn loss_and_grads(
     let dpre = dpre_of(arch, &codes, &pre, &dz, n);
 
     let mut col_sum = vec![0.0f32; n];
-    let csc = codes.to_csc();
-    latent_grads(
-        &csc,
-        &codes.val,
+    kern.latent_grads(
         &dpre,
         &xc,
         d,
@@ -344,64 +292,20 @@ pub fn loss_and_grads(
         &mut grads.w_enc_t,
         &mut col_sum,
     );
-    match &aux_part {
-        Some((aux_codes, g_aux, AuxStore::Sparse, _)) => {
-            let ga_of = |b: usize, _i: usize| -> &[f32] { &g_aux[b * d..(b + 1) * d] };
-            let dz_aux = sparse_dz(aux_codes, &params.w_dec, d, &ga_of);
-            let dpre_aux = dpre_of(arch, aux_codes, &pre, &dz_aux, n);
-            let csc_aux = aux_codes.to_csc();
-            latent_grads(
-                &csc_aux,
-                &aux_codes.val,
-                &dpre_aux,
-                &xc,
-                d,
-                &ga_of,
-                &mut grads.w_dec,
-                &mut grads.w_enc_t,
-                &mut col_sum,
-            );
-        }
-        Some((_, g_aux, AuxStore::Dense { a, wd }, dead_list)) => {
-            let m = dead_list.len();
-            // ∂L/∂A = G_aux · W_dec[D]ᵀ, kept where A > 0 (the selected entries).
-            let mut dp = vec![0.0f32; rows * m];
-            gemm_strided(rows, m, d, &mut dp, false, g_aux, d, 1, wd, 1, d);
-            dp.par_chunks_mut(m)
-                .zip(a.par_chunks(m))
-                .enumerate()
-                .for_each(|(b, (dr, ar))| {
-                    for l in 0..m {
-                        dr[l] = if ar[l] > 0.0 {
-                            arch.dpre(pre[b * n + dead_list[l] as usize], dr[l])
-                        } else {
-                            0.0
-                        };
-                    }
-                });
-            let mut gwd = vec![0.0f32; m * d];
-            gemm_strided(m, d, rows, &mut gwd, false, a, 1, m, g_aux, d, 1);
-            let mut gwe = vec![0.0f32; m * d];
-            gemm_strided(m, d, rows, &mut gwe, false, &dp, 1, m, &xc, d, 1);
-            let cs = chunked_col_sum(rows, m, &|b| &dp[b * m..(b + 1) * m]);
-            for (l, &i) in dead_list.iter().enumerate() {
-                let i = i as usize;
-                for (g, &v) in grads.w_dec[i * d..(i + 1) * d]
-                    .iter_mut()
-                    .zip(&gwd[l * d..(l + 1) * d])
-                {
-                    *g += v;
-                }
-                for (g, &v) in grads.w_enc_t[i * d..(i + 1) * d]
-                    .iter_mut()
-                    .zip(&gwe[l * d..(l + 1) * d])
-                {
-                    *g += v;
-                }
-                col_sum[i] += cs[l] as f32;
-            }
-        }
-        None => {}
+    if let Some((aux_codes, g_aux)) = &aux_part {
+        let ga_of = |b: usize, _i: usize| -> &[f32] { &g_aux[b * d..(b + 1) * d] };
+        let kern = CodeKernels::new(aux_codes);
+        let dz_aux = kern.dz(&params.w_dec, d, &ga_of);
+        let dpre_aux = dpre_of(arch, aux_codes, &pre, &dz_aux, n);
+        kern.latent_grads(
+            &dpre_aux,
+            &xc,
+            d,
+            &ga_of,
+            &mut grads.w_dec,
+            &mut grads.w_enc_t,
+            &mut col_sum,
+        );
     }
 
     // b_dec: Σ_b H_0 (every prefix contains b_dec), minus the encoder path.

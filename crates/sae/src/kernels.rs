@@ -352,6 +352,40 @@ pub fn row_topk_positive(row: &[f32], k: usize, idx: &mut Vec<u32>, val: &mut Ve
     }
 }
 
+/// Top-k of the strictly positive entries of `row` among the latents
+/// `candidates` (increasing), returned sorted by index, ties to the lower
+/// index — the same set as [`row_topk_positive`] on the gathered values.
+/// For AuxK's large k (512 of thousands of dead latents) a linear-time
+/// selection beats the heap, whose insertions then dominate.
+pub fn topk_positive_among(
+    row: &[f32],
+    candidates: &[u32],
+    k: usize,
+    idx: &mut Vec<u32>,
+    val: &mut Vec<f32>,
+) {
+    idx.clear();
+    val.clear();
+    if k == 0 {
+        return;
+    }
+    let mut pos: Vec<(f32, u32)> = candidates
+        .iter()
+        .map(|&i| (row[i as usize], i))
+        .filter(|e| e.0 > 0.0)
+        .collect();
+    if pos.len() > k {
+        // Total order: value descending, then index ascending.
+        pos.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        pos.truncate(k);
+    }
+    pos.sort_unstable_by_key(|e| e.1);
+    for (v, i) in pos {
+        idx.push(i);
+        val.push(v);
+    }
+}
+
 fn sift_up(h: &mut [(f32, u32)], worse: impl Fn((f32, u32), (f32, u32)) -> bool) {
     let mut c = h.len() - 1;
     while c > 0 {

@@ -9,6 +9,7 @@
 //! - [`io`]: SAELens v6 / pre-6.0 / sparsify files.
 
 pub mod arch;
+pub mod blocked;
 pub mod config;
 pub mod engine;
 pub mod error;
