@@ -44,6 +44,14 @@ pub struct TrainArgs {
     /// L0 coefficient (jumprelu).
     #[arg(long, default_value_t = 0.0018)]
     pub l0_coeff: f32,
+    /// Initial JumpReLU threshold θ (per latent; learnt as log θ, so with
+    /// lr 3e-4 it moves by at most ≈ 3e-4·steps in log space — short runs
+    /// need a θ near the target sparsity's pre-activation quantile).
+    #[arg(long, default_value_t = 0.001)]
+    pub jumprelu_init_threshold: f32,
+    /// JumpReLU straight-through bandwidth ε (rectangle kernel).
+    #[arg(long, default_value_t = 0.001)]
+    pub jumprelu_bandwidth: f32,
     #[arg(long, default_value_t = 3e-4)]
     pub lr: f32,
     /// Activation vectors per step.
@@ -103,6 +111,8 @@ struct Run {
 /// [[sae]]
 /// arch = "jumprelu"
 /// l0_coeff = 0.002
+/// init_threshold = 1.0
+/// bandwidth = 0.001
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +146,9 @@ struct SaeSpec {
     seed: Option<u64>,
     l1_coeff: Option<f32>,
     l0_coeff: Option<f32>,
+    /// JumpReLU initial threshold and bandwidth.
+    init_threshold: Option<f32>,
+    bandwidth: Option<f32>,
     /// Matryoshka prefix sizes (default: the architecture's).
     group_sizes: Option<Vec<usize>>,
     /// Output sub-folder (default: `<arch>-n<N>[-k<K>]-s<seed>`).
@@ -172,8 +185,8 @@ fn arch_spec(s: &SaeSpec, a: &TrainArgs) -> Result<ArchSpec> {
         },
         "jumprelu" => ArchSpec::JumpRelu {
             l0_coeff: s.l0_coeff.unwrap_or(a.l0_coeff),
-            bandwidth: 0.001,
-            init_threshold: 0.001,
+            bandwidth: s.bandwidth.unwrap_or(a.jumprelu_bandwidth),
+            init_threshold: s.init_threshold.unwrap_or(a.jumprelu_init_threshold),
             apply_b_dec_to_input: false,
         },
         other => bail!("arch `{other}`: expected topk, batchtopk, jumprelu, relu or matryoshka"),

@@ -188,7 +188,8 @@ fn sweep_file_and_interrupt() {
     std::fs::write(
         &sweep,
         "[grid]\narch = [\"topk\"]\nn = [128]\nk = [8]\nseed = [1, 2]\n\n\
-         [[sae]]\narch = \"batchtopk\"\nn = 96\nk = 4\nseed = 3\nname = \"btk\"\n",
+         [[sae]]\narch = \"batchtopk\"\nn = 96\nk = 4\nseed = 3\nname = \"btk\"\n\n\
+         [[sae]]\narch = \"jumprelu\"\nn = 64\ninit_threshold = 0.5\nbandwidth = 0.01\nname = \"jr\"\n",
     )
     .unwrap();
     let common = |out: &str| -> Vec<String> {
@@ -242,6 +243,17 @@ fn sweep_file_and_interrupt() {
     }
     let btk = saelab_sae::load_sae(&Path::new(&a).join("btk")).unwrap();
     assert_eq!(btk.config().d_sae, 96);
+    // Per-SAE JumpReLU settings reach the saved config.
+    let jr: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&a).join("jr/saelab_cfg.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(jr["sae"]["arch"]["architecture"], "jumprelu");
+    assert_eq!(jr["sae"]["arch"]["init_threshold"], 0.5);
+    assert_eq!(
+        jr["sae"]["arch"]["bandwidth"].as_f64(),
+        Some(0.01f32 as f64)
+    );
 
     // Interrupted before step 5 (between checkpoints): a checkpoint at 5,
     // exit non-zero with a resume hint; the resumed run equals run `a`.
