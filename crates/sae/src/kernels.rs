@@ -585,44 +585,32 @@ pub fn sparse_decode(
     out
 }
 
-/// `y += a·x`, one fused multiply-add per element.
+/// `y += a·x`.
 #[inline]
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi = a.mul_add(xi, *yi);
+        *yi += a * xi;
     }
 }
 
-/// Lanes of [`dot`]'s accumulator: four 512-bit vectors, so the fused
-/// multiply-adds of consecutive chunks are independent (one 8-lane
-/// accumulator made `dot` latency-bound: ≈ 390 cycles per 768-long dot).
-const DOT_LANES: usize = 64;
-
-/// Dot product with [`DOT_LANES`] independent fused accumulators reduced by
-/// a fixed pairwise tree: vectorizes, and the order is fixed, so the result
-/// depends only on the inputs.
+/// Dot product with four independent accumulators (so the compiler can
+/// vectorize), in a fixed order.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; DOT_LANES];
-    let ca = a.chunks_exact(DOT_LANES);
-    let cb = b.chunks_exact(DOT_LANES);
+    let mut acc = [0.0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for l in 0..DOT_LANES {
-            acc[l] = x[l].mul_add(y[l], acc[l]);
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
         }
     }
-    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
-        acc[l] = x.mul_add(*y, acc[l]);
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
     }
-    let mut w = DOT_LANES;
-    while w > 1 {
-        w /= 2;
-        for l in 0..w {
-            acc[l] += acc[l + w];
-        }
-    }
-    acc[0]
+    s
 }
 
 /// For each CSR entry `p` in row `b`: `out[p] = g_of(b, idx[p]) · w_dec[idx[p]]`.
