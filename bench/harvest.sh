@@ -12,6 +12,6 @@ GGUF="$ASSETS/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
 cargo build --release -q -p saelab-lm --benches ${FEATURES:+--features $FEATURES}
 RAYON_NUM_THREADS=$THREADS BENCH_REPS=$REPS SAELAB_ASSETS=$ASSETS \
-  cargo bench -q -p saelab-lm --bench forward ${FEATURES:+--features $FEATURES} 2>/dev/null | grep -E '^saelab|skipped'
+  cargo bench -q -p saelab-lm --bench forward ${FEATURES:+--features $FEATURES} 2>/dev/null | grep -E "^saelab|skipped"
 OMP_NUM_THREADS=$THREADS "$VENV/bin/python" bench/harvest_torch.py --threads "$THREADS" --reps "$REPS" --smollm2 "$GGUF" 2>&1 \
   | grep -E '^torch'

@@ -3,7 +3,9 @@
 Same work as `cargo bench -p saelab-lm --bench forward`: a GPT-2-small-shaped
 model (random weights) to blocks.8.hook_resid_pre and SmolLM2-135M (GGUF,
 dequantized to f32 by transformers) to blocks.20.hook_resid_pre, batch 16x128,
-float32, eager attention, tokens/s median and best over reps.
+float32, eager attention, tokens/s median and best over reps; then the same
+model cast to bfloat16 entirely (`.to(torch.bfloat16)`: weights, residual
+stream and norms in bf16 — the fast path a PyTorch user would take).
 
 Usage: VENV/bin/python bench/harvest_torch.py [--threads 2] [--reps 5] [--smollm2 PATH]
 """
@@ -42,6 +44,8 @@ def main():
     m = transformers.GPT2Model(cfg).eval()
     ids = torch.randint(0, 50257, (b, t))
     bench("torch gpt2-small-shaped", lambda: m(input_ids=ids).last_hidden_state, b * t, a.reps, a.threads, 8)
+    m = m.to(torch.bfloat16)
+    bench("torch gpt2-small-shaped bf16", lambda: m(input_ids=ids).last_hidden_state, b * t, a.reps, a.threads, 8)
     del m
     if a.smollm2 and os.path.exists(a.smollm2):
         folder, fname = os.path.split(a.smollm2)
@@ -51,6 +55,8 @@ def main():
         body.layers = body.layers[:20]
         ids = torch.randint(0, 49152, (b, t))
         bench("torch smollm2-135m", lambda: body(input_ids=ids).last_hidden_state, b * t, a.reps, a.threads, 20)
+        body = body.to(torch.bfloat16)
+        bench("torch smollm2-135m bf16", lambda: body(input_ids=ids).last_hidden_state, b * t, a.reps, a.threads, 20)
     else:
         print("torch smollm2: no --smollm2 file, skipped")
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "

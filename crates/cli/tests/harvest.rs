@@ -158,6 +158,51 @@ fn store_equals_direct_forward_and_resume_is_byte_identical() {
     assert_eq!(&first.tokens[1..1 + doc0.len()], &doc0[..]);
 }
 
+/// `--precision bf16`: recorded in the manifest, activations within the
+/// fast path's error of the f32 store (and not equal to it), same tokens;
+/// resuming it as f32 is refused.
+#[test]
+fn bf16_harvest_is_recorded_and_close_to_f32() {
+    let s = setup();
+    let a = s.root.join("f32").to_string_lossy().to_string();
+    let b = s.root.join("bf16").to_string_lossy().to_string();
+    let o = saelab(&harvest_args(&s, &a, &[]), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = saelab(&harvest_args(&s, &b, &["--precision", "bf16"]), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (sa, sb) = (
+        ActivationStore::open(&a).unwrap(),
+        ActivationStore::open(&b).unwrap(),
+    );
+    assert_eq!(sa.spec().extra["precision"], "f32");
+    assert_eq!(sb.spec().extra["precision"], "bf16");
+    for i in 0..sa.num_shards() {
+        let (x, y) = (
+            sa.shard(i, "blocks.2.hook_resid_post").unwrap(),
+            sb.shard(i, "blocks.2.hook_resid_post").unwrap(),
+        );
+        assert_eq!(x.tokens, y.tokens);
+        let (mut num, mut den) = (0f64, 0f64);
+        for (&p, &q) in y.acts.iter().zip(&x.acts) {
+            num += (p as f64 - q as f64).powi(2);
+            den += (q as f64).powi(2);
+        }
+        let rel = (num / den).sqrt();
+        assert!(rel > 0.0 && rel < 2e-2, "shard {i}: relative error {rel}");
+    }
+    // A bf16 store is not resumed by an f32 harvest.
+    let std_err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+    let c = s.root.join("mixed").to_string_lossy().to_string();
+    let o = saelab(
+        &harvest_args(&s, &c, &["--precision", "bf16"]),
+        &[("SAELAB_TEST_ABORT_AFTER_SHARDS", "1")],
+    );
+    assert!(!o.status.success());
+    let o = saelab(&harvest_args(&s, &c, &[]), &[]);
+    assert!(!o.status.success(), "{}", std_err(&o));
+    assert!(std_err(&o).contains("precision"), "{}", std_err(&o));
+}
+
 #[test]
 fn bad_input_is_named() {
     let s = setup();

@@ -2,10 +2,12 @@
 //! to `blocks.8.hook_resid_pre` and SmolLM2-135M (offline asset) to
 //! `blocks.20.hook_resid_pre`, batch 16×128, tokens/s (median and best).
 //!
+//! Each model runs in f32 (the default) and then with `Precision::Bf16`.
+//!
 //! Run: `cargo bench -p saelab-lm --bench forward` (threads: RAYON_NUM_THREADS).
 //! `bench/harvest.sh` runs this beside the PyTorch reference in one go.
 
-use saelab_lm::{ForwardSpec, HookPoint, Model, Site};
+use saelab_lm::{ForwardSpec, HookPoint, Model, Precision, Site};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -50,16 +52,20 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let dir = gpt2_small_dir();
-    let m = Model::load(dir.path().to_str().unwrap()).unwrap();
+    let mut m = Model::load(dir.path().to_str().unwrap()).unwrap();
     bench("saelab gpt2-small-shaped", &m, 8, reps);
+    m.set_precision(Precision::Bf16);
+    bench("saelab gpt2-small-shaped bf16", &m, 8, reps);
     drop(m);
     let root = std::env::var_os("SAELAB_ASSETS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets"));
     let p = root.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     if p.exists() {
-        let m = Model::load(p.to_str().unwrap()).unwrap();
+        let mut m = Model::load(p.to_str().unwrap()).unwrap();
         bench("saelab smollm2-135m", &m, 20, reps);
+        m.set_precision(Precision::Bf16);
+        bench("saelab smollm2-135m bf16", &m, 20, reps);
     } else {
         println!("smollm2: {} not fetched, skipped", p.display());
     }

@@ -56,31 +56,31 @@ fn main() {
             d,
         )
     });
-    let lin = Linear {
-        w: vec![0.01; d * 3 * d],
-        b: Some(vec![0.0; 3 * d]),
-        in_dim: d,
-        out_dim: 3 * d,
-        layout: Layout::InOut,
-    };
+    let lin = Linear::new(
+        vec![0.01; d * 3 * d],
+        Some(vec![0.0; 3 * d]),
+        d,
+        3 * d,
+        Layout::InOut,
+    );
     let mut y = vec![0.0f32; n * 3 * d];
     time("c_attn linear", || lin.forward_into(&x, n, &mut y, false));
-    let fc = Linear {
-        w: vec![0.01; d * 4 * d],
-        b: Some(vec![0.0; 4 * d]),
-        in_dim: d,
-        out_dim: 4 * d,
-        layout: Layout::InOut,
-    };
+    let fc = Linear::new(
+        vec![0.01; d * 4 * d],
+        Some(vec![0.0; 4 * d]),
+        d,
+        4 * d,
+        Layout::InOut,
+    );
     let mut y2 = vec![0.0f32; n * 4 * d];
     time("c_fc linear", || fc.forward_into(&x, n, &mut y2, false));
-    let pr = Linear {
-        w: vec![0.01; 4 * d * d],
-        b: Some(vec![0.0; d]),
-        in_dim: 4 * d,
-        out_dim: d,
-        layout: Layout::InOut,
-    };
+    let pr = Linear::new(
+        vec![0.01; 4 * d * d],
+        Some(vec![0.0; d]),
+        4 * d,
+        d,
+        Layout::InOut,
+    );
     time("mlp c_proj linear (acc)", || {
         pr.forward_into(&y2, n, &mut out, true)
     });

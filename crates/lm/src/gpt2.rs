@@ -78,6 +78,15 @@ pub struct Gpt2 {
 }
 
 impl Gpt2 {
+    /// Switches every block's dense products to `precision`.
+    pub fn set_precision(&mut self, precision: ops::Precision) {
+        for b in &mut self.blocks {
+            for l in [&mut b.c_attn, &mut b.c_proj, &mut b.c_fc, &mut b.mlp_proj] {
+                l.set_precision(precision);
+            }
+        }
+    }
+
     /// Builds the model from HF-named tensors (with or without `transformer.`).
     pub fn from_tensors(cfg: Gpt2Config, mut t: TensorMap) -> Result<Self> {
         if t.contains("transformer.wte.weight") {
@@ -85,13 +94,13 @@ impl Gpt2 {
         }
         let d = cfg.n_embd;
         let lin = |t: &mut TensorMap, name: &str, i: usize, o: usize| -> Result<Linear> {
-            Ok(Linear {
-                w: t.take(&format!("{name}.weight"), &[i, o])?,
-                b: Some(t.take(&format!("{name}.bias"), &[o])?),
-                in_dim: i,
-                out_dim: o,
-                layout: Layout::InOut,
-            })
+            Ok(Linear::new(
+                t.take(&format!("{name}.weight"), &[i, o])?,
+                Some(t.take(&format!("{name}.bias"), &[o])?),
+                i,
+                o,
+                Layout::InOut,
+            ))
         };
         let wte = t.take("wte.weight", &[cfg.vocab_size, d])?;
         let wpe = t.take("wpe.weight", &[cfg.n_positions, d])?;

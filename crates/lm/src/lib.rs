@@ -8,6 +8,7 @@
 //! keeps activations in preallocated buffers, fuses bias and residual adds
 //! into the products, and makes hook reads and splices plain slice access.
 
+pub mod bf16;
 pub mod error;
 pub mod forward;
 pub mod gguf;
@@ -25,4 +26,5 @@ pub use error::{LmError, Result};
 pub use forward::{ForwardOutput, ForwardSpec, PosIntervention, Positions, Splice};
 pub use hooks::{HookPoint, Site};
 pub use model::{Model, ModelInfo};
+pub use ops::Precision;
 pub use tokenizer::Tokenizer;

@@ -59,16 +59,19 @@ pub struct Llama {
 
 fn stacked(parts: Vec<Vec<f32>>, in_dim: usize) -> Linear {
     let out_dim = parts.iter().map(|p| p.len() / in_dim).sum();
-    Linear {
-        w: parts.concat(),
-        b: None,
-        in_dim,
-        out_dim,
-        layout: Layout::OutIn,
-    }
+    Linear::new(parts.concat(), None, in_dim, out_dim, Layout::OutIn)
 }
 
 impl Llama {
+    /// Switches every block's dense products to `precision`.
+    pub fn set_precision(&mut self, precision: ops::Precision) {
+        for b in &mut self.blocks {
+            for l in [&mut b.qkv, &mut b.o, &mut b.gate_up, &mut b.down] {
+                l.set_precision(precision);
+            }
+        }
+    }
+
     /// Loads a Llama-architecture GGUF.
     pub fn from_gguf(g: &GgufFile) -> Result<Self> {
         let arch = g

@@ -11,6 +11,7 @@ use crate::forward::{ForwardOutput, ForwardSpec};
 use crate::gguf::GgufFile;
 use crate::gpt2::{Gpt2, Gpt2Config};
 use crate::llama::Llama;
+use crate::ops::Precision;
 use crate::tokenizer::Tokenizer;
 use crate::weights::{load_safetensors, safetensors_files};
 use sha2::{Digest, Sha256};
@@ -35,6 +36,9 @@ pub struct ModelInfo {
     /// Whether the positional interventions act on learned position
     /// embeddings (`wpe`, the study's experiment) or on RoPE (our analogue).
     pub positions: String,
+    /// Arithmetic of the blocks' dense products.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 pub enum Arch {
@@ -52,6 +56,16 @@ pub struct Model {
 }
 
 impl Model {
+    /// Switches the blocks' dense products to `precision` (bf16 packs a
+    /// copy of every block weight once; the unembedding stays f32).
+    pub fn set_precision(&mut self, precision: Precision) {
+        match &mut self.arch {
+            Arch::Gpt2(g) => g.set_precision(precision),
+            Arch::Llama(l) => l.set_precision(precision),
+        }
+        self.info.precision = precision;
+    }
+
     /// Loads a model from a path or hub name (see the module doc).
     pub fn load(spec: &str) -> Result<Model> {
         let path = Path::new(spec);
@@ -126,6 +140,7 @@ impl Model {
                         files,
                         weights_sha256: sha,
                         positions: "learned (wpe)".into(),
+                        precision: Precision::F32,
                     },
                     arch: Arch::Gpt2(g),
                     tokenizer: Some(tokenizer),
@@ -202,6 +217,7 @@ fn llama_info(id: &str, l: &Llama, files: Vec<PathBuf>, sha: String) -> ModelInf
         files,
         weights_sha256: sha,
         positions: "rope (interventions are the RoPE analogue of the study's)".into(),
+        precision: Precision::F32,
     }
 }
 

@@ -6,6 +6,7 @@
 //! (`fast_exp`, ≈ 2 ulp) instead of libm, which the compiler cannot vectorize
 //! and which would otherwise cost a third of a GPT-2 forward pass.
 
+use crate::bf16::PackedBf16;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -21,6 +22,28 @@ pub enum Layout {
     OutIn,
 }
 
+/// Arithmetic of the dense products of a forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 everywhere (the default for research runs).
+    #[default]
+    F32,
+    /// Weight matrices and their inputs rounded to bf16, products
+    /// accumulated in f32 (AVX512_BF16 when available); norms, attention
+    /// scores, softmax and the residual stream stay f32. See [`crate::bf16`].
+    Bf16,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
 /// A dense affine map `y = x·W + b`.
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -29,27 +52,63 @@ pub struct Linear {
     pub in_dim: usize,
     pub out_dim: usize,
     pub layout: Layout,
+    /// bf16 copy of `w` packed for [`crate::bf16::gemm_bf16`]; when set,
+    /// products use it instead of `w`.
+    pub packed: Option<PackedBf16>,
 }
 
 impl Linear {
+    /// A map with f32 weights.
+    pub fn new(
+        w: Vec<f32>,
+        b: Option<Vec<f32>>,
+        in_dim: usize,
+        out_dim: usize,
+        layout: Layout,
+    ) -> Self {
+        Linear {
+            w,
+            b,
+            in_dim,
+            out_dim,
+            layout,
+            packed: None,
+        }
+    }
+
+    /// Switches the products to `precision` (packing the bf16 copy once).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.packed = match precision {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(match self.layout {
+                Layout::InOut => PackedBf16::from_in_out(&self.w, self.in_dim, self.out_dim),
+                Layout::OutIn => PackedBf16::from_out_in(&self.w, self.in_dim, self.out_dim),
+            }),
+        };
+    }
+
     /// `y[n, out] = x[n, in]·W (+ b)`; when `accumulate`, adds to `y` instead.
     pub fn forward_into(&self, x: &[f32], n: usize, y: &mut [f32], accumulate: bool) {
         debug_assert_eq!(x.len(), n * self.in_dim);
         debug_assert_eq!(y.len(), n * self.out_dim);
-        let (rs, cs) = match self.layout {
-            Layout::InOut => (self.out_dim as isize, 1),
-            Layout::OutIn => (1, self.in_dim as isize),
-        };
-        matmul(
-            n,
-            self.out_dim,
-            self.in_dim,
-            MatRef::new(x, self.in_dim as isize, 1),
-            MatRef::new(&self.w, rs, cs),
-            y,
-            accumulate,
-            true,
-        );
+        if let Some(p) = &self.packed {
+            crate::bf16::gemm_bf16(n, x, p, y, accumulate);
+        } else {
+            let (rs, cs) = match self.layout {
+                Layout::InOut => (self.out_dim as isize, 1),
+                Layout::OutIn => (1, self.in_dim as isize),
+            };
+            matmul(
+                n,
+                self.out_dim,
+                self.in_dim,
+                MatRef::new(x, self.in_dim as isize, 1),
+                MatRef::new(&self.w, rs, cs),
+                y,
+                accumulate,
+                true,
+            );
+        }
         // The bias goes in a separate pass: `gemm` is markedly slower when
         // it must read the destination for short inner dimensions.
         if let Some(b) = &self.b {
@@ -637,26 +696,14 @@ mod tests {
                 *x += b;
             }
         }
-        let inout = Linear {
-            w: w.clone(),
-            b: Some(bias.clone()),
-            in_dim: k,
-            out_dim: n,
-            layout: Layout::InOut,
-        };
+        let inout = Linear::new(w.clone(), Some(bias.clone()), k, n, Layout::InOut);
         let mut wt = vec![0.0; k * n];
         for p in 0..k {
             for j in 0..n {
                 wt[j * k + p] = w[p * n + j];
             }
         }
-        let outin = Linear {
-            w: wt,
-            b: Some(bias),
-            in_dim: k,
-            out_dim: n,
-            layout: Layout::OutIn,
-        };
+        let outin = Linear::new(wt, Some(bias), k, n, Layout::OutIn);
         for lin in [inout, outin] {
             let got = lin.forward(&a, m);
             for (g, e) in got.iter().zip(&want) {

@@ -1,0 +1,117 @@
+//! GEMM rate (GFLOP/s) of the opt-in bf16 path (`saelab_lm::bf16::gemm_bf16`,
+//! weights packed once) against the f32 product `ops::matmul` as
+//! `Linear::forward_into` calls it, on the dense products of a forward pass,
+//! with 2 rayon threads. Packing time (once per weight at model load) is
+//! reported separately and not in the rate.
+//! Run: `cargo bench -p saelab-lm --bench bf16`.
+
+use saelab_lm::bf16::{bf16_available, gemm_bf16, PackedBf16};
+use saelab_lm::ops::{matmul, MatRef};
+use std::time::Instant;
+
+const THREADS: usize = 2;
+const REPS: usize = 7;
+
+/// Median and best GFLOP/s of `REPS` timed runs after one warm-up.
+fn rate(flop: f64, mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    let mut all: Vec<f64> = (0..REPS)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            flop / t0.elapsed().as_secs_f64() / 1e9
+        })
+        .collect();
+    all.sort_by(f64::total_cmp);
+    (all[REPS / 2], all[REPS - 1])
+}
+
+fn main() {
+    // (name, m, n, k, W stored [out, in] i.e. transposed)
+    let shapes = [
+        ("gpt2 c_attn", 2048, 2304, 768, false),
+        ("gpt2 c_fc", 2048, 3072, 768, false),
+        ("gpt2 mlp c_proj", 2048, 768, 3072, false),
+        ("smollm2 gate_up (W^T)", 2048, 3072, 576, true),
+        ("smollm2 down (W^T)", 2048, 576, 1536, true),
+        ("smollm2 qkv (W^T)", 2048, 960, 576, true),
+    ];
+    let pool = match rayon::ThreadPoolBuilder::new().num_threads(THREADS).build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cannot build a {THREADS}-thread pool: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "bf16 kernel: {} ({THREADS} rayon threads; GFLOP/s median (best) of {REPS})",
+        if bf16_available() {
+            "AVX512_BF16"
+        } else {
+            "portable fallback"
+        }
+    );
+    println!(
+        "| {:22} | {:15} | {:15} | {:15} | {:5} | {:8} | {:8} |",
+        "shape", "m×n×k", "f32 matmul", "bf16", "ratio", "pack ms", "rel err"
+    );
+    println!(
+        "|{:-<24}|{:-<17}|{:-<17}|{:-<17}|{:-<7}|{:-<10}|{:-<10}|",
+        "", "", "", "", "", "", ""
+    );
+    pool.install(|| {
+        for (name, m, n, k, t) in shapes {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919) % 2003) as f32 * 1e-3 - 1.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 104_729) % 1999) as f32 * 1e-3 - 1.0)
+                .collect();
+            let flop = 2.0 * (m * n * k) as f64;
+            let bv = if t {
+                MatRef::new(&b, 1, k as isize)
+            } else {
+                MatRef::new(&b, n as isize, 1)
+            };
+            let mut c32 = vec![0.0f32; m * n];
+            let (f_med, f_best) = rate(flop, || {
+                matmul(
+                    m,
+                    n,
+                    k,
+                    MatRef::new(&a, k as isize, 1),
+                    bv,
+                    &mut c32,
+                    false,
+                    true,
+                )
+            });
+            let t0 = Instant::now();
+            let packed = if t {
+                PackedBf16::from_out_in(&b, k, n)
+            } else {
+                PackedBf16::from_in_out(&b, k, n)
+            };
+            let pack_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let mut c16 = vec![0.0f32; m * n];
+            let (h_med, h_best) = rate(flop, || gemm_bf16(m, &a, &packed, &mut c16, false));
+            let num: f64 = c16
+                .iter()
+                .zip(&c32)
+                .map(|(&p, &q)| (f64::from(p) - f64::from(q)).powi(2))
+                .sum();
+            let den: f64 = c32.iter().map(|&q| f64::from(q).powi(2)).sum();
+            println!(
+                "| {name:22} | {:15} | {:6.1} ({:6.1}) | {:6.1} ({:6.1}) | {:4.2}× | {:8.1} | {:8.2e} |",
+                format!("{m}×{n}×{k}"),
+                f_med,
+                f_best,
+                h_med,
+                h_best,
+                h_med / f_med,
+                pack_ms,
+                (num / den).sqrt()
+            );
+        }
+    });
+}
