@@ -195,8 +195,8 @@ fn check_arch(spec: ArchSpec, seed: u64, with_aux: bool) {
     check_arch_kaux(spec, seed, with_aux, 3)
 }
 
-/// `k_aux` 1–2 selects fewer aux entries than there are dead latents,
-/// larger values select every positive dead latent.
+/// Small `k_aux` takes the sparse AuxK kernels, larger values (k_aux/|D| ≥
+/// `AUX_DENSE_MIN_DENSITY`) the dense GEMM path.
 fn check_arch_kaux(spec: ArchSpec, seed: u64, with_aux: bool, k_aux: usize) {
     let (d, n, b) = (12, 48, 6);
     let jump = match &spec {
