@@ -55,7 +55,7 @@ struct Acc {
 
 pub fn run(a: &EvalArgs) -> Result<()> {
     let pos = rows::pos_intervention(&a.rows)?;
-    let model = crate::resolve::model(&a.model)?;
+    let model = rows::load_model(&a.model, a.rows.precision)?;
     let saes = saes::load(&a.saes, a.hook.as_deref(), a.center_writing_weights, &model)?;
     let seq = a.rows.seq_len;
     if seq < 2 {
@@ -247,7 +247,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     }
     let meta = serde_json::json!({
         "schema": "saelab.eval-summary.v1",
-        "model": model.info.id, "dataset": a.rows.dataset, "rows": n_rows, "seq_len": seq,
+        "model": model.info.id, "precision": model.info.precision, "dataset": a.rows.dataset, "rows": n_rows, "seq_len": seq,
         "packing": a.rows.packing, "pos_intervention": a.rows.pos_intervention, "seed": a.rows.seed,
         "skip_bos": a.skip_bos, "splice_keep_bos": a.splice_keep_bos, "seconds": secs, "saes": summary,
     });

@@ -3,6 +3,7 @@
 //! that was cut off and never rewriting a finished one.
 
 use crate::resolve;
+use crate::rows::PrecisionArg;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
@@ -10,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use saelab_data::corpus::Corpus;
 use saelab_data::packing::{Packing, RowPacker};
 use saelab_data::store::{DatasetInfo, ModelInfo, StoreDtype, StoreError, StoreSpec, StoreWriter};
-use saelab_lm::{ForwardSpec, HookPoint, PosIntervention, Precision};
+use saelab_lm::{ForwardSpec, HookPoint, PosIntervention};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -66,22 +67,6 @@ pub struct HarvestArgs {
     pub out: Option<PathBuf>,
 }
 
-/// `--precision` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum PrecisionArg {
-    F32,
-    Bf16,
-}
-
-impl From<PrecisionArg> for Precision {
-    fn from(p: PrecisionArg) -> Self {
-        match p {
-            PrecisionArg::F32 => Precision::F32,
-            PrecisionArg::Bf16 => Precision::Bf16,
-        }
-    }
-}
-
 pub fn run(args: &HarvestArgs) -> Result<()> {
     if args.batch_rows == 0
         || args.rows_per_shard == 0
@@ -113,15 +98,8 @@ pub fn run(args: &HarvestArgs) -> Result<()> {
         .map(|h| h.parse::<HookPoint>())
         .collect::<std::result::Result<_, _>>()?;
 
-    let mut model = resolve::model(&args.model)?;
-    let precision = Precision::from(args.precision);
-    if precision == Precision::Bf16 && !saelab_lm::bf16::bf16_available() {
-        eprintln!(
-            "warning: this CPU has no AVX512_BF16; --precision bf16 uses a slow portable kernel \
-             (same numbers)"
-        );
-    }
-    model.set_precision(precision);
+    let model = crate::rows::load_model(&args.model, args.precision)?;
+    let precision = model.info.precision;
     for h in &hooks {
         h.check(model.info.n_layers)
             .with_context(|| format!("model {}", model.info.id))?;

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use saelab_data::corpus::Corpus;
 use saelab_data::packing::{Packing, RowPacker};
-use saelab_lm::{HookPoint, Model, PosIntervention, Positions};
+use saelab_lm::{HookPoint, Model, PosIntervention, Positions, Precision};
 use std::cell::RefCell;
 
 /// Corpus options shared by the analysis commands.
@@ -39,6 +39,41 @@ pub struct RowArgs {
     /// Rows per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch_rows: usize,
+    /// Arithmetic of the model's dense products: f32 (default) or bf16
+    /// (see `saelab harvest --help`). SAEs always run in f32.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
+}
+
+/// `--precision` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    F32,
+    Bf16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+        }
+    }
+}
+
+/// Loads `name` (offline default, path or hub name) in `precision`,
+/// warning when bf16 has no hardware support here.
+pub fn load_model(name: &str, precision: PrecisionArg) -> Result<Model> {
+    let mut model = crate::resolve::model(name)?;
+    let precision = Precision::from(precision);
+    if precision == Precision::Bf16 && !saelab_lm::bf16::bf16_available() {
+        eprintln!(
+            "warning: this CPU has no AVX512_BF16; --precision bf16 uses a slow portable kernel \
+             (same numbers)"
+        );
+    }
+    model.set_precision(precision);
+    Ok(model)
 }
 
 /// `rows` × `seq_len` token ids, row-major; fewer rows if the corpus ends

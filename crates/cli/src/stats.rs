@@ -57,7 +57,7 @@ pub fn run(a: &StatsArgs) -> Result<()> {
     if a.n_rows == 0 {
         bail!("--n-rows must be ≥ 1");
     }
-    let model = crate::resolve::model(&a.model)?;
+    let model = rows::load_model(&a.model, a.rows.precision)?;
     let saes = saes::load(&a.saes, a.hook.as_deref(), a.center_writing_weights, &model)?;
     let seq = a.rows.seq_len;
     let tokens = token_rows(&model, &a.rows, a.n_rows)?;
@@ -129,7 +129,7 @@ pub fn run(a: &StatsArgs) -> Result<()> {
     );
     write_plots(&a.out, &title, &reports)?;
     let meta = serde_json::json!({
-        "schema": "saelab.stats-summary.v1", "model": model.info.id, "dataset": a.rows.dataset,
+        "schema": "saelab.stats-summary.v1", "model": model.info.id, "precision": model.info.precision, "dataset": a.rows.dataset,
         "rows": n_rows, "seq_len": seq, "packing": a.rows.packing,
         "pos_intervention": a.rows.pos_intervention, "seed": a.rows.seed, "seconds": secs,
         "saes": summary,

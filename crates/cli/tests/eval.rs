@@ -195,6 +195,42 @@ fn identity_splice_and_independent_ce() {
         "zero ablation changes the loss"
     );
 
+    // The bf16 model path: recorded, CE close to f32 but not equal, and the
+    // identity splice still exact (both passes run the same arithmetic).
+    let out_bf = dir.path().join("out-bf16");
+    let o = run(
+        "eval",
+        &sdir,
+        &mdir,
+        &corpus,
+        &out_bf,
+        &[
+            "--tokens",
+            &(rows * seq).to_string(),
+            "--seq-len",
+            &seq.to_string(),
+            "--batch-rows",
+            "5",
+            "--precision",
+            "bf16",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_bf.join("ident/eval.json")).unwrap())
+            .unwrap();
+    let summary = |o: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(o.join("summary.json")).unwrap()).unwrap()
+    };
+    assert_eq!(summary(&out_bf)["precision"], "bf16");
+    assert_eq!(summary(&out)["precision"], "f32");
+    let ce_bf = bf["ce"]["ce_clean"].as_f64().unwrap();
+    assert!(
+        ce_bf != clean && rel(ce_bf, clean) < 1e-2,
+        "{ce_bf} vs {clean}"
+    );
+    assert_eq!(bf["ce"]["delta_ce"].as_f64(), Some(0.0));
+
     // Interventions: clean CE under `zero` / `shuffle` equals the same
     // forward with the positions of SPEC §1.4 drawn here the way `harvest`
     // draws them (ChaCha8 seeded by --seed, stream = batch index).

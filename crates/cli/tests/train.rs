@@ -241,6 +241,33 @@ fn sweep_file_and_interrupt() {
     for n in ["topk-n128-k8-s1", "topk-n128-k8-s2"] {
         assert_eq!(w(&a, n), w(&flags, n), "{n}: sweep file == flags");
     }
+    // The bf16 encoder product: recorded in the SAELens cfg, different bits.
+    let bf = dir.path().join("bf16").to_string_lossy().to_string();
+    let mut bfargs = common(&bf);
+    bfargs.extend(
+        [
+            "--arch",
+            "topk",
+            "--n",
+            "128",
+            "--k",
+            "8",
+            "--seed",
+            "1",
+            "--encoder-precision",
+            "bf16",
+        ]
+        .map(String::from),
+    );
+    let o = run(bfargs, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&bf).join("topk-n128-k8-s1/cfg.json")).unwrap(),
+    )
+    .unwrap();
+    let tc = &cfg["metadata"]["saelab_train_config"];
+    assert_eq!(tc["encoder_precision"], "bf16", "{cfg}");
+    assert_ne!(w(&bf, "topk-n128-k8-s1"), w(&flags, "topk-n128-k8-s1"));
     let btk = saelab_sae::load_sae(&Path::new(&a).join("btk")).unwrap();
     assert_eq!(btk.config().d_sae, 96);
     // Per-SAE JumpReLU settings reach the saved config.

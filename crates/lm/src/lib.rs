@@ -8,7 +8,7 @@
 //! keeps activations in preallocated buffers, fuses bias and residual adds
 //! into the products, and makes hook reads and splices plain slice access.
 
-pub mod bf16;
+pub use saelab_kernels::bf16;
 pub mod error;
 pub mod forward;
 pub mod gguf;

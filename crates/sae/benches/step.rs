@@ -7,12 +7,15 @@
 //! its full k_aux = 512 work per row; random data alone leaves no latent
 //! dead at this batch size.
 //!
+//! Each step runs with the f32 encoder product (the default) and then with
+//! `EncoderPrecision::Bf16` (bf16 inputs and W_enc, f32 accumulation).
+//!
 //! Run: `cargo bench -p saelab-sae --bench step`.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use saelab_sae::kernels::encoder_preacts;
-use saelab_sae::{ArchSpec, SaeConfig, TrainConfig, Trainer};
+use saelab_sae::kernels::{encoder_preacts, encoder_preacts_bf16};
+use saelab_sae::{ArchSpec, EncoderPrecision, SaeConfig, TrainConfig, Trainer};
 use std::time::Instant;
 
 const D: usize = 768;
@@ -49,8 +52,29 @@ fn main() {
             "n {n:>5}: encoder GEMM {:.1} ms = {gflops:.1} GFLOP/s",
             tg * 1e3
         );
+        let zero_b = vec![0.0f32; n];
+        let mut times = vec![];
+        for b in batches.iter().take(REPS) {
+            let s = Instant::now();
+            let pre = encoder_preacts_bf16(b, D, &p.w_enc_t, n, &zero_b);
+            times.push(s.elapsed().as_secs_f64());
+            std::hint::black_box(pre);
+        }
+        let tb = median(&mut times);
+        println!(
+            "n {n:>5}: encoder GEMM bf16 (incl. packing W_enc) {:.1} ms = {:.1} GFLOP/s",
+            tb * 1e3,
+            2.0 * (B * D * n) as f64 / tb / 1e9
+        );
 
-        for aux in [false, true] {
+        for (aux, enc) in [
+            (false, EncoderPrecision::F32),
+            (true, EncoderPrecision::F32),
+            (false, EncoderPrecision::Bf16),
+            (true, EncoderPrecision::Bf16),
+        ] {
+            cfg.aux.enabled = aux;
+            cfg.encoder_precision = enc;
             let mut t = if aux {
                 cfg.aux.enabled = true;
                 let mut st = Trainer::new(cfg.clone()).unwrap().state();
@@ -62,7 +86,7 @@ fn main() {
                 }
                 Trainer::from_state(cfg.clone(), st).unwrap()
             } else {
-                t.clone()
+                Trainer::new(cfg.clone()).unwrap()
             };
             t.step(&batches[REPS]).unwrap();
             let mut times = vec![];
@@ -76,8 +100,9 @@ fn main() {
             let ts = median(&mut times);
             let m = last.unwrap();
             println!(
-                "n {n:>5}: TopK step, AuxK {:>3}: {:.1} ms/step = {:.0} tokens/s (dead fraction {:.2}, aux loss {:.4})",
+                "n {n:>5}: TopK step, AuxK {:>3}{}: {:.1} ms/step = {:.0} tokens/s (dead fraction {:.2}, aux loss {:.4})",
                 if aux { "on" } else { "off" },
+                if enc == EncoderPrecision::Bf16 { ", bf16 encoder" } else { "" },
                 ts * 1e3,
                 B as f64 / ts,
                 m.dead_fraction,

@@ -167,6 +167,23 @@ pub struct TrainConfig {
     /// How b_dec is set before the first step (zeros: the study's codebase).
     #[serde(default)]
     pub b_dec_init: BDecInit,
+    /// Arithmetic of the dense encoder product during training.
+    #[serde(default)]
+    pub encoder_precision: EncoderPrecision,
+}
+
+/// Arithmetic of the training step's dense encoder product `x·W_enc`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderPrecision {
+    /// f32 (the default; what the study's code does on a GPU in fp32).
+    #[default]
+    F32,
+    /// Inputs and W_enc rounded to bf16 for the product, f32 accumulation
+    /// (`saelab_kernels::bf16`, W_enc repacked each step): mixed precision
+    /// as GPU trainers run it under bf16 autocast. Everything else (top-k
+    /// on the f32 results, decoder, gradients, Adam, the weights) stays f32.
+    Bf16,
 }
 
 /// Initialization of the decoder bias from the first training batch
@@ -199,6 +216,7 @@ impl TrainConfig {
             decoder_unit_norm: true,
             aux: AuxConfig::default(),
             b_dec_init: BDecInit::Zeros,
+            encoder_precision: EncoderPrecision::F32,
         }
     }
 

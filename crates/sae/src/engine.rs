@@ -7,7 +7,11 @@
 
 use crate::arch::{Architecture, PenaltyCtx};
 use crate::blocked::CodeKernels;
-use crate::kernels::{encoder_preacts, gemm_strided, topk_positive_among, SparseCodes, ROW_CHUNK};
+use crate::config::EncoderPrecision;
+use crate::kernels::{
+    encoder_preacts, encoder_preacts_bf16, gemm_strided, topk_positive_among, SparseCodes,
+    ROW_CHUNK,
+};
 use crate::params::SaeParams;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -114,6 +118,30 @@ pub fn loss_and_grads(
     dead: &mut [u32],
     grads: &mut SaeParams,
 ) -> PassOutput {
+    loss_and_grads_with(
+        arch,
+        params,
+        x,
+        coeff_scale,
+        aux_cfg,
+        dead,
+        grads,
+        EncoderPrecision::F32,
+    )
+}
+
+/// [`loss_and_grads`] with the encoder product in `enc` arithmetic.
+#[allow(clippy::too_many_arguments)]
+pub fn loss_and_grads_with(
+    arch: &dyn Architecture,
+    params: &SaeParams,
+    x: &[f32],
+    coeff_scale: f32,
+    aux_cfg: &AuxConfig,
+    dead: &mut [u32],
+    grads: &mut SaeParams,
+    enc: EncoderPrecision,
+) -> PassOutput {
     let (d, n) = (params.d, params.n);
     let rows = x.len() / d;
     grads.fill_zero();
@@ -129,7 +157,10 @@ pub fn loss_and_grads(
     } else {
         x.to_vec()
     };
-    let pre = encoder_preacts(&xc, d, &params.w_enc_t, n, Some(&params.b_enc));
+    let pre = match enc {
+        EncoderPrecision::F32 => encoder_preacts(&xc, d, &params.w_enc_t, n, Some(&params.b_enc)),
+        EncoderPrecision::Bf16 => encoder_preacts_bf16(&xc, d, &params.w_enc_t, n, &params.b_enc),
+    };
     let codes = arch.select(&pre, params, true);
 
     // Nested reconstructions and the suffix-summed gradients

@@ -313,6 +313,32 @@ pub fn gemm_strided(
     }
 }
 
+/// [`encoder_preacts`] with the product in bf16 (inputs and W_enc rounded
+/// to bf16, f32 accumulation; see `saelab_kernels::bf16`). W_enc changes
+/// every step, so it is packed on each call (≈ 1 % of the product's time at
+/// n 12288). The result does not depend on the thread count.
+pub fn encoder_preacts_bf16(
+    x: &[f32],
+    d: usize,
+    w_enc_t: &[f32],
+    n: usize,
+    b_enc: &[f32],
+) -> Vec<f32> {
+    let rows = x.len() / d.max(1);
+    let mut out = vec![0.0f32; rows * n];
+    if rows == 0 || n == 0 || d == 0 {
+        return out;
+    }
+    let w = saelab_kernels::bf16::PackedBf16::from_out_in(w_enc_t, d, n);
+    saelab_kernels::bf16::gemm_bf16(rows, x, &w, &mut out, false);
+    out.par_chunks_mut(n).for_each(|row| {
+        for (o, &bi) in row.iter_mut().zip(b_enc) {
+            *o += bi;
+        }
+    });
+    out
+}
+
 /// Top-k of the strictly positive entries of one row, returned sorted by
 /// index. Ties go to the lower index: a later candidate must be strictly
 /// larger than the heap minimum to enter.

@@ -9,7 +9,7 @@
 //! forward pass, and every saved file, sees unit-norm rows.
 
 use crate::config::{BDecInit, TrainConfig};
-use crate::engine::{loss_and_grads, LossParts};
+use crate::engine::{loss_and_grads_with, LossParts};
 use crate::error::{Result, SaeError};
 use crate::kernels::{dot, sum_sq};
 use crate::params::{normalize_rows_unit, SaeParams};
@@ -159,7 +159,7 @@ impl Trainer {
         } else {
             1.0
         };
-        let out = loss_and_grads(
+        let out = loss_and_grads_with(
             self.sae.arch.as_ref(),
             &self.sae.params,
             &xt,
@@ -167,6 +167,7 @@ impl Trainer {
             &cfg.aux,
             &mut self.dead,
             &mut self.grads,
+            cfg.encoder_precision,
         );
         let grad_norm = self
             .grads
