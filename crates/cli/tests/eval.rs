@@ -120,25 +120,24 @@ fn identity_splice_and_independent_ce() {
     save(&sdir, &identity_sae(64), hook);
     let out = dir.path().join("out");
     let (rows, seq) = (12usize, 16usize);
-    let o = run(
-        "eval",
-        &sdir,
-        &mdir,
-        &corpus,
-        &out,
-        &[
+    let (tokens_arg, seq_arg) = ((rows * seq).to_string(), seq.to_string());
+    // Evaluates the identity SAE into `out` and returns its eval.json.
+    let eval_ident = |out: &Path, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
             "--tokens",
-            &(rows * seq).to_string(),
+            &tokens_arg,
             "--seq-len",
-            &seq.to_string(),
+            &seq_arg,
             "--batch-rows",
             "5",
-        ],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rep: serde_json::Value =
+        ];
+        args.extend_from_slice(extra);
+        let o = run("eval", &sdir, &mdir, &corpus, out, &args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_str(&std::fs::read_to_string(out.join("ident/eval.json")).unwrap())
-            .unwrap();
+            .unwrap()
+    };
+    let rep = eval_ident(&out, &[]);
     let f = |a: &str, b: &str| rep[a][b].as_f64().unwrap_or(f64::NAN);
     assert_eq!(f("recon", "fvu"), 0.0);
     assert_eq!(f("ce", "delta_ce"), 0.0, "identity splice");
@@ -198,27 +197,7 @@ fn identity_splice_and_independent_ce() {
     // The bf16 model path: recorded, CE close to f32 but not equal, and the
     // identity splice still exact (both passes run the same arithmetic).
     let out_bf = dir.path().join("out-bf16");
-    let o = run(
-        "eval",
-        &sdir,
-        &mdir,
-        &corpus,
-        &out_bf,
-        &[
-            "--tokens",
-            &(rows * seq).to_string(),
-            "--seq-len",
-            &seq.to_string(),
-            "--batch-rows",
-            "5",
-            "--precision",
-            "bf16",
-        ],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let bf: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_bf.join("ident/eval.json")).unwrap())
-            .unwrap();
+    let bf = eval_ident(&out_bf, &["--precision", "bf16"]);
     let summary = |o: &Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(o.join("summary.json")).unwrap()).unwrap()
     };

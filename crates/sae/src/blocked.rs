@@ -16,7 +16,7 @@
 //! independent of the thread count. Hand-written: this is a measured hot
 //! loop (AuxK was 1.1 s of a 1.8 s step at n 12288 with the plain kernels).
 
-use crate::kernels::{axpy, dot, SparseCodes};
+use crate::kernels::{add_latent_entry, axpy, dot, SparseCodes};
 use rayon::prelude::*;
 
 /// Rows per block: 128 rows of d 768 are 384 KB, so a block of gradient
@@ -205,12 +205,15 @@ impl RowBlocks {
                         for q in blk.gptr[g] as usize..blk.gptr[g + 1] as usize {
                             let b = blk.row[q] as usize;
                             let p = blk.pos[q] as usize;
-                            axpy(z[p], g_of(b, i), gdi);
-                            let dp = dpre[p];
-                            if dp != 0.0 {
-                                axpy(dp, &xc[b * d..(b + 1) * d], gei);
-                                acc[l] += dp;
-                            }
+                            add_latent_entry(
+                                z[p],
+                                dpre[p],
+                                g_of(b, i),
+                                &xc[b * d..(b + 1) * d],
+                                gdi,
+                                gei,
+                                &mut acc[l],
+                            );
                         }
                     }
                 }

@@ -696,15 +696,38 @@ pub fn latent_grads<'a>(
             for q in s..e {
                 let b = csc.row[q] as usize;
                 let p = csc.pos[q] as usize;
-                axpy(z[p], g_of(b, i), gd);
-                let dp = dpre[p];
-                if dp != 0.0 {
-                    axpy(dp, &xc[b * d..(b + 1) * d], ge);
-                    acc += dp;
-                }
+                add_latent_entry(
+                    z[p],
+                    dpre[p],
+                    g_of(b, i),
+                    &xc[b * d..(b + 1) * d],
+                    gd,
+                    ge,
+                    &mut acc,
+                );
             }
             *cs += acc;
         });
+}
+
+/// One entry's share of a latent's gradients: `gd += z·g`, and when
+/// `dp ≠ 0`, `ge += dp·x` and `acc += dp`. Shared by the plain and the
+/// row-blocked kernels so both add in exactly the same way.
+#[inline]
+pub(crate) fn add_latent_entry(
+    z: f32,
+    dp: f32,
+    g: &[f32],
+    x: &[f32],
+    gd: &mut [f32],
+    ge: &mut [f32],
+    acc: &mut f32,
+) {
+    axpy(z, g, gd);
+    if dp != 0.0 {
+        axpy(dp, x, ge);
+        *acc += dp;
+    }
 }
 
 /// Deterministic sum of squares of a slice in f64 (fixed chunking).
