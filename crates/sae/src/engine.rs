@@ -9,8 +9,8 @@ use crate::arch::{Architecture, PenaltyCtx};
 use crate::blocked::CodeKernels;
 use crate::config::EncoderPrecision;
 use crate::kernels::{
-    encoder_preacts, encoder_preacts_bf16, gemm_strided, topk_positive_among, SparseCodes,
-    ROW_CHUNK,
+    encoder_preacts_bf16_into, encoder_preacts_into, gemm_strided, topk_positive_among,
+    SparseCodes, ROW_CHUNK,
 };
 use crate::params::SaeParams;
 use rayon::prelude::*;
@@ -127,10 +127,13 @@ pub fn loss_and_grads(
         dead,
         grads,
         EncoderPrecision::F32,
+        &mut Vec::new(),
     )
 }
 
-/// [`loss_and_grads`] with the encoder product in `enc` arithmetic.
+/// [`loss_and_grads`] with the encoder product in `enc` arithmetic and the
+/// B×n pre-activations in `pre_buf` (resized as needed; the trainer keeps
+/// it across steps so the largest buffer of a step is not faulted in anew).
 #[allow(clippy::too_many_arguments)]
 pub fn loss_and_grads_with(
     arch: &dyn Architecture,
@@ -141,6 +144,7 @@ pub fn loss_and_grads_with(
     dead: &mut [u32],
     grads: &mut SaeParams,
     enc: EncoderPrecision,
+    pre_buf: &mut Vec<f32>,
 ) -> PassOutput {
     let (d, n) = (params.d, params.n);
     let rows = x.len() / d;
@@ -157,10 +161,17 @@ pub fn loss_and_grads_with(
     } else {
         x.to_vec()
     };
-    let pre = match enc {
-        EncoderPrecision::F32 => encoder_preacts(&xc, d, &params.w_enc_t, n, Some(&params.b_enc)),
-        EncoderPrecision::Bf16 => encoder_preacts_bf16(&xc, d, &params.w_enc_t, n, &params.b_enc),
-    };
+    pre_buf.resize(rows * n, 0.0);
+    let pre: &mut [f32] = &mut pre_buf[..rows * n];
+    match enc {
+        EncoderPrecision::F32 => {
+            encoder_preacts_into(&xc, d, &params.w_enc_t, n, Some(&params.b_enc), pre)
+        }
+        EncoderPrecision::Bf16 => {
+            encoder_preacts_bf16_into(&xc, d, &params.w_enc_t, n, &params.b_enc, pre)
+        }
+    }
+    let pre: &[f32] = pre;
     let codes = arch.select(&pre, params, true);
 
     // Nested reconstructions and the suffix-summed gradients

@@ -189,9 +189,10 @@ pub fn normalize_rows(x: &[f32], d: usize, eps: f32) -> (Vec<f32>, Vec<f32>, Vec
     (xt, mu, sd)
 }
 
-/// Dense encoder product: `out[b, i] = Σ_j x[b, j] · w_enc_t[i, j] (+ b_enc[i])`,
-/// with `w_enc_t` the n×d transpose of W_enc (so one latent's weights are
-/// contiguous for the sparse gradient).
+/// Dense encoder product through the `gemm` crate:
+/// `out[b, i] = Σ_j x[b, j] · w_enc_t[i, j] (+ b_enc[i])`, with `w_enc_t`
+/// the n×d transpose of W_enc (so one latent's weights are contiguous for
+/// the sparse gradient).
 pub fn encoder_preacts(
     x: &[f32],
     d: usize,
@@ -199,10 +200,31 @@ pub fn encoder_preacts(
     n: usize,
     b_enc: Option<&[f32]>,
 ) -> Vec<f32> {
+    let mut out = vec![0.0f32; (x.len() / d.max(1)) * n];
+    encoder_preacts_into(x, d, w_enc_t, n, b_enc, &mut out);
+    out
+}
+
+/// [`encoder_preacts`] into a caller-owned buffer of length B×n (which the
+/// trainer reuses across steps: a fresh 200 MB buffer at n 12288 costs tens
+/// of milliseconds of page faults every step).
+pub fn encoder_preacts_into(
+    x: &[f32],
+    d: usize,
+    w_enc_t: &[f32],
+    n: usize,
+    b_enc: Option<&[f32]>,
+    out: &mut [f32],
+) {
     let rows = x.len() / d.max(1);
-    let mut out = vec![0.0f32; rows * n];
-    if rows == 0 || n == 0 || d == 0 {
-        return out;
+    assert_eq!(out.len(), rows * n, "encoder_preacts_into: output length");
+    if rows == 0 || n == 0 {
+        return;
+    }
+    if d == 0 {
+        out.fill(0.0);
+        add_bias_rows(out, n, b_enc);
+        return;
     }
     let threads = rayon::current_num_threads();
     let par = if threads > 1 {
@@ -212,7 +234,8 @@ pub fn encoder_preacts(
     };
     // SAFETY: the slices have exactly the lengths implied by the shapes and
     // strides passed: x is rows×d (row stride d), W_enc viewed as d×n reads
-    // w_enc_t[i*d + j] (row stride 1, column stride d), out is rows×n.
+    // w_enc_t[i*d + j] (row stride 1, column stride d), out is rows×n
+    // (checked above). read_dst is false, so `out` is only written.
     unsafe {
         gemm::gemm(
             rows,
@@ -236,14 +259,20 @@ pub fn encoder_preacts(
             par,
         );
     }
-    if let Some(b) = b_enc {
-        out.par_chunks_mut(n).for_each(|row| {
-            for (o, &bi) in row.iter_mut().zip(b) {
-                *o += bi;
-            }
-        });
-    }
-    out
+    add_bias_rows(out, n, b_enc);
+}
+
+/// Adds `b` to every row of `out`; skipped when `b` is all zeros (TopK and
+/// BatchTopK do not train b_enc), which changes nothing but a −0 to +0.
+fn add_bias_rows(out: &mut [f32], n: usize, b: Option<&[f32]>) {
+    let Some(b) = b.filter(|b| b.iter().any(|&v| v != 0.0)) else {
+        return;
+    };
+    out.par_chunks_mut(n).for_each(|row| {
+        for (o, &bi) in row.iter_mut().zip(b) {
+            *o += bi;
+        }
+    });
 }
 
 /// General dense product `dst (m×n, row-major) (+)= lhs · rhs` with explicit
@@ -314,9 +343,32 @@ pub fn gemm_strided(
 }
 
 /// [`encoder_preacts`] with the product in bf16 (inputs and W_enc rounded
-/// to bf16, f32 accumulation; see `saelab_kernels::bf16`). W_enc changes
-/// every step, so it is packed on each call (≈ 1 % of the product's time at
-/// n 12288). The result does not depend on the thread count.
+/// to bf16, f32 accumulation; see `saelab_kernels::bf16`), into a
+/// caller-owned B×n buffer. W_enc changes every step, so it is packed on each
+/// call. The result does not depend on the thread count.
+pub fn encoder_preacts_bf16_into(
+    x: &[f32],
+    d: usize,
+    w_enc_t: &[f32],
+    n: usize,
+    b_enc: &[f32],
+    out: &mut [f32],
+) {
+    let rows = x.len() / d.max(1);
+    assert_eq!(
+        out.len(),
+        rows * n,
+        "encoder_preacts_bf16_into: output length"
+    );
+    if rows == 0 || n == 0 {
+        return;
+    }
+    let w = saelab_kernels::bf16::PackedBf16::from_out_in(w_enc_t, d, n);
+    saelab_kernels::bf16::gemm_bf16(rows, x, &w, out, false);
+    add_bias_rows(out, n, Some(b_enc));
+}
+
+/// [`encoder_preacts_bf16_into`] into a fresh buffer.
 pub fn encoder_preacts_bf16(
     x: &[f32],
     d: usize,
@@ -324,18 +376,8 @@ pub fn encoder_preacts_bf16(
     n: usize,
     b_enc: &[f32],
 ) -> Vec<f32> {
-    let rows = x.len() / d.max(1);
-    let mut out = vec![0.0f32; rows * n];
-    if rows == 0 || n == 0 || d == 0 {
-        return out;
-    }
-    let w = saelab_kernels::bf16::PackedBf16::from_out_in(w_enc_t, d, n);
-    saelab_kernels::bf16::gemm_bf16(rows, x, &w, &mut out, false);
-    out.par_chunks_mut(n).for_each(|row| {
-        for (o, &bi) in row.iter_mut().zip(b_enc) {
-            *o += bi;
-        }
-    });
+    let mut out = vec![0.0f32; (x.len() / d.max(1)) * n];
+    encoder_preacts_bf16_into(x, d, w_enc_t, n, b_enc, &mut out);
     out
 }
 

@@ -60,6 +60,8 @@ pub struct Trainer {
     dead: Vec<u32>,
     fire_counts: Vec<u64>,
     tokens_seen: u64,
+    /// The pre-activation buffer, reused across steps (not state).
+    pre_buf: Vec<f32>,
 }
 
 impl Trainer {
@@ -91,6 +93,7 @@ impl Trainer {
             dead: vec![0; n],
             fire_counts: vec![0; n],
             tokens_seen: 0,
+            pre_buf: Vec::new(),
             sae,
             cfg,
         })
@@ -168,6 +171,7 @@ impl Trainer {
             &mut self.dead,
             &mut self.grads,
             cfg.encoder_precision,
+            &mut self.pre_buf,
         );
         let grad_norm = self
             .grads
