@@ -4,6 +4,9 @@ Same problem as `cargo bench -p saelab-sae --bench step`: one TopK training
 step, d 768, k 16, batch 4096, n 3072 and 12288, AuxK off and on, float32,
 CPU, a fixed thread count (default 2). Two PyTorch implementations:
 
+  sparsify-bf16  the same with the forward under torch.autocast("cpu",
+            bfloat16) (oneDNN AVX512_BF16 on this CPU); not in the default
+            --impls.
   sparsify  EleutherAI sparsify (PyPI `eai-sparsify`): its SparseCoder, one
             step exactly as its Trainer does it for loss_fn "fvu" with one
             micro-batch: set_decoder_norm_to_unit_norm, forward(x, y=x,
@@ -58,7 +61,7 @@ def batches(count, seed=0):
 
 
 # --------------------------------------------------------------------- sparsify
-def sparsify_stepper(n, aux):
+def sparsify_stepper(n, aux, autocast=False):
     from sparsify import SparseCoder, SparseCoderConfig
 
     torch.manual_seed(49)
@@ -79,7 +82,8 @@ def sparsify_stepper(n, aux):
         sae.set_decoder_norm_to_unit_norm()
         dead_mask = since_fired > threshold if auxk_alpha > 0 else None
         total_variance = (x - x.mean(0)).pow(2).sum()
-        out = sae(x=x, y=x, dead_mask=dead_mask, total_variance=total_variance)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = sae(x=x, y=x, dead_mask=dead_mask, total_variance=total_variance)
         did_fire[out.latent_indices.flatten()] = True
         fvu = float(out.fvu.detach())  # its logging sync
         if auxk_alpha > 0:
@@ -152,7 +156,13 @@ def dense_stepper(n, aux):
     return step
 
 
-IMPLS = {"sparsify": sparsify_stepper, "dense": dense_stepper}
+IMPLS = {
+    "sparsify": sparsify_stepper,
+    # The same step with the forward under torch.autocast(bfloat16), as
+    # GPU trainers run it (compare with saelab --encoder-precision bf16).
+    "sparsify-bf16": lambda n, aux: sparsify_stepper(n, aux, autocast=True),
+    "dense": dense_stepper,
+}
 
 
 def main():

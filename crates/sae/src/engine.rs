@@ -172,7 +172,7 @@ pub fn loss_and_grads_with(
         }
     }
     let pre: &[f32] = pre;
-    let codes = arch.select(&pre, params, true);
+    let codes = arch.select(pre, params, true);
 
     // Nested reconstructions and the suffix-summed gradients
     // H_g = Σ_{m ≥ g} ∂L/∂x̂⁽ᵐ⁾, stored [row][group][d].
@@ -365,14 +365,14 @@ pub fn loss_and_grads_with(
         &h_ref[o..o + d]
     };
     let ctx = PenaltyCtx {
-        pre: &pre,
+        pre,
         codes: &codes,
         params,
         g_row: &g_full,
         coeff_scale,
     };
     let penalty = arch.penalty_dz(&ctx, &mut dz);
-    let dpre = dpre_of(arch, &codes, &pre, &dz, n);
+    let dpre = dpre_of(arch, &codes, pre, &dz, n);
 
     let mut col_sum = vec![0.0f32; n];
     kern.latent_grads(
@@ -389,7 +389,7 @@ pub fn loss_and_grads_with(
             let ga_of = |b: usize, _i: usize| -> &[f32] { &g_aux[b * d..(b + 1) * d] };
             let kern = CodeKernels::new(aux_codes);
             let dz_aux = kern.dz(&params.w_dec, d, &ga_of);
-            let dpre_aux = dpre_of(arch, aux_codes, &pre, &dz_aux, n);
+            let dpre_aux = dpre_of(arch, aux_codes, pre, &dz_aux, n);
             kern.latent_grads(
                 &dpre_aux,
                 &xc,
