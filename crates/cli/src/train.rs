@@ -72,7 +72,7 @@ pub struct TrainArgs {
     pub b_dec_init: String,
     /// Arithmetic of the dense encoder product: f32 (default) or bf16
     /// (inputs and W_enc rounded to bf16, f32 accumulation, as GPU trainers
-    /// under bf16 autocast; ≈ 1.6× faster steps with AVX512_BF16, see
+    /// under bf16 autocast; ≈ 1.7× faster steps with AVX512_BF16, see
     /// bench/RESULTS.md). Everything else stays f32.
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
     pub encoder_precision: String,
