@@ -2,7 +2,8 @@
 
 An independent PyTorch (float64, autograd) implementation written from
 shared/design/SPEC.md §2: input unit normalization, TopK / BatchTopK /
-JumpReLU, AuxK (BatchTopK-codebase variant), decoder unit norm with gradient
+JumpReLU / Matryoshka BatchTopK (nested prefix losses) / ReLU with
+decoder-norm-weighted L1, AuxK (BatchTopK-codebase variant), decoder unit norm with gradient
 projection, torch.optim.Adam. From the same f32 initial weights and the same
 three batches it records the parameters after each of 3 Adam steps;
 crates/sae/tests/reference.rs replays them in Rust.
@@ -25,6 +26,9 @@ LR, BETAS, EPS = 5e-3, (0.9, 0.99), 1e-8
 K_AUX, AUX_COEFF, DEAD_AFTER = 8, 1.0 / 32.0, 1
 JR_BANDWIDTH, JR_INIT, JR_LAMBDA = 0.05, 0.1, 0.01
 EMA = 0.01
+# Matryoshka prefix sizes: saelab's default for n 64 (n/16, n/16, n/8, n/4, rest).
+GROUPS = [4, 4, 8, 16, 32]
+RELU_L1 = 0.01
 
 
 def normalize(x):
@@ -64,7 +68,7 @@ class StepFn(torch.autograd.Function):
 
 def run(arch, init, batches):
     p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in init.items()}
-    trained = [k for k in p if not (arch in ("topk", "batchtopk") and k == "b_enc")]
+    trained = [k for k in p if not (arch in ("topk", "batchtopk", "matryoshka") and k == "b_enc")]
     opt = torch.optim.Adam([p[k] for k in trained], lr=LR, betas=BETAS, eps=EPS)
     dead = torch.zeros(N)
     threshold = 0.0
@@ -79,6 +83,11 @@ def run(arch, init, batches):
             xh = z @ p["W_dec"] + p["b_dec"]
             l0 = StepFn.apply(pre, theta).sum(-1).mean()
             loss = (xh - x).pow(2).mean() + JR_LAMBDA * l0
+        elif arch == "relu":
+            f = torch.relu((x - p["b_dec"]) @ p["W_enc"] + p["b_enc"])
+            xh = f @ p["W_dec"] + p["b_dec"]
+            l1 = (f * p["W_dec"].norm(dim=-1)).sum(-1).mean()
+            loss = (xh - x).pow(2).mean() + RELU_L1 * l1
         else:
             pre = (x - p["b_dec"]) @ p["W_enc"]
             acts = torch.relu(pre)
@@ -89,7 +98,14 @@ def run(arch, init, batches):
                 t = torch.topk(acts.flatten(), K * x.shape[0])
                 z = torch.zeros_like(acts.flatten()).scatter(-1, t.indices, t.values).reshape(acts.shape)
             xh = z @ p["W_dec"] + p["b_dec"]
-            loss = (xh - x).pow(2).mean()
+            if arch == "matryoshka":
+                # Mean over the nested prefixes of each prefix's MSE.
+                ends = np.cumsum(GROUPS)
+                loss = sum(
+                    (z[:, :m] @ p["W_dec"][:m] + p["b_dec"] - x).pow(2).mean() for m in ends
+                ) / len(ends)
+            else:
+                loss = (xh - x).pow(2).mean()
             fired = (z > 0).any(0)
             dead = torch.where(fired, torch.zeros_like(dead), dead + 1)
             dmask = dead >= DEAD_AFTER
@@ -101,7 +117,7 @@ def run(arch, init, batches):
                 za = torch.zeros_like(ad).scatter(-1, ta.indices, ta.values)
                 e = za @ p["W_dec"][dmask]
                 loss = loss + AUX_COEFF * (e - r).pow(2).mean()
-            if arch == "batchtopk":
+            if arch in ("batchtopk", "matryoshka"):
                 pos = z[z > 0]
                 if pos.numel() > 0:
                     threshold = (1 - EMA) * threshold + EMA * float(pos.min().detach())
@@ -117,7 +133,7 @@ def run(arch, init, batches):
         for k in p:
             out[f"{arch}.step{step + 1}.{k}"] = p[k].detach().numpy().astype(np.float32)
         out[f"{arch}.step{step + 1}.loss"] = np.array([float(loss.detach())], dtype=np.float32)
-    if arch == "batchtopk":
+    if arch in ("batchtopk", "matryoshka"):
         out[f"{arch}.threshold"] = np.array([threshold], dtype=np.float32)
     return out
 
@@ -146,6 +162,8 @@ def main():
         out[f"batch{i}"] = xb
     out.update(run("topk", init, batches))
     out.update(run("batchtopk", init, batches))
+    out.update(run("matryoshka", init, batches))
+    out.update(run("relu", init, batches))
     jr = dict(init)
     jr["log_threshold"] = np.full(N, np.log(JR_INIT), dtype=np.float32)
     out["init.log_threshold"] = jr["log_threshold"]
@@ -154,7 +172,8 @@ def main():
         "config": json.dumps(
             dict(d=D, n=N, b=B, k=K, steps=STEPS, lr=LR, betas=BETAS, eps=EPS, k_aux=K_AUX,
                  aux_coeff=AUX_COEFF, dead_after=DEAD_AFTER, jr_bandwidth=JR_BANDWIDTH,
-                 jr_init=JR_INIT, jr_lambda=JR_LAMBDA, ema=EMA, torch=torch.__version__)
+                 jr_init=JR_INIT, jr_lambda=JR_LAMBDA, ema=EMA, groups=GROUPS, relu_l1=RELU_L1,
+                 torch=torch.__version__)
         )
     }
     # safetensors writes raw buffers: every array must be C-contiguous.

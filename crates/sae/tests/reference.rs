@@ -2,8 +2,9 @@
 //! batches, parameters after each of 3 Adam steps match an independent
 //! float64 PyTorch implementation (scripts/reference/sae_reference.py,
 //! fixture tests/fixtures/sae/reference_trajectory.safetensors) for TopK,
-//! BatchTopK and JumpReLU, including input normalization, AuxK and the
-//! decoder constraint.
+//! BatchTopK, JumpReLU, Matryoshka BatchTopK (nested prefix losses) and
+//! ReLU with decoder-norm-weighted L1, including input normalization, AuxK
+//! and the decoder constraint.
 
 use saelab_sae::params::transpose;
 use saelab_sae::{ArchSpec, AuxConfig, SaeConfig, SaeParams, TrainConfig, Trainer};
@@ -67,7 +68,7 @@ fn run(arch_name: &str, spec: ArchSpec) {
     for step in 1..=3 {
         let batch = get(&st, &format!("batch{}", step - 1));
         let m = t.step(&batch).unwrap();
-        if arch_name != "jumprelu" {
+        if matches!(arch_name, "topk" | "batchtopk" | "matryoshka") {
             assert!(m.aux_loss > 0.0, "the trajectory should exercise AuxK");
         }
         let want_loss = get(&st, &format!("{arch_name}.step{step}.loss"))[0] as f64;
@@ -98,8 +99,8 @@ fn run(arch_name: &str, spec: ArchSpec) {
             }
         }
     }
-    if arch_name == "batchtopk" {
-        let want = get(&st, "batchtopk.threshold")[0];
+    if matches!(arch_name, "batchtopk" | "matryoshka") {
+        let want = get(&st, &format!("{arch_name}.threshold"))[0];
         let got = t.sae().arch().state()[0];
         assert!(
             (got - want).abs() <= 1e-5 * want.abs(),
@@ -135,4 +136,22 @@ fn reference_jumprelu() {
             apply_b_dec_to_input: false,
         },
     );
+}
+
+#[test]
+fn reference_matryoshka() {
+    run(
+        "matryoshka",
+        ArchSpec::MatryoshkaBatchTopK {
+            k: 4,
+            // The default prefixes for n 64: 4, 4, 8, 16, 32 (as the fixture).
+            group_sizes: vec![],
+            threshold_ema_rate: 0.01,
+        },
+    );
+}
+
+#[test]
+fn reference_relu() {
+    run("relu", ArchSpec::Relu { l1_coeff: 0.01 });
 }
