@@ -357,6 +357,12 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         "geometric-median" => BDecInit::GeometricMedian,
         _ => BDecInit::Zeros,
     };
+    if a.encoder_precision == "bf16" && !saelab_sae::kernels::bf16_available() {
+        eprintln!(
+            "warning: this CPU has no AVX512_BF16; --encoder-precision bf16 uses a slow portable \
+             kernel (same numbers)"
+        );
+    }
     let mut runs = Vec::new();
     for p in planned {
         let mut sae = SaeConfig::new(d, p.n, p.arch.clone());

@@ -342,6 +342,12 @@ pub fn gemm_strided(
     }
 }
 
+/// Whether the bf16 encoder product runs on AVX512_BF16 hardware (otherwise
+/// a slow portable kernel computes the same numbers).
+pub fn bf16_available() -> bool {
+    saelab_kernels::bf16::bf16_available()
+}
+
 /// [`encoder_preacts`] with the product in bf16 (inputs and W_enc rounded
 /// to bf16, f32 accumulation; see `saelab_kernels::bf16`), into a
 /// caller-owned B×n buffer. W_enc changes every step, so it is packed on each
