@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::smollm2_path;
-use saelab_lm::{ForwardSpec, HookPoint, Model, Positions, Precision, Site};
+use common::{greedy_next, smollm2_path};
+use saelab_lm::{ForwardSpec, HookPoint, Model, Precision, Site};
 
 /// ‖a − b‖ / ‖b‖ in f64.
 fn fro_rel(a: &[f32], b: &[f32]) -> f64 {
@@ -89,20 +89,7 @@ fn smollm2_bf16_residuals_within_bound_and_says_paris() {
         .unwrap()
         .encode("The capital of France is")
         .unwrap();
-    let mut s = ForwardSpec {
-        reads: vec![],
-        splice: None,
-        logits: true,
-        positions: Positions::Normal,
-    };
-    let lg = m
-        .forward(&prompt, 1, prompt.len(), &mut s)
-        .unwrap()
-        .logits
-        .unwrap();
-    let v = m.info.vocab_size;
-    let last = &lg[(prompt.len() - 1) * v..];
-    let best = (0..v).max_by(|&a, &b| last[a].total_cmp(&last[b])).unwrap();
-    let word = m.tokenizer().unwrap().decode(&[best as u32]).unwrap();
+    let best = greedy_next(&m, &prompt);
+    let word = m.tokenizer().unwrap().decode(&[best]).unwrap();
     assert_eq!(word, " Paris");
 }

@@ -99,22 +99,8 @@ fn smollm2_matches_transformers_and_says_paris() {
     assert_eq!(tokens, fx.tokens().2);
     let mut ids = tokens.clone();
     for _ in 0..2 {
-        let mut s = ForwardSpec {
-            reads: vec![],
-            splice: None,
-            logits: true,
-            positions: Positions::Normal,
-        };
-        let lg = m
-            .forward(&ids, 1, ids.len(), &mut s)
-            .unwrap()
-            .logits
-            .unwrap();
-        let last = &lg[(ids.len() - 1) * 49152..];
-        let best = (0..49152)
-            .max_by(|&a, &b| last[a].total_cmp(&last[b]))
-            .unwrap();
-        ids.push(best as u32);
+        let next = greedy_next(&m, &ids);
+        ids.push(next);
     }
     let cont = m.tokenizer().unwrap().decode(&ids[tokens.len()..]).unwrap();
     assert!(cont.starts_with(" Paris"), "continuation {cont:?}");

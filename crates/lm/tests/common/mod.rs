@@ -113,3 +113,21 @@ pub fn smollm2_path() -> Option<PathBuf> {
         None
     }
 }
+
+/// The greedy next token after `ids` (one row, logits of the last position).
+pub fn greedy_next(m: &saelab_lm::Model, ids: &[u32]) -> u32 {
+    let mut s = saelab_lm::ForwardSpec {
+        reads: vec![],
+        splice: None,
+        logits: true,
+        positions: saelab_lm::Positions::Normal,
+    };
+    let lg = m
+        .forward(ids, 1, ids.len(), &mut s)
+        .unwrap()
+        .logits
+        .unwrap();
+    let v = m.info.vocab_size;
+    let last = &lg[(ids.len() - 1) * v..];
+    (0..v).max_by(|&a, &b| last[a].total_cmp(&last[b])).unwrap() as u32
+}
