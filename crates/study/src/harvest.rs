@@ -1,0 +1,1 @@
+//! The harvest loop (placeholder: moved from `crates/cli/src/harvest.rs`).

@@ -1,0 +1,1 @@
+//! Batch sources for training (placeholder: store-backed source for `saelab_sae::sweep`).
