@@ -1,6 +1,18 @@
-//! The study runner: a TOML spec of one study ([`spec`]) is planned into a
-//! graph of stages keyed by hashes of their inputs ([`plan`]), run by an
-//! executor into a stage cache, and summarised in `results.json`.
+//! The study runner: a TOML spec of one study ([`spec`], checked by
+//! [`validate`]) expands into SAEs ([`grid`]) and a graph of stages keyed by
+//! hashes of their inputs ([`plan`], [`identity`]); an executor ([`exec`])
+//! runs what the stage cache ([`cache`]) does not hold, and [`results`]
+//! gathers every number of the study into `results.json`.
 
+pub mod cache;
+pub mod grid;
 pub mod harvest;
+pub mod identity;
+pub mod machine;
+pub mod plan;
 pub mod sources;
+pub mod spec;
+pub mod status;
+pub mod validate;
+
+pub use spec::{Spec, SpecError};

@@ -1,0 +1,215 @@
+//! The SAE grid: grid blocks expanded into distinct SAEs (a block is the
+//! cross product of its axes, missing axes take the baseline), and the
+//! comparison category of a pair of SAEs (the one axis they differ in).
+//! SAEs listed by several blocks are one SAE (the study's Table 3 lists 74
+//! rows for 72 distinct SAEs).
+
+use crate::spec::{GridBlock, JumpReluCoeffs, Spec};
+use serde::{Deserialize, Serialize};
+
+/// One SAE of the study, by the values of its axes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SaeKey {
+    pub dataset: String,
+    pub layer: usize,
+    pub arch: String,
+    pub n: usize,
+    /// k for the k-based architectures; `None` for relu / jumprelu.
+    pub k: Option<usize>,
+    pub seed: u64,
+    pub lr: f64,
+    /// The architecture's own coefficients (L1, L0, θ₀, groups).
+    pub coeffs: ArchCoeffs,
+}
+
+/// Coefficients that belong to an architecture (compared with it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArchCoeffs {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub l1_coeff: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub jumprelu: Option<JumpReluCoeffs>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub group_sizes: Option<Vec<usize>>,
+}
+
+/// Default L1 coefficient (SPEC §2.2) and JumpReLU L0 coefficient (§2.5).
+pub const DEFAULT_L1: f64 = 8e-5;
+pub const DEFAULT_L0: f64 = 0.0018;
+
+/// Whether an architecture takes k.
+pub fn uses_k(arch: &str) -> bool {
+    !matches!(arch, "relu" | "jumprelu")
+}
+
+impl SaeKey {
+    /// A short readable name, unique within a study: the axes' values.
+    pub fn label(&self) -> String {
+        let mut s = format!("{}-n{}", self.arch, self.n);
+        if let Some(k) = self.k {
+            s.push_str(&format!("-k{k}"));
+        }
+        if let Some(j) = &self.coeffs.jumprelu {
+            s.push_str(&format!("-l0c{}", j.l0_coeff));
+        }
+        if let Some(l1) = self.coeffs.l1_coeff {
+            s.push_str(&format!("-l1c{l1}"));
+        }
+        s.push_str(&format!(
+            "-s{}-{}-L{}-lr{}",
+            self.seed, self.dataset, self.layer, self.lr
+        ));
+        s
+    }
+}
+
+/// The distinct SAEs of the spec, in first-listed order.
+pub fn expand(spec: &Spec) -> Vec<SaeKey> {
+    let blocks: Vec<GridBlock> = if spec.grid.is_empty() {
+        vec![GridBlock::default()]
+    } else {
+        spec.grid.clone()
+    };
+    let mut out: Vec<SaeKey> = Vec::new();
+    for b in &blocks {
+        for key in expand_block(spec, b) {
+            if !out.contains(&key) {
+                out.push(key);
+            }
+        }
+    }
+    out
+}
+
+fn expand_block(spec: &Spec, b: &GridBlock) -> Vec<SaeKey> {
+    let base = &spec.baseline;
+    let datasets = b.dataset.clone().unwrap_or_else(|| vec![base.dataset.clone()]);
+    let layers = b.layer.clone().unwrap_or_else(|| vec![base.layer]);
+    let archs = b.arch.clone().unwrap_or_else(|| vec![base.arch.clone()]);
+    let ns = b.n.clone().unwrap_or_else(|| vec![base.n]);
+    let ks = b.k.clone().unwrap_or_else(|| vec![base.k]);
+    let seeds = b.seed.clone().unwrap_or_else(|| vec![base.seed]);
+    let lrs = b.lr.clone().unwrap_or_else(|| vec![spec.train.lr]);
+    let mut out = Vec::new();
+    for dataset in &datasets {
+        for &layer in &layers {
+            for arch in &archs {
+                let kk: Vec<Option<usize>> = if uses_k(arch) {
+                    ks.iter().map(|&k| Some(k)).collect()
+                } else {
+                    vec![None]
+                };
+                for coeffs in arch_coeffs(spec, b, arch) {
+                    for &n in &ns {
+                        for &k in &kk {
+                            for &seed in &seeds {
+                                for &lr in &lrs {
+                                    out.push(SaeKey {
+                                        dataset: dataset.clone(),
+                                        layer,
+                                        arch: arch.clone(),
+                                        n,
+                                        k,
+                                        seed,
+                                        lr,
+                                        coeffs: coeffs.clone(),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The coefficient variants of `arch` in block `b` (the `l0_coeff` axis
+/// applies to jumprelu only).
+fn arch_coeffs(spec: &Spec, b: &GridBlock, arch: &str) -> Vec<ArchCoeffs> {
+    let c = &spec.coefficients;
+    match arch {
+        "relu" => vec![ArchCoeffs {
+            l1_coeff: Some(c.relu.as_ref().map_or(DEFAULT_L1, |r| r.l1_coeff)),
+            ..ArchCoeffs::default()
+        }],
+        "jumprelu" => {
+            let base = c.jumprelu.clone().unwrap_or(JumpReluCoeffs {
+                l0_coeff: DEFAULT_L0,
+                init_threshold: 0.001,
+                bandwidth: 0.001,
+            });
+            let l0s = b.l0_coeff.clone().unwrap_or_else(|| vec![base.l0_coeff]);
+            l0s.into_iter()
+                .map(|l0| ArchCoeffs {
+                    jumprelu: Some(JumpReluCoeffs {
+                        l0_coeff: l0,
+                        ..base.clone()
+                    }),
+                    ..ArchCoeffs::default()
+                })
+                .collect()
+        }
+        "matryoshka" => vec![ArchCoeffs {
+            group_sizes: c.matryoshka.as_ref().map(|m| m.group_sizes.clone()),
+            ..ArchCoeffs::default()
+        }],
+        _ => vec![ArchCoeffs::default()],
+    }
+}
+
+/// The one axis two SAEs differ in, as a comparison category, or `None`
+/// when they differ in none or in several.
+pub fn category(a: &SaeKey, b: &SaeKey) -> Option<&'static str> {
+    let mut diffs: Vec<&'static str> = Vec::new();
+    if a.dataset != b.dataset {
+        diffs.push("dataset");
+    }
+    if a.layer != b.layer {
+        diffs.push("layer");
+    }
+    if a.arch != b.arch {
+        diffs.push("architecture");
+    } else if a.coeffs != b.coeffs {
+        // An architecture's own sparsity coefficient (L1, L0) sets its
+        // sparsity as k does for TopK.
+        diffs.push("sparsity");
+    }
+    if a.n != b.n {
+        diffs.push("dictionary");
+    }
+    if a.k != b.k && a.arch == b.arch {
+        diffs.push("sparsity");
+    }
+    if a.seed != b.seed {
+        diffs.push("seed");
+    }
+    if a.lr != b.lr {
+        diffs.push("lr");
+    }
+    // Architectures compare at their own k: TopK k16 vs BatchTopK k16 is
+    // an architecture pair; TopK k16 vs BatchTopK k32 is two differences.
+    if a.arch != b.arch && uses_k(&a.arch) && uses_k(&b.arch) && a.k != b.k {
+        diffs.push("sparsity");
+    }
+    match diffs.as_slice() {
+        [one] => Some(one),
+        _ => None,
+    }
+}
+
+/// Every pair (i < j) of `saes` whose category is in `categories`.
+pub fn pairs(saes: &[SaeKey], categories: &[String]) -> Vec<(usize, usize, &'static str)> {
+    let mut out = Vec::new();
+    for i in 0..saes.len() {
+        for j in i + 1..saes.len() {
+            if let Some(c) = category(&saes[i], &saes[j]) {
+                if categories.iter().any(|x| x == c) {
+                    out.push((i, j, c));
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,96 @@
+//! Stage hashes and the identities of the things they cover. A hash is the
+//! sha256 of canonical JSON (object keys sorted, as `serde_json::Value`
+//! keeps them) of the stage kind, the kind's code version, its inputs and
+//! its upstream hashes: no absolute paths, no timestamps, so the same spec
+//! plans to the same hashes in any folder and on any machine.
+//!
+//! Models and corpora are identified by what they are, not where: an
+//! offline asset by its name (the fetcher pins its bytes), a local file by
+//! its sha256, a local folder by its files' names and sizes (hashing a
+//! folder of parquet shards on every plan would take minutes), a hub name
+//! by the name.
+
+use serde::Serialize;
+use std::path::Path;
+
+/// Code version of each stage kind: bump when a change to the code that
+/// computes a kind's results changes them, so old cached stages re-run.
+pub fn code_version(kind: &str) -> u32 {
+    match kind {
+        "harvest" | "train" | "eval" | "stats" | "match" => 1,
+        _ => 1,
+    }
+}
+
+/// The sha256 (hex) of a stage's kind, code version, inputs and upstream
+/// hashes.
+pub fn stage_hash<T: Serialize>(kind: &str, inputs: &T, deps: &[String]) -> String {
+    let inputs = serde_json::to_value(inputs).unwrap_or(serde_json::Value::Null);
+    let v = serde_json::json!({
+        "kind": kind,
+        "version": code_version(kind),
+        "inputs": inputs,
+        "deps": deps,
+    });
+    // serde_json's Value keeps object keys sorted (no preserve_order
+    // feature), so this text is canonical.
+    saelab_fsio::sha256_bytes(v.to_string().as_bytes())
+}
+
+/// The first 16 hex digits: folder names and display.
+pub fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(16)]
+}
+
+/// Identity of a model spec (see the module doc).
+pub fn model_identity(spec: &str) -> Result<String, saelab_fsio::FsError> {
+    if saelab_assets::is_offline_model(spec) {
+        return Ok(format!("offline:{}", saelab_assets::DEFAULT_MODEL));
+    }
+    path_identity(spec, "hub")
+}
+
+/// Identity of a corpus source (see the module doc).
+pub fn corpus_identity(source: &str) -> Result<String, saelab_fsio::FsError> {
+    if saelab_assets::is_offline_corpus(source) {
+        return Ok(format!("offline:{source}"));
+    }
+    if let Some(repo) = source.strip_prefix("hf:") {
+        return Ok(format!("hub:{repo}"));
+    }
+    path_identity(source, "missing")
+}
+
+fn path_identity(spec: &str, otherwise: &str) -> Result<String, saelab_fsio::FsError> {
+    let p = Path::new(spec);
+    if p.is_file() {
+        return Ok(format!("sha256:{}", saelab_fsio::sha256_file(p)?));
+    }
+    if p.is_dir() {
+        return Ok(format!("dir:{}", folder_listing_hash(p)?));
+    }
+    Ok(format!("{otherwise}:{spec}"))
+}
+
+/// Hash of the relative names and sizes of the files under `dir`.
+fn folder_listing_hash(dir: &Path) -> Result<String, saelab_fsio::FsError> {
+    let mut entries: Vec<(String, u64)> = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).map_err(|e| saelab_fsio::FsError::io(&d, e))?;
+        for e in rd {
+            let e = e.map_err(|e| saelab_fsio::FsError::io(&d, e))?;
+            let path = e.path();
+            let meta = e.metadata().map_err(|err| saelab_fsio::FsError::io(&path, err))?;
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap_or(&path);
+                entries.push((rel.to_string_lossy().into_owned(), meta.len()));
+            }
+        }
+    }
+    entries.sort();
+    let text = serde_json::to_string(&entries).unwrap_or_default();
+    Ok(saelab_fsio::sha256_bytes(text.as_bytes()))
+}

@@ -1,0 +1,75 @@
+//! The machine a stage ran on: CPU model, cores, the vector extensions the
+//! arithmetic paths dispatch on. Recorded in every `stage.json` and the
+//! report header, because speed numbers mean nothing without it.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    /// Worker threads of the run.
+    pub threads: usize,
+    /// CPU features the kernels can use (avx2, fma, avx512f, avx512bf16,
+    /// amx-bf16), in that order, present ones only.
+    pub features: Vec<String>,
+}
+
+impl Machine {
+    pub fn detect() -> Machine {
+        Machine {
+            cpu: cpu_model(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: rayon_threads(),
+            features: features(),
+        }
+    }
+}
+
+fn rayon_threads() -> usize {
+    // The global pool's size (the `--threads` flag sets it).
+    rayon::current_num_threads()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+#[cfg(target_arch = "x86_64")]
+fn features() -> Vec<String> {
+    let mut f = Vec::new();
+    let mut add = |on: bool, name: &str| {
+        if on {
+            f.push(name.to_string())
+        }
+    };
+    add(is_x86_feature_detected!("avx2"), "avx2");
+    add(is_x86_feature_detected!("fma"), "fma");
+    add(is_x86_feature_detected!("avx512f"), "avx512f");
+    add(is_x86_feature_detected!("avx512bf16"), "avx512bf16");
+    // AMX detection is unstable in std; /proc/cpuinfo lists it.
+    add(cpuinfo_flag("amx_bf16"), "amx-bf16");
+    f
+}
+
+#[cfg(target_arch = "x86_64")]
+fn cpuinfo_flag(flag: &str) -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|t| {
+        t.lines()
+            .find(|l| l.starts_with("flags"))
+            .is_some_and(|l| l.split_whitespace().any(|w| w == flag))
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn features() -> Vec<String> {
+    Vec::new()
+}
