@@ -10,6 +10,7 @@ pub mod harvest;
 pub mod identity;
 pub mod machine;
 pub mod plan;
+pub mod presets;
 pub mod sources;
 pub mod spec;
 pub mod status;

@@ -101,6 +101,9 @@ pub struct PlannedSae {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainWork {
     pub hook: String,
+    /// Adam learning rate of every SAE of the stage (the `lr` axis splits
+    /// SAEs into stages).
+    pub lr: f64,
     pub settings: TrainSettings,
     pub saes: Vec<PlannedSae>,
     #[serde(skip)]
@@ -307,18 +310,21 @@ fn plan_train(
 ) -> (Vec<Stage>, Vec<SaeEntry>) {
     let data_seed = spec.train.data_seed.unwrap_or(spec.baseline.seed);
     let settings = settings(&spec.train, data_seed);
-    let mut groups: Vec<(String, String, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<(String, String, f64, Vec<usize>)> = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let store = harvest_of[&k.dataset].clone();
         let hook = spec.hook(k.layer);
-        match groups.iter_mut().find(|g| g.0 == store && g.1 == hook) {
-            Some(g) => g.2.push(i),
-            None => groups.push((store, hook, vec![i])),
+        match groups
+            .iter_mut()
+            .find(|g| g.0 == store && g.1 == hook && g.2 == k.lr)
+        {
+            Some(g) => g.3.push(i),
+            None => groups.push((store, hook, k.lr, vec![i])),
         }
     }
     let mut entries: Vec<Option<SaeEntry>> = vec![None; keys.len()];
     let mut stages = Vec::new();
-    for (store, hook, members) in groups {
+    for (store, hook, lr, members) in groups {
         let saes: Vec<PlannedSae> = members
             .iter()
             .map(|&i| {
@@ -336,6 +342,7 @@ fn plan_train(
             .collect();
         let work = TrainWork {
             hook: hook.clone(),
+            lr,
             settings: settings.clone(),
             saes,
             cadence: Some(Cadence {
