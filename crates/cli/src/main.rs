@@ -2,7 +2,6 @@
 //! train SAEs, evaluate them, compute activation statistics and match
 //! features between SAEs.
 
-mod assets;
 mod eval;
 mod harvest;
 mod match_cmd;
@@ -75,9 +74,9 @@ fn run(cli: Cli) -> Result<()> {
     }
     match cli.cmd {
         Cmd::FetchAssets { only, root } => {
-            let root = root.unwrap_or_else(assets::default_root);
+            let root = root.unwrap_or_else(saelab_assets::root);
             let names: Vec<&str> = only.iter().map(String::as_str).collect();
-            assets::fetch_all(&root, &names)
+            Ok(saelab_assets::fetch_all(&root, &names)?)
         }
         Cmd::Harvest(a) => harvest::run(&a),
         Cmd::Train(a) => train::run(&a),

@@ -302,14 +302,12 @@ fn bad_input_is_named() {
 /// assets are fetched; `scripts/test` fetches them and requires them).
 #[test]
 fn smollm2_on_wiki_slice() {
-    let root = std::env::var_os("SAELAB_ASSETS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets"));
-    let gguf = root.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let wiki = root.join("corpora/wiki.jsonl");
+    let root = saelab_assets::root();
+    let gguf = saelab_assets::default_model_gguf().unwrap();
+    let wiki = saelab_assets::corpus_path(&root, "wiki").unwrap();
     if !gguf.exists() || !wiki.exists() {
         assert!(
-            std::env::var_os("SAELAB_REQUIRE_ASSETS").is_none(),
+            !saelab_assets::assets_required(),
             "assets missing: run scripts/fetch-assets"
         );
         eprintln!("skipping: offline assets not fetched");

@@ -856,36 +856,33 @@ mod tests {
         assert_eq!(collect(&c).unwrap(), vec!["1", "2"]);
     }
     /// Reads the corpora fetched by `saelab fetch-assets` and checks them
-    /// against their `.meta.json`: `cargo test -p saelab-data -- --ignored`.
+    /// against their `.meta.json`. Runs on whatever is fetched; `wiki` (the
+    /// corpus `scripts/test` fetches) is required when
+    /// `SAELAB_REQUIRE_ASSETS` is set.
     #[test]
-    #[ignore]
     fn fetched_assets_match_their_meta() {
-        let root = std::env::var_os("SAELAB_ASSETS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets"));
+        let root = saelab_assets::root();
         let mut seen = 0;
-        for entry in std::fs::read_dir(root.join("corpora")).unwrap() {
-            let path = entry.unwrap().path();
-            if !has_extension(&path, &["jsonl"]) {
+        for name in saelab_assets::CORPORA {
+            let path = saelab_assets::corpus_path(&root, name).unwrap();
+            if !path.is_file() {
+                assert!(
+                    *name != "wiki" || !saelab_assets::assets_required(),
+                    "{} is missing and SAELAB_REQUIRE_ASSETS is set: run scripts/fetch-assets",
+                    path.display()
+                );
                 continue;
             }
-            let meta: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(path.with_extension("meta.json")).unwrap(),
-            )
-            .unwrap();
+            let meta = saelab_assets::CorpusMeta::read_for(&path).unwrap();
             let c = Corpus::open(&path).unwrap();
-            assert_eq!(c.content_hash().unwrap(), meta["sha256"].as_str().unwrap());
+            assert_eq!(c.content_hash().unwrap(), meta.sha256);
             let mut it = c.documents();
             for d in it.by_ref() {
                 d.unwrap();
             }
             let st = it.stats();
-            assert_eq!(
-                st.documents,
-                meta["documents"].as_u64().unwrap(),
-                "{path:?}"
-            );
-            assert_eq!(st.bytes, meta["text_bytes"].as_u64().unwrap(), "{path:?}");
+            assert_eq!(st.documents, meta.documents, "{path:?}");
+            assert_eq!(st.bytes, meta.text_bytes, "{path:?}");
             assert_eq!(st.skipped_empty, 0);
             eprintln!(
                 "{}: {} documents, {} bytes",
@@ -895,6 +892,11 @@ mod tests {
             );
             seen += 1;
         }
-        assert!(seen > 0, "no corpora under {}", root.display());
+        if seen == 0 {
+            eprintln!(
+                "skipping: no corpora under {} (run scripts/fetch-assets)",
+                root.display()
+            );
+        }
     }
 }

@@ -8,7 +8,6 @@
 //! `bench/harvest.sh` runs this beside the PyTorch reference in one go.
 
 use saelab_lm::{ForwardSpec, HookPoint, Model, Precision, Site};
-use std::path::PathBuf;
 use std::time::Instant;
 
 fn gpt2_small_dir() -> tempfile::TempDir {
@@ -57,10 +56,7 @@ fn main() {
     m.set_precision(Precision::Bf16);
     bench("saelab gpt2-small-shaped bf16", &m, 8, reps);
     drop(m);
-    let root = std::env::var_os("SAELAB_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets"));
-    let p = root.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let p = saelab_assets::default_model_gguf().expect("the default model is known");
     if p.exists() {
         let mut m = Model::load(p.to_str().unwrap()).unwrap();
         bench("saelab smollm2-135m", &m, 20, reps);

@@ -94,13 +94,10 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 
 /// The SmolLM2 GGUF from the offline assets, if fetched.
 pub fn smollm2_path() -> Option<PathBuf> {
-    let root = std::env::var_os("SAELAB_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets"));
-    let p = root.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let p = saelab_assets::default_model_gguf().expect("the default model is known");
     if p.exists() {
         Some(p)
-    } else if std::env::var_os("SAELAB_REQUIRE_ASSETS").is_some() {
+    } else if saelab_assets::assets_required() {
         panic!(
             "{} is missing and SAELAB_REQUIRE_ASSETS is set: run scripts/fetch-assets",
             p.display()
