@@ -1,8 +1,9 @@
 //! Model and training configuration with the SPEC §2.1 defaults, and their
-//! validation (every user-facing range check lives here).
+//! validation (every user-facing range check lives here). Plain data only:
+//! the engine and the trainer read these types, this module imports
+//! neither.
 
 use crate::arch::ArchSpec;
-use crate::engine::AuxConfig;
 use crate::error::{Result, SaeError};
 use serde::{Deserialize, Serialize};
 
@@ -170,6 +171,44 @@ pub struct TrainConfig {
     /// Arithmetic of the dense encoder product during training.
     #[serde(default)]
     pub encoder_precision: EncoderPrecision,
+}
+
+/// Which AuxK loss to use (SPEC §2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuxVariant {
+    /// BatchTopK codebase: L = c·mean((ê − r)²) with r = x̃ − x̂ not detached.
+    #[default]
+    Bussmann,
+    /// OpenAI: r detached, L = c·Σ‖ê − r‖² / Σ‖r − r̄‖².
+    OpenAi,
+}
+
+/// AuxK and dead-latent settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuxConfig {
+    /// Whether AuxK is on (for architectures that use it).
+    pub enabled: bool,
+    /// k_aux upper bound (512).
+    pub k_aux: usize,
+    /// Coefficient (1/32).
+    pub coeff: f32,
+    /// Batches without firing after which a latent is dead (5).
+    pub dead_after: u32,
+    /// Loss variant.
+    pub variant: AuxVariant,
+}
+
+impl Default for AuxConfig {
+    fn default() -> Self {
+        AuxConfig {
+            enabled: true,
+            k_aux: 512,
+            coeff: 1.0 / 32.0,
+            dead_after: 5,
+            variant: AuxVariant::Bussmann,
+        }
+    }
 }
 
 /// Arithmetic of the training step's dense encoder product `x·W_enc`.

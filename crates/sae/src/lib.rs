@@ -23,9 +23,10 @@ pub mod trainer;
 
 pub use arch::{ArchSpec, Architecture};
 pub use config::{
-    expected_average_scale, BDecInit, Decay, EncoderPrecision, LrSchedule, SaeConfig, TrainConfig,
+    expected_average_scale, AuxConfig, AuxVariant, BDecInit, Decay, EncoderPrecision, LrSchedule,
+    SaeConfig, TrainConfig,
 };
-pub use engine::{loss_and_grads, loss_and_grads_with, AuxConfig, AuxVariant, LossParts};
+pub use engine::{loss_and_grads, loss_and_grads_with, Engine, LossParts};
 pub use error::{Result, SaeError};
 pub use io::{load_sae, sae_info, save_sae, ExportMeta, SaeInfo};
 pub use kernels::SparseCodes;

@@ -74,7 +74,7 @@ impl Sae {
     /// Checks a batch's length and values; returns the row count.
     pub fn check_batch(&self, x: &[f32]) -> Result<usize> {
         let d = self.cfg.d_in;
-        if x.is_empty() || x.len() % d != 0 {
+        if x.is_empty() || !x.len().is_multiple_of(d) {
             return Err(SaeError::Shape(format!(
                 "batch of {} values is not a positive multiple of d_in = {d}",
                 x.len()

@@ -59,7 +59,11 @@ fn blocked_kernels_equal_plain_kernels_bit_for_bit() {
         .collect();
     // A per-latent gradient source, as Matryoshka's prefix groups give.
     let g_of = |b: usize, i: usize| -> &[f32] {
-        let b = if i % 3 == 0 { (b + 1) % rows } else { b };
+        let b = if i.is_multiple_of(3) {
+            (b + 1) % rows
+        } else {
+            b
+        };
         &g[b * d..(b + 1) * d]
     };
 

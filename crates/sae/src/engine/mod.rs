@@ -1,0 +1,194 @@
+//! The shared forward/backward pass for every architecture: encoder
+//! product, code selection (delegated to the architecture), sparse decode
+//! with nested prefixes, reconstruction loss, dead-latent counters, AuxK and
+//! all gradients. Losses are in the space the batch is given in (the
+//! trainer passes unit-normalized rows); the reconstruction loss is the
+//! elementwise mean over B×d as in the study's code.
+//!
+//! One pass is an [`Engine`] (the borrowed inputs) whose [`Engine::step`]
+//! runs the stages in order:
+//! - [`forward`]: encode, select, nested decode, loss statistics, dead
+//!   counters;
+//! - [`auxk`]: the AuxK codes and loss over the dead latents and their
+//!   gradients;
+//! - [`backward`]: the gradients of the kept codes and of the biases;
+//! - [`reduce`]: the fixed-order f64 reductions every stage uses.
+//!
+//! Every sum runs in a fixed order independent of the thread count, so a
+//! pass is bit-identical across runs and machines with the same kernels.
+
+mod auxk;
+mod backward;
+mod forward;
+mod reduce;
+
+use crate::arch::{Architecture, PenaltyCtx};
+use crate::config::EncoderPrecision;
+use crate::kernels::SparseCodes;
+use crate::params::SaeParams;
+
+// The AuxK settings lived here before they moved to `config`; the old
+// paths `engine::{AuxConfig, AuxVariant}` keep working.
+pub use crate::config::{AuxConfig, AuxVariant};
+
+/// Loss terms and batch statistics of one forward pass.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LossParts {
+    /// Reconstruction loss (mean over prefixes for Matryoshka).
+    pub recon: f64,
+    /// Elementwise MSE of the full reconstruction.
+    pub mse: f64,
+    /// Mean over rows of ‖x − x̂‖²/‖x‖².
+    pub nmse: f64,
+    /// Σ‖x − x̂‖² / Σ‖x − x̄‖².
+    pub fvu: f64,
+    /// Mean number of positive codes per row.
+    pub l0: f64,
+    /// Sparsity penalty value.
+    pub penalty: f64,
+    /// AuxK loss value.
+    pub aux: f64,
+    /// recon + penalty + aux.
+    pub total: f64,
+    /// Fraction of latents counted dead after this batch.
+    pub dead_fraction: f64,
+}
+
+/// AuxK switches from the (row-blocked) sparse kernels to dense GEMMs over
+/// the dead latents when k_aux/|D| reaches this. The sparse kernels do
+/// 4·B·k_aux·d multiply-adds at ≈ 30 GFLOP/s on the 2-core dev machine, the
+/// four GEMMs 4·B·|D|·d at ≈ 160 GFLOP/s, so dense wins above ≈ 1/5
+/// (bench `step`: n 3072 with half the latents dead, k_aux/|D| = 1/3:
+/// 646 ms sparse vs 464 ms dense per step; n 12288, 1/12: sparse 1.19 s vs dense
+/// 1.85 s).
+pub const AUX_DENSE_MIN_DENSITY: f64 = 1.0 / 5.0;
+
+/// Everything a forward/backward pass produces besides the gradients.
+pub struct PassOutput {
+    /// Loss terms.
+    pub loss: LossParts,
+    /// Training codes of the batch.
+    pub codes: SparseCodes,
+}
+
+/// One forward + backward pass on the batch `x` (rows of length d, already
+/// normalized if the model normalizes). `dead` (per-latent batches without
+/// firing) is updated with this batch before AuxK picks the dead set, as in
+/// the BatchTopK codebase. Gradients are written into `grads` (overwritten).
+pub fn loss_and_grads(
+    arch: &dyn Architecture,
+    params: &SaeParams,
+    x: &[f32],
+    coeff_scale: f32,
+    aux_cfg: &AuxConfig,
+    dead: &mut [u32],
+    grads: &mut SaeParams,
+) -> PassOutput {
+    Engine::new(arch, params, aux_cfg, x).step(
+        coeff_scale,
+        dead,
+        grads,
+        EncoderPrecision::F32,
+        &mut Vec::new(),
+    )
+}
+
+/// [`loss_and_grads`] with the encoder product in `enc` arithmetic and the
+/// B×n pre-activations in `pre_buf` (resized as needed; the trainer keeps
+/// it across steps so the largest buffer of a step is not faulted in anew).
+#[allow(clippy::too_many_arguments)]
+pub fn loss_and_grads_with(
+    arch: &dyn Architecture,
+    params: &SaeParams,
+    x: &[f32],
+    coeff_scale: f32,
+    aux_cfg: &AuxConfig,
+    dead: &mut [u32],
+    grads: &mut SaeParams,
+    enc: EncoderPrecision,
+    pre_buf: &mut Vec<f32>,
+) -> PassOutput {
+    Engine::new(arch, params, aux_cfg, x).step(coeff_scale, dead, grads, enc, pre_buf)
+}
+
+/// The inputs of one forward/backward pass: the model, the AuxK settings
+/// and the batch (B×d rows). The stages are its methods, split over the
+/// submodules; [`Engine::step`] chains them.
+pub struct Engine<'a> {
+    arch: &'a dyn Architecture,
+    params: &'a SaeParams,
+    aux_cfg: &'a AuxConfig,
+    x: &'a [f32],
+    /// Input width.
+    d: usize,
+    /// Dictionary size.
+    n: usize,
+    /// Rows of the batch.
+    rows: usize,
+}
+
+impl<'a> Engine<'a> {
+    /// A pass of `arch` with `params` over the batch `x` (rows of length
+    /// `params.d`, already normalized if the model normalizes).
+    pub fn new(
+        arch: &'a dyn Architecture,
+        params: &'a SaeParams,
+        aux_cfg: &'a AuxConfig,
+        x: &'a [f32],
+    ) -> Self {
+        let (d, n) = (params.d, params.n);
+        Engine {
+            arch,
+            params,
+            aux_cfg,
+            x,
+            d,
+            n,
+            rows: x.len() / d,
+        }
+    }
+
+    /// The forward + backward pass (see [`loss_and_grads_with`] for the
+    /// arguments): losses and codes returned, gradients written into
+    /// `grads` (overwritten), `dead` advanced by this batch.
+    pub fn step(
+        &self,
+        coeff_scale: f32,
+        dead: &mut [u32],
+        grads: &mut SaeParams,
+        enc: EncoderPrecision,
+        pre_buf: &mut Vec<f32>,
+    ) -> PassOutput {
+        grads.fill_zero();
+        let xc = self.encoder_input();
+        let pre: &[f32] = self.encode(&xc, enc, pre_buf);
+        let codes = self.select(pre);
+        let mut nested = self.decode(&codes);
+        let stats = self.recon_stats(&nested);
+        let dead_list = self.update_dead(&codes, dead);
+        let dead_fraction = dead_list.len() as f64 / self.n as f64;
+        let (aux_loss, aux_part) = match self.aux_forward(pre, dead_list, &mut nested) {
+            Some((loss, part)) => (loss, Some(part)),
+            None => (0.0, None),
+        };
+
+        let g_full = |b: usize| nested.full_grad(b);
+        let ctx = PenaltyCtx {
+            pre,
+            codes: &codes,
+            params: self.params,
+            g_row: &g_full,
+            coeff_scale,
+        };
+        let (penalty, mut col_sum) = self.backward_codes(&ctx, &nested, &xc, grads);
+        if let Some(part) = &aux_part {
+            self.backward_aux(part, pre, &xc, grads, &mut col_sum);
+        }
+        self.backward_biases(&nested, &col_sum, grads);
+        self.arch.penalty_grads(&ctx, grads);
+
+        let l0 = codes.count_positive() as f64 / self.rows as f64;
+        let loss = stats.into_loss(l0, penalty, aux_loss, dead_fraction);
+        PassOutput { loss, codes }
+    }
+}
