@@ -485,3 +485,22 @@ fn fetch_real() {
     let root = root();
     fetch_all(&root, &[]).unwrap();
 }
+
+/// The typed [`CorpusMeta`] reads every fetched `.meta.json` and writes it
+/// back byte for byte (the file format did not change with the move).
+#[test]
+fn fetched_meta_round_trips() {
+    let root = root();
+    for name in CORPORA {
+        let path = corpus_path(&root, name).unwrap();
+        if !path.is_file() {
+            continue;
+        }
+        let meta = CorpusMeta::read_for(&path).unwrap();
+        assert_eq!(meta.name, *name);
+        let text = std::fs::read_to_string(path.with_extension("meta.json")).unwrap();
+        let mut again = serde_json::to_string_pretty(&meta).unwrap();
+        again.push('\n');
+        assert_eq!(again, text, "{name}");
+    }
+}
