@@ -22,9 +22,7 @@
 //! `saes = ["runs/a", { path = "runs/b", label = "L8" }]`.
 
 use anyhow::{bail, Context, Result};
-use saelab_analysis::matching::grid::{
-    self, GridReport, GridSae, Setting, Table1Row,
-};
+use saelab_analysis::matching::grid::{self, GridReport, GridSae, Setting, Table1Row};
 use saelab_analysis::matching::{
     compare, AssignmentPath, Direction, MatchOptions, MatchReport, VectorSelection,
 };

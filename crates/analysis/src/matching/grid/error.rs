@@ -39,7 +39,9 @@ pub enum GridError {
         source: serde_json::Error,
     },
     /// Two SAEs of a grid have different model widths.
-    #[error("cannot compare SAEs of different widths: {dir_a} has d = {d_a}, {dir_b} has d = {d_b}")]
+    #[error(
+        "cannot compare SAEs of different widths: {dir_a} has d = {d_a}, {dir_b} has d = {d_b}"
+    )]
     Width {
         dir_a: PathBuf,
         d_a: usize,
@@ -49,13 +51,13 @@ pub enum GridError {
     /// A grid needs two SAEs at least.
     #[error("a grid needs at least 2 SAE directories (got {0})")]
     TooFew(usize),
-    /// Comparing two SAEs failed.
+    /// Comparing two SAEs failed (boxed: the matching error is large).
     #[error("comparing {a} with {b}")]
     Compare {
         a: String,
         b: String,
         #[source]
-        source: MatchError,
+        source: Box<MatchError>,
     },
     /// The comparison has no feature comparison to take ratios from.
     #[error("comparing {a} with {b}: no feature comparison in the report")]

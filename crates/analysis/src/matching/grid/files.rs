@@ -45,9 +45,7 @@ fn write_csv(path: &Path, fill: impl FnOnce(&mut CsvWriter) -> csv::Result<()>) 
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
     fill(&mut w).map_err(csv_err)?;
-    let bytes = w
-        .into_inner()
-        .map_err(|e| csv_err(e.into_error().into()))?;
+    let bytes = w.into_inner().map_err(|e| csv_err(e.into_error().into()))?;
     Ok(write_atomic(path, &bytes)?)
 }
 

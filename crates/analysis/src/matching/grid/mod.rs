@@ -18,6 +18,8 @@ pub mod files;
 pub mod pair;
 pub mod settings;
 pub mod tables;
+#[cfg(test)]
+mod tests;
 
 pub use error::{GridError, Result};
 pub use files::{write_grid, write_pair, GRID_SCHEMA};

@@ -197,6 +197,6 @@ pub(crate) fn compare_pair(a: &Sae, b: &Sae, opts: &MatchOptions) -> Result<Matc
     compare(a, b, opts).map_err(|source| GridError::Compare {
         a: opts.labels.0.clone(),
         b: opts.labels.1.clone(),
-        source,
+        source: Box::new(source),
     })
 }

@@ -271,7 +271,11 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
 
 /// `blocks.L.…` → L.
 fn layer_of(hook: &str) -> Option<usize> {
-    hook.strip_prefix("blocks.")?.split('.').next()?.parse().ok()
+    hook.strip_prefix("blocks.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The settings in which `a` and `b` differ, in table order.

@@ -50,7 +50,13 @@ fn settings_of<'a>(
         .collect();
     pairs
         .iter()
-        .map(|p| Ok((p, find(&index, p, &p.label_a)?, find(&index, p, &p.label_b)?)))
+        .map(|p| {
+            Ok((
+                p,
+                find(&index, p, &p.label_a)?,
+                find(&index, p, &p.label_b)?,
+            ))
+        })
         .collect()
 }
 
@@ -180,9 +186,23 @@ pub fn table2(saes: &[GridSae], pairs: &[PairResult]) -> Result<Vec<Table2Row>> 
         .map(|(p, a, b)| {
             // small-in-large = queries of the small SAE against the large one.
             let (small, large, ns, nl, small_in_large, large_in_small) = if a.n <= b.n {
-                (&p.label_a, &p.label_b, a.n, b.n, p.ratio_b_from_a(), p.ratio_a_from_b())
+                (
+                    &p.label_a,
+                    &p.label_b,
+                    a.n,
+                    b.n,
+                    p.ratio_b_from_a(),
+                    p.ratio_a_from_b(),
+                )
             } else {
-                (&p.label_b, &p.label_a, b.n, a.n, p.ratio_a_from_b(), p.ratio_b_from_a())
+                (
+                    &p.label_b,
+                    &p.label_a,
+                    b.n,
+                    a.n,
+                    p.ratio_a_from_b(),
+                    p.ratio_b_from_a(),
+                )
             };
             Table2Row {
                 sae_small: small.clone(),
