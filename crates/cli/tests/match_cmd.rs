@@ -1,7 +1,9 @@
 //! End-to-end `saelab match`: an SAE against itself (ratio 1, MMCS 1,
 //! identity assignment), a permuted and perturbed copy (the permutation comes
 //! back in the assignment CSV), a grid of three SAEs (heatmap, ratio matrix,
-//! Tables 1 and 2 from the configs), and bad input named in the error.
+//! Tables 1 and 2 from the configs; the ratios against a brute-force cosine
+//! computation; the same files at 1 and 3 threads), and bad input named in
+//! the error.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -17,6 +19,49 @@ fn saelab(args: &[&str]) -> Output {
         .env("RAYON_NUM_THREADS", "2")
         .output()
         .unwrap()
+}
+
+/// R(ref←query) at τ 0.7 on decoder rows, recomputed in f64 from the SAE
+/// files (independent of the matching library): the share of the query's
+/// rows whose best cosine with a reference row is above τ.
+fn brute_force_ratio(reference: &Path, query: &Path) -> f64 {
+    let rows = |dir: &Path| {
+        let sae = saelab_sae::load_sae(dir).unwrap();
+        let p = sae.params();
+        (0..p.n)
+            .map(|i| {
+                let r: Vec<f64> = p.w_dec[i * p.d..(i + 1) * p.d]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect();
+                let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-8);
+                r.iter().map(|v| v / norm).collect::<Vec<f64>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (refs, queries) = (rows(reference), rows(query));
+    let hits = queries
+        .iter()
+        .filter(|q| {
+            refs.iter()
+                .map(|r| r.iter().zip(q.iter()).map(|(a, b)| a * b).sum::<f64>())
+                .fold(f64::NEG_INFINITY, f64::max)
+                > 0.7
+        })
+        .count();
+    hits as f64 / queries.len() as f64
+}
+
+/// Every file of `dir` by name, with its bytes.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().to_string();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect()
 }
 
 fn ok(o: &Output) -> String {
@@ -224,28 +269,57 @@ fn grid_of_three_with_tables() {
     let rows: Vec<Vec<&str>> = ratios.lines().map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 4, "{ratios}");
     assert_eq!(rows[0], ["reference\\query", "seed1", "seed2", "big"]);
+    let dirs = [&s1, &s2, &s3];
+    let mut nontrivial = 0;
     for (i, r) in rows[1..].iter().enumerate() {
         assert_eq!(r.len(), 4, "{ratios}");
         for (j, v) in r[1..].iter().enumerate() {
             if i == j {
                 assert_eq!(*v, "", "diagonal: {ratios}");
             } else {
+                // R(row←column): queries of SAE j against reference SAE i.
                 let x: f64 = v.parse().unwrap();
-                assert!((0.0..=1.0).contains(&x));
+                let want = brute_force_ratio(dirs[i], dirs[j]);
+                assert!(
+                    (x - want).abs() < 1e-6,
+                    "R({i}←{j}) = {x}, brute force {want}"
+                );
+                if want > 0.0 && want < 1.0 {
+                    nontrivial += 1;
+                }
             }
         }
     }
+    assert!(nontrivial >= 3, "ratios all 0 or 1 prove little: {ratios}");
 
     let t1 = read(&out.join("table1.csv"));
     let lines: Vec<&str> = t1.lines().collect();
+    // Today's columns, then the category and which containment each ratio is.
     assert_eq!(
         lines[0],
-        "setting,sae_a,sae_b,value_a,value_b,ratio_a_from_b,ratio_b_from_a,mean"
+        "setting,sae_a,sae_b,value_a,value_b,ratio_a_from_b,ratio_b_from_a,mean,\
+         category,ratio_a_from_b_is,ratio_b_from_a_is"
     );
     assert_eq!(lines.len(), 4, "{t1}");
     assert!(lines[1].starts_with("seed,seed1,seed2,1,2,"), "{t1}");
+    assert!(
+        lines[1].ends_with(",seed,seed2 in seed1,seed1 in seed2"),
+        "{t1}"
+    );
     assert!(lines[2].starts_with("n,seed1,big,64,128,"), "{t1}");
+    assert!(
+        lines[2].ends_with(",dictionary_size,128 in 64,64 in 128"),
+        "{t1}"
+    );
     assert!(lines[3].starts_with("other,seed2,big,"), "{t1}");
+    assert!(
+        lines[3].ends_with(",other,big in seed2,seed2 in big"),
+        "{t1}"
+    );
+    // ratio_a_from_b = R(seed1←big) = "128 in 64", the matrix's [0][2].
+    let n_row: Vec<&str> = lines[2].split(',').collect();
+    assert_eq!(n_row[5], rows[1][3], "{t1}\n{ratios}");
+    assert_eq!(n_row[6], rows[3][1], "{t1}\n{ratios}");
 
     let t2 = read(&out.join("table2.csv"));
     let l2: Vec<&str> = t2.lines().collect();
@@ -261,6 +335,38 @@ fn grid_of_three_with_tables() {
     assert_eq!(g["ratios"][0][1], p01["b_in_a"]["ratio"]);
     assert_eq!(g["ratios"][1][0], p01["a_in_b"]["ratio"]);
     assert!(g["ratios"][0][0].is_null());
+
+    // The same files at 1 and at 3 threads.
+    let run_at = |threads: &str| {
+        let o = dir.path().join(format!("grid_t{threads}"));
+        ok(&saelab(&[
+            "--threads",
+            threads,
+            "--grid",
+            s(&s1),
+            s(&s2),
+            "--grid-file",
+            s(&list),
+            "--neurons",
+            "--out",
+            s(&o),
+        ]));
+        files(&o)
+    };
+    let (t1, t3) = (run_at("1"), run_at("3"));
+    assert_eq!(
+        t1.keys().collect::<Vec<_>>(),
+        [
+            "grid.json",
+            "heatmap.svg",
+            "ratios.csv",
+            "table1.csv",
+            "table2.csv"
+        ]
+    );
+    for (name, bytes) in &t1 {
+        assert!(t3[name] == *bytes, "{name} differs between 1 and 3 threads");
+    }
 }
 
 #[test]
@@ -278,14 +384,32 @@ fn bad_input_is_named() {
     let out = dir.path().join("out");
 
     let err = failed(&saelab(&[s(&good), s(&junk), "--out", s(&out)]));
-    assert!(err.contains("not_an_sae"), "{err}");
+    assert!(
+        err.contains("not_an_sae: not a loadable SAE directory"),
+        "{err}"
+    );
+    let missing = dir.path().join("missing");
+    let err = failed(&saelab(&[s(&good), s(&missing), "--out", s(&out)]));
+    let want = format!("{}: no such directory", missing.display());
+    assert!(err.contains(&want), "want {want:?} in {err}");
     let err = failed(&saelab(&[
         s(&good),
-        s(&dir.path().join("missing")),
+        s(&good.join("cfg.json")),
         "--out",
         s(&out),
     ]));
-    assert!(err.contains("missing"), "{err}");
+    assert!(err.contains("cfg.json: not a directory"), "{err}");
+
+    // No random queries would report a chance level of 0.0: refused.
+    let err = failed(&saelab(&[
+        s(&good),
+        s(&good),
+        "--chance-queries",
+        "0",
+        "--out",
+        s(&out),
+    ]));
+    assert!(err.contains("chance_queries must be at least 1"), "{err}");
 
     let err = failed(&saelab(&[s(&good), s(&wide), "--out", s(&out)]));
     assert!(err.contains("good16") && err.contains("wide24"), "{err}");

@@ -8,6 +8,7 @@
 
 mod figure;
 mod heatmap;
+pub mod recipes;
 mod svg;
 
 pub use figure::{Figure, Panel, Series, SeriesKind};

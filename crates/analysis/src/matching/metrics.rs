@@ -9,7 +9,7 @@ use super::vectors::UnitVectors;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Matching ratio R(A←B) = (1/n_B) Σ_j 1[max_i S_ij > τ] from the per-query
 /// maxima (strict `>`, SPEC §5). 0 for an empty query set.
@@ -34,7 +34,7 @@ pub fn mmcs(max_per_query: &[f32]) -> f64 {
 /// `[lo + b·w, lo + (b+1)·w)` with w = (hi − lo)/bins; the last bin also
 /// holds `hi`. Values outside the range (cosines a rounding error past ±1)
 /// are clamped into the edge bins, so `counts` sums to the number of values.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Histogram {
     /// 1-based rank this histogram describes (1 = Top-1).
     pub rank: usize,

@@ -12,7 +12,9 @@
 //!   points on plain matrices);
 //! - [`assignment`]: assignment of vector sets with the sparse candidate
 //!   graph and its dual optimality certificate;
-//! - [`error`]: the error type [`MatchError`].
+//! - [`error`]: the error type [`MatchError`];
+//! - [`grid`]: pairs and grids of SAE directories with their settings, the
+//!   study's Tables 1 and 2 and the ratio matrix, and their output files.
 //!
 //! [`compare`] runs everything [`MatchOptions`] asks for and returns a
 //! [`MatchReport`].
@@ -65,6 +67,7 @@
 
 pub mod assignment;
 pub mod error;
+pub mod grid;
 pub mod lap;
 pub mod metrics;
 pub mod topn;
@@ -280,6 +283,14 @@ fn validate(opts: &MatchOptions) -> Result<()> {
     }
     if opts.top_n == 0 {
         return Err(MatchError::InvalidOption("top_n must be at least 1".into()));
+    }
+    // A chance level from no random queries would read as 0.0, a value
+    // that looks like a measurement.
+    if opts.chance_queries == 0 {
+        return Err(MatchError::InvalidOption(
+            "chance_queries must be at least 1 (the Monte Carlo chance level needs random queries)"
+                .into(),
+        ));
     }
     if opts.hist_bins == 0 {
         return Err(MatchError::InvalidOption(

@@ -1,0 +1,3 @@
+//! Figure recipes: the study's figures built from plain result data.
+
+pub mod matching;
