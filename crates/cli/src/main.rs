@@ -8,7 +8,6 @@ mod harvest;
 mod match_cmd;
 mod resolve;
 mod rows;
-mod saes;
 mod stats;
 mod train;
 
