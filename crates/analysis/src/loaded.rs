@@ -21,7 +21,7 @@ pub enum LoadError {
     BadHook {
         dir: PathBuf,
         hook: String,
-        source: LmError,
+        source: Box<LmError>,
     },
     #[error("{dir}: hook {hook} is not in model {model} ({n_layers} layers): {source}")]
     HookNotInModel {
@@ -29,7 +29,7 @@ pub enum LoadError {
         hook: String,
         model: String,
         n_layers: usize,
-        source: LmError,
+        source: Box<LmError>,
     },
     #[error("{dir}: SAE d_in {d_in} differs from the width {d_model} of model {model}")]
     Width {
@@ -140,7 +140,7 @@ fn model_hook(dir: &Path, name: Option<&str>, model: &Model) -> Result<HookPoint
     let hook: HookPoint = name.parse().map_err(|source| LoadError::BadHook {
         dir: dir.to_path_buf(),
         hook: name.to_string(),
-        source,
+        source: Box::new(source),
     })?;
     hook.check(model.info.n_layers)
         .map_err(|source| LoadError::HookNotInModel {
@@ -148,7 +148,7 @@ fn model_hook(dir: &Path, name: Option<&str>, model: &Model) -> Result<HookPoint
             hook: name.to_string(),
             model: model.info.id.clone(),
             n_layers: model.info.n_layers,
-            source,
+            source: Box::new(source),
         })?;
     Ok(hook)
 }

@@ -133,7 +133,7 @@ fn cfg_without_or_with_unknown_architecture_names_the_file() {
         c.remove("architecture");
         c.insert("activation_fn_str".into(), "topk".into());
     });
-    let loaded = load_saes(&[dir.clone()], None, None, &s.model).unwrap();
+    let loaded = load_saes(std::slice::from_ref(&dir), None, None, &s.model).unwrap();
     assert_eq!(loaded[0].sae.config().arch, ArchSpec::TopK { k: 4 });
 }
 
@@ -143,13 +143,23 @@ fn bad_hook_and_width_name_the_sae() {
     let dir = s.root.join("wide");
     let mut cfg = SaeConfig::new(32, 64, ArchSpec::TopK { k: 4 });
     cfg.input_unit_norm = false;
-    save(&dir, &Sae::new(cfg, SaeParams::zeros(32, 64, false)).unwrap());
-    let e = load_saes(&[dir.clone()], None, None, &s.model).err().unwrap();
-    assert!(matches!(e, LoadError::Width { d_in: 32, .. }), "{e}");
-    assert!(e.to_string().contains(dir.to_str().unwrap()));
-    let e = load_saes(&[dir.clone()], Some("blocks.9.hook_resid_pre"), None, &s.model)
+    save(
+        &dir,
+        &Sae::new(cfg, SaeParams::zeros(32, 64, false)).unwrap(),
+    );
+    let e = load_saes(std::slice::from_ref(&dir), None, None, &s.model)
         .err()
         .unwrap();
+    assert!(matches!(e, LoadError::Width { d_in: 32, .. }), "{e}");
+    assert!(e.to_string().contains(dir.to_str().unwrap()));
+    let e = load_saes(
+        std::slice::from_ref(&dir),
+        Some("blocks.9.hook_resid_pre"),
+        None,
+        &s.model,
+    )
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("not in model"), "{e}");
 }
 
@@ -183,16 +193,27 @@ fn runs_give_typed_outputs_and_reject_bad_settings() {
     assert_eq!((out.rows, out.seq_len, out.saes.len()), (5, 12, 1));
     let rep = &out.saes[0].report;
     let recon = rep.recon.as_ref().unwrap();
-    assert!(recon.l0 > 0.0 && recon.l0 <= 4.0, "TopK k = 4: {}", recon.l0);
+    assert!(
+        recon.l0 > 0.0 && recon.l0 <= 4.0,
+        "TopK k = 4: {}",
+        recon.l0
+    );
     assert_eq!(recon.tokens, 60);
     assert!(rep.ce.as_ref().unwrap().ce_zero.is_some());
     let csv = eval::summary_csv(&out);
     assert!(csv.starts_with("sae,hook,d_sae,tokens,mse,"), "{csv}");
-    assert!(csv.lines().nth(1).unwrap().starts_with("topk,blocks.1.hook_resid_post,96,60,"));
+    assert!(csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .starts_with("topk,blocks.1.hook_resid_post,96,60,"));
 
     cfg.tokens = 0;
     let e = eval::run(&s.model, &saes, &cfg, &NoProgress).unwrap_err();
-    assert!(matches!(e, EvalError::Config(_)) && e.to_string().contains("tokens"), "{e}");
+    assert!(
+        matches!(e, EvalError::Config(_)) && e.to_string().contains("tokens"),
+        "{e}"
+    );
 
     let mut scfg = StatsRunConfig {
         rows: rows(&s),

@@ -119,7 +119,10 @@ fn same_at_1_and_3_threads(base: &Path, cmd_args: &[&str]) {
         got[1].keys().collect::<Vec<_>>()
     );
     for (name, bytes) in &got[0] {
-        assert!(got[1][name] == *bytes, "{name} differs between 1 and 3 threads");
+        assert!(
+            got[1][name] == *bytes,
+            "{name} differs between 1 and 3 threads"
+        );
     }
 }
 
@@ -389,7 +392,10 @@ fn identity_splice_and_independent_ce() {
     // --tokens 0 is an error, not a silent 128-token run.
     let o = run("eval", &sdir, &mdir, &corpus, &out, &["--tokens", "0"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("--tokens must be ≥ 1"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("--tokens must be ≥ 1"),
+        "{err}"
+    );
 
     // NaN weights are caught at load, naming file, tensor and row (they
     // used to surface as "shape error … row 74" mid-run, or not at all
@@ -409,7 +415,11 @@ fn identity_splice_and_independent_ce() {
 
     // Same files at 1 and 3 threads: a random TopK SAE beside the identity.
     let tdir = dir.path().join("topk");
-    save(&tdir, &random_topk(64, 256, 8, 5), "blocks.0.hook_resid_mid");
+    save(
+        &tdir,
+        &random_topk(64, 256, 8, 5),
+        "blocks.0.hook_resid_mid",
+    );
     same_at_1_and_3_threads(
         dir.path(),
         &[
@@ -519,7 +529,10 @@ fn stats_match_brute_force_over_the_same_rows() {
     // --ma-window 0 is an error, not a silent window of 1.
     let o = run("stats", &sdir, &mdir, &corpus, &out, &["--ma-window", "0"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("--ma-window must be ≥ 1"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("--ma-window must be ≥ 1"),
+        "{err}"
+    );
 
     // Same files at 1 and 3 threads (exact deciles, and a budget small
     // enough for reservoir sampling).

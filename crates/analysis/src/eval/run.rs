@@ -318,7 +318,7 @@ fn spliced_pass(
             ));
         }
         for (r, (dst, src)) in x.chunks_mut(d).zip(x_hat.chunks(d)).enumerate() {
-            if !(keep_bos && r % seq == 0) {
+            if !(keep_bos && r.is_multiple_of(seq)) {
                 dst.copy_from_slice(src);
             }
         }
