@@ -7,7 +7,6 @@ mod harvest;
 mod match_cmd;
 mod resolve;
 mod rows;
-mod saes;
 mod stats;
 mod train;
 

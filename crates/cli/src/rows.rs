@@ -1,17 +1,14 @@
-//! Token rows for analysis commands (`eval`, `stats`): a corpus packed into
-//! `rows` rows of `seq_len` tokens with the model's tokenizer, held in
-//! memory (analysis runs are thousands of rows, not millions).
+//! Flags shared by the analysis commands (`eval`, `stats`): the corpus and
+//! row options turned into a library [`RowsConfig`] (names resolved to
+//! files here), the model's precision, and a progress bar for the library's
+//! [`Progress`] reports.
 
 use crate::resolve;
-use crate::saes::LoadedSae;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use saelab_data::corpus::Corpus;
-use saelab_data::packing::{Packing, RowPacker};
-use saelab_lm::{HookPoint, Model, PosIntervention, Positions, Precision};
-use std::cell::RefCell;
+use saelab_analysis::{Progress, RowsConfig};
+use saelab_lm::{Model, Precision};
+use std::sync::OnceLock;
 
 /// Corpus options shared by the analysis commands.
 #[derive(clap::Args, Debug, Clone)]
@@ -76,96 +73,72 @@ pub fn load_model(name: &str, precision: PrecisionArg) -> Result<Model> {
     Ok(model)
 }
 
-/// `rows` × `seq_len` token ids, row-major; fewer rows if the corpus ends
-/// (an error if it yields none).
-pub fn token_rows(model: &Model, a: &RowArgs, rows: usize) -> Result<Vec<u32>> {
-    if a.seq_len == 0 || a.seq_len > model.info.n_ctx {
-        bail!(
-            "--seq-len {} must be in 1..={} (the model's context)",
-            a.seq_len,
-            model.info.n_ctx
-        );
-    }
-    if a.batch_rows == 0 {
-        bail!("--batch-rows must be ≥ 1");
-    }
-    let packing: Packing = a
-        .packing
+/// The library's row settings from the flags: parses `--packing` and
+/// `--pos-intervention`, resolves `--dataset` to a file (fetching an
+/// offline corpus if needed).
+pub fn rows_config(a: &RowArgs) -> Result<RowsConfig> {
+    let pos_intervention = a
+        .pos_intervention
         .parse()
-        .map_err(|e| anyhow::anyhow!("--packing: {e}"))?;
-    let tokenizer = model.tokenizer()?;
-    let path = resolve::corpus(&a.dataset)?;
-    let corpus = Corpus::open(&path)?.with_text_field(&a.text_field);
-    let tok_err: RefCell<Option<String>> = RefCell::new(None);
-    let tokenize = |text: &str| match tokenizer.encode(text) {
-        Ok(ids) => ids,
-        Err(e) => {
-            tok_err.borrow_mut().get_or_insert(e.to_string());
-            Vec::new()
+        .map_err(|e: String| anyhow::anyhow!("--pos-intervention: {e}"))?;
+    let packing = a.packing.parse().context("--packing")?;
+    Ok(RowsConfig {
+        corpus: resolve::corpus(&a.dataset)?,
+        dataset: a.dataset.clone(),
+        text_field: a.text_field.clone(),
+        seq_len: a.seq_len,
+        packing,
+        batch_rows: a.batch_rows,
+        pos_intervention,
+        seed: a.seed,
+    })
+}
+
+/// Progress of a library run on stderr: notes as lines, the passes as a
+/// token bar with rate and ETA.
+pub struct TokenBar {
+    what: &'static str,
+    bar: OnceLock<ProgressBar>,
+}
+
+impl TokenBar {
+    pub fn new(what: &'static str) -> Self {
+        TokenBar {
+            what,
+            bar: OnceLock::new(),
         }
-    };
-    let packer = RowPacker::new(packing, a.seq_len, tokenizer.bos, tokenizer.eos)?;
-    let mut out = Vec::with_capacity(rows * a.seq_len);
-    for r in packer.rows(corpus.documents(), tokenize).take(rows) {
-        out.extend(r.with_context(|| format!("reading {}", path.display()))?);
     }
-    if let Some(e) = tok_err.borrow().as_ref() {
-        bail!("{}: tokenizer failed: {e}", path.display());
+}
+
+impl Progress for TokenBar {
+    fn note(&self, line: &str) {
+        match self.bar.get() {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
     }
-    let got = out.len() / a.seq_len;
-    if got == 0 {
-        bail!(
-            "{}: the corpus gives no full row of {} tokens",
-            path.display(),
-            a.seq_len
+
+    fn start(&self, tokens: u64) {
+        let bar = ProgressBar::new(tokens);
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "{{spinner}} {} [{{elapsed_precise}}] {{bar:30}} {{human_pos}}/{{human_len}} tokens  {{per_sec}}  ETA {{eta}}",
+                self.what
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
+        let _ = self.bar.set(bar);
     }
-    if got < rows {
-        eprintln!(
-            "{}: corpus exhausted after {got} of {rows} rows",
-            path.display()
-        );
+
+    fn advance(&self, tokens: u64) {
+        if let Some(b) = self.bar.get() {
+            b.inc(tokens);
+        }
     }
-    Ok(out)
-}
 
-/// Parses `--pos-intervention`.
-pub fn pos_intervention(a: &RowArgs) -> Result<PosIntervention> {
-    a.pos_intervention
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--pos-intervention: {e}"))
-}
-
-/// Positions of forward pass `batch_index`: the same seeded permutation
-/// stream as `saelab harvest` (ChaCha8 seeded by --seed, stream = batch
-/// index), so analysis runs see the positions the training store saw.
-pub fn batch_positions(
-    pos: PosIntervention,
-    seed: u64,
-    batch_index: usize,
-    seq: usize,
-) -> Positions {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(batch_index as u64);
-    pos.positions(seq, &mut rng)
-}
-
-/// The distinct hooks of `saes`, shallowest first (one read each per pass).
-pub fn distinct_hooks(saes: &[LoadedSae]) -> Vec<HookPoint> {
-    let mut hooks: Vec<HookPoint> = saes.iter().map(|s| s.hook).collect();
-    hooks.sort_by_key(|h| h.order());
-    hooks.dedup();
-    hooks
-}
-
-/// A progress bar over `tokens` with rate and ETA.
-pub fn token_bar(what: &str, tokens: u64) -> ProgressBar {
-    let bar = ProgressBar::new(tokens);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} [{{elapsed_precise}}] {{bar:30}} {{human_pos}}/{{human_len}} tokens  {{per_sec}}  ETA {{eta}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
+    fn finish(&self) {
+        if let Some(b) = self.bar.get() {
+            b.finish_and_clear();
+        }
+    }
 }

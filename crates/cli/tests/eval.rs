@@ -1,7 +1,8 @@
 //! End-to-end `saelab eval` on a tiny GPT-2: an SAE that reconstructs its
 //! input exactly gives ΔCE = 0, KL = 0 and FVU = 0; clean and zero-ablated
 //! CE equal an independent log-softmax over the model's logits computed
-//! here; bad SAEs are named.
+//! here; bad SAEs and settings are named; the files are the same at 1 and
+//! 3 threads.
 
 use saelab_data::corpus::Corpus;
 use saelab_data::packing::{Packing, RowPacker};
@@ -56,6 +57,73 @@ fn identity_sae(d: usize) -> Sae {
     let mut cfg = SaeConfig::new(d, n, ArchSpec::Relu { l1_coeff: 0.0 });
     cfg.input_unit_norm = false;
     Sae::new(cfg, p).unwrap()
+}
+
+/// A TopK SAE with seeded random weights (nontrivial codes and splices).
+fn random_topk(d: usize, n: usize, k: usize, seed: u64) -> Sae {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut p = SaeParams::zeros(d, n, false);
+    for v in p.w_enc_t.iter_mut().chain(p.w_dec.iter_mut()) {
+        *v = rng.random_range(-0.2..0.2);
+    }
+    for v in p.b_enc.iter_mut() {
+        *v = rng.random_range(-0.1..0.1);
+    }
+    let mut cfg = SaeConfig::new(d, n, ArchSpec::TopK { k });
+    cfg.input_unit_norm = false;
+    Sae::new(cfg, p).unwrap()
+}
+
+/// Every file under `dir`, relative path → bytes; `summary.json` without
+/// its wall-clock `seconds`.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().to_string();
+            let mut bytes = std::fs::read(&p).unwrap();
+            if rel == "summary.json" {
+                let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                v.as_object_mut().unwrap().remove("seconds");
+                bytes = v.to_string().into_bytes();
+            }
+            out.insert(rel, bytes);
+        }
+    }
+    out
+}
+
+/// Runs `saelab --threads T CMD …` at T = 1 and 3 into `out-1` / `out-3`
+/// and checks both write the same files.
+fn same_at_1_and_3_threads(base: &Path, cmd_args: &[&str]) {
+    let mut got = Vec::new();
+    for t in ["1", "3"] {
+        let out = base.join(format!("out-threads-{t}"));
+        let mut args = vec!["--threads", t];
+        args.extend_from_slice(cmd_args);
+        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        let o = saelab(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        got.push(files(&out));
+    }
+    assert!(got[0].len() > 5, "{:?}", got[0].keys());
+    assert_eq!(
+        got[0].keys().collect::<Vec<_>>(),
+        got[1].keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &got[0] {
+        assert!(
+            got[1][name] == *bytes,
+            "{name} differs between 1 and 3 threads"
+        );
+    }
 }
 
 fn save(dir: &Path, sae: &Sae, hook: &str) {
@@ -320,6 +388,60 @@ fn identity_splice_and_independent_ce() {
             assert!(err.contains(sae.to_str().unwrap()), "names the SAE: {err}");
         }
     }
+
+    // --tokens 0 is an error, not a silent 128-token run.
+    let o = run("eval", &sdir, &mdir, &corpus, &out, &["--tokens", "0"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--tokens must be ≥ 1"),
+        "{err}"
+    );
+
+    // NaN weights are caught at load, naming file, tensor and row (they
+    // used to surface as "shape error … row 74" mid-run, or not at all
+    // when the feature never fired).
+    let ndir = dir.path().join("nan");
+    let mut bad = random_topk(64, 128, 8, 3);
+    let mut p = bad.params().clone();
+    p.w_dec[74 * 64 + 3] = f32::NAN;
+    bad = Sae::new(bad.config().clone(), p).unwrap();
+    save(&ndir, &bad, hook);
+    let o = run("eval", &ndir, &mdir, &corpus, &out, &["--seq-len", "16"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let weights = ndir.join("sae_weights.safetensors");
+    for want in [weights.to_str().unwrap(), "W_dec", "row 74"] {
+        assert!(!o.status.success() && err.contains(want), "{want}: {err}");
+    }
+
+    // Same files at 1 and 3 threads: a random TopK SAE beside the identity.
+    let tdir = dir.path().join("topk");
+    save(
+        &tdir,
+        &random_topk(64, 256, 8, 5),
+        "blocks.0.hook_resid_mid",
+    );
+    same_at_1_and_3_threads(
+        dir.path(),
+        &[
+            "eval",
+            "--sae",
+            tdir.to_str().unwrap(),
+            "--sae",
+            sdir.to_str().unwrap(),
+            "--model",
+            mdir.to_str().unwrap(),
+            "--dataset",
+            corpus.to_str().unwrap(),
+            "--tokens",
+            "400",
+            "--seq-len",
+            "16",
+            "--batch-rows",
+            "4",
+            "--pos-intervention",
+            "shuffle",
+        ],
+    );
 }
 
 /// `saelab stats` on the same tiny model: the per-position counts and means
@@ -402,5 +524,43 @@ fn stats_match_brute_force_over_the_same_rows() {
         "ident/features.csv",
     ] {
         assert!(out.join(f).exists(), "{f}");
+    }
+
+    // --ma-window 0 is an error, not a silent window of 1.
+    let o = run("stats", &sdir, &mdir, &corpus, &out, &["--ma-window", "0"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--ma-window must be ≥ 1"),
+        "{err}"
+    );
+
+    // Same files at 1 and 3 threads (exact deciles, and a budget small
+    // enough for reservoir sampling).
+    let tdir = dir.path().join("topk");
+    save(&tdir, &random_topk(64, 256, 8, 6), hook);
+    for budget in ["2048", "0"] {
+        let base = dir.path().join(format!("threads-{budget}"));
+        same_at_1_and_3_threads(
+            &base,
+            &[
+                "stats",
+                "--sae",
+                tdir.to_str().unwrap(),
+                "--sae",
+                sdir.to_str().unwrap(),
+                "--model",
+                mdir.to_str().unwrap(),
+                "--dataset",
+                corpus.to_str().unwrap(),
+                "--n-rows",
+                "20",
+                "--seq-len",
+                "12",
+                "--batch-rows",
+                "3",
+                "--decile-budget-mb",
+                budget,
+            ],
+        );
     }
 }

@@ -121,7 +121,7 @@ impl Heatmap {
 
     /// Writes the SVG atomically.
     pub fn write(&self, path: &std::path::Path) -> Result<(), crate::ReportError> {
-        crate::write_atomic(path, &self.to_svg())
+        Ok(saelab_fsio::write_atomic(path, self.to_svg().as_bytes())?)
     }
 }
 

@@ -5,6 +5,10 @@
 //! (`ttf` with system fontconfig, or a bundled `ab_glyph` font) to measure
 //! text before it lays out axes; here the browser lays out plain `<text>`,
 //! so the output is small, dependency-free and diffable.
+//!
+//! [`recipes`] turn typed analysis results into the commands' figures; this
+//! crate reads result types only (it depends on `saelab-analysis` for them,
+//! never the other way round).
 
 mod figure;
 mod heatmap;
@@ -14,25 +18,17 @@ mod svg;
 pub use figure::{Figure, Panel, Series, SeriesKind};
 pub use heatmap::Heatmap;
 
+/// Figure recipes: which series and panels make each command's figures,
+/// as functions over the typed results of `saelab_analysis`.
+pub mod recipes {
+    pub mod eval;
+    pub mod stats;
+}
+
 /// Errors writing a plot.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("i/o error on {path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Writes `text` to `path` through a temporary file and a rename, so a
-/// reader never sees a half-written plot.
-pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), ReportError> {
-    let tmp = path.with_extension("svg.tmp");
-    let io = |source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    /// Writing the file failed (the error names it).
+    #[error(transparent)]
+    Fs(#[from] saelab_fsio::FsError),
 }

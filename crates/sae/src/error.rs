@@ -20,9 +20,9 @@ pub enum SaeError {
     /// left as they were before this step.
     #[error("training diverged at step {step}: non-finite {what}")]
     Diverged { step: u64, what: &'static str },
-    /// A cfg names an architecture we do not implement.
-    #[error("unknown architecture {0:?} (known: relu/standard, topk, batchtopk, jumprelu, matryoshka_batchtopk)")]
-    UnknownArchitecture(String),
+    /// A cfg names an architecture we do not implement (`path`: the cfg).
+    #[error("{path}: unknown architecture {name:?} (known: relu/standard, topk, batchtopk, jumprelu, matryoshka_batchtopk)")]
+    UnknownArchitecture { path: PathBuf, name: String },
     /// A weights file lacks a tensor this architecture needs.
     #[error("missing tensor {name:?} in {path}")]
     MissingTensor { name: String, path: PathBuf },

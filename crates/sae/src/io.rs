@@ -188,7 +188,10 @@ fn load_ours(dir: &Path) -> Result<Sae> {
         ]
         .contains(&a)
         {
-            return Err(SaeError::UnknownArchitecture(a.to_string()));
+            return Err(SaeError::UnknownArchitecture {
+                path: path.clone(),
+                name: a.to_string(),
+            });
         }
     }
     let cfg: SaeConfig = serde_json::from_value(sae_v.clone()).map_err(|e| bad(e.to_string()))?;
@@ -222,7 +225,7 @@ fn load_ours(dir: &Path) -> Result<Sae> {
     Ok(sae)
 }
 
-/// Reads a tensor and checks its shape.
+/// Reads a tensor and checks its shape and that every value is finite.
 fn tensor(f: &InFile, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
     let (v, s) = f.f32(name)?;
     if s != shape {
@@ -231,7 +234,52 @@ fn tensor(f: &InFile, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
             f.path.display()
         )));
     }
+    check_finite(&f.path, name, &v, shape)?;
     Ok(v)
+}
+
+/// A NaN or infinite weight is a broken file: caught here, naming the file,
+/// tensor and row, rather than surfacing later as a non-finite batch row in
+/// whatever runs the SAE.
+fn check_finite(path: &Path, name: &str, v: &[f32], shape: &[usize]) -> Result<()> {
+    let Some(i) = v.iter().position(|x| !x.is_finite()) else {
+        return Ok(());
+    };
+    let cols: usize = shape.iter().skip(1).product();
+    let at = if shape.len() >= 2 && cols > 0 {
+        format!("row {}, column {}", i / cols, i % cols)
+    } else {
+        format!("entry {i}")
+    };
+    Err(SaeError::Corrupt {
+        path: path.into(),
+        msg: format!("tensor {name} has a non-finite value ({}) at {at}", v[i]),
+    })
+}
+
+/// The architecture a SAELens `cfg.json` names. v6 has `architecture`;
+/// pre-6.0 cfgs may lack it and say `activation_fn_str` instead (read as
+/// "standard" + that activation); the oldest (L1-trained ReLU SAEs, e.g.
+/// gpt2-small-res-jb) have neither but carry `l1_coefficient`. Anything else
+/// without `architecture` is an error: guessing ReLU made a TopK SAE
+/// evaluate at L0 in the hundreds.
+fn saelens_architecture<'a>(c: &'a Value, path: &Path) -> Result<&'a str> {
+    match c.get("architecture") {
+        Some(Value::String(a)) => Ok(a),
+        Some(other) => Err(SaeError::BadCfg {
+            path: path.into(),
+            msg: format!("\"architecture\" must be a string, got {other}"),
+        }),
+        None if c.get("activation_fn_str").is_some() || c.get("l1_coefficient").is_some() => {
+            Ok("standard")
+        }
+        None => Err(SaeError::BadCfg {
+            path: path.into(),
+            msg: "no \"architecture\" key (nor a pre-6.0 \"activation_fn_str\"): cannot tell \
+                  which SAE this is; add e.g. \"architecture\": \"topk\" with \"k\""
+                .into(),
+        }),
+    }
 }
 
 fn get_usize(c: &Value, key: &str, path: &Path) -> Result<usize> {
@@ -252,10 +300,7 @@ fn load_saelens(dir: &Path) -> Result<Sae> {
     // v6 has `architecture` (+ `k` for topk); pre-6.0 has
     // `activation_fn_str` (+ `activation_fn_kwargs.k`) and maybe
     // `architecture` ("standard" / "gated" / "jumprelu").
-    let arch_str = c
-        .get("architecture")
-        .and_then(Value::as_str)
-        .unwrap_or("standard");
+    let arch_str = saelens_architecture(&c, &path)?;
     let act = c
         .get("activation_fn_str")
         .and_then(Value::as_str)
@@ -302,11 +347,14 @@ fn load_saelens(dir: &Path) -> Result<Sae> {
             apply_b_dec_to_input: apply_b_dec,
         },
         (a, f) => {
-            return Err(SaeError::UnknownArchitecture(if a == "standard" {
-                format!("standard/{f}")
-            } else {
-                a.to_string()
-            }))
+            return Err(SaeError::UnknownArchitecture {
+                path,
+                name: if a == "standard" {
+                    format!("standard/{f}")
+                } else {
+                    a.to_string()
+                },
+            })
         }
     };
     // Without b_dec subtraction the encoder computes xW + b_enc; ours
@@ -380,6 +428,7 @@ fn load_sparsify(dir: &Path) -> Result<Sae> {
     let c = read_json(&path)?;
     let w = InFile::open(&dir.join("sae.safetensors"))?;
     let (enc, shape) = w.f32("encoder.weight")?;
+    check_finite(&w.path, "encoder.weight", &enc, &shape)?;
     let (n, d) = match shape[..] {
         [n, d] => (n, d),
         _ => {

@@ -267,7 +267,7 @@ fn clear_errors() {
     std::fs::write(&ours, text.replace("\"topk\"", "\"gated_v9\"")).unwrap();
     let e = load_sae(dir.path()).unwrap_err();
     assert!(
-        matches!(e, SaeError::UnknownArchitecture(ref a) if a == "gated_v9"),
+        matches!(e, SaeError::UnknownArchitecture { ref name, .. } if name == "gated_v9"),
         "{e}"
     );
     std::fs::remove_file(&ours).unwrap();
@@ -280,7 +280,7 @@ fn clear_errors() {
     .unwrap();
     let e = load_sae(dir.path()).unwrap_err();
     assert!(
-        matches!(e, SaeError::UnknownArchitecture(ref a) if a == "gated"),
+        matches!(e, SaeError::UnknownArchitecture { ref name, .. } if name == "gated"),
         "{e}"
     );
     std::fs::write(&cfgp, text).unwrap();

@@ -10,20 +10,26 @@
 //! Output ([`EvalReport::write_all`]): `eval.json` ([`EvalReport`]),
 //! `positions.csv` (per-position curves), `features.csv` (per-feature
 //! density).
+//!
+//! [`run()`] is the whole `saelab eval` over a model and corpus, model passes
+//! included ([`EvalConfig`] → [`EvalOutput`]); [`write`] writes its files
+//! ([`files`]).
 
 pub mod ce;
+pub mod files;
 pub mod input;
 pub mod recon;
+pub mod run;
 
 pub use ce::{ce_recovered, kl_rows, CeAccumulator, CeCurves, CeReport};
+pub use files::{summary_csv, write};
 pub use input::{center_rows, saelens_center_writing_weights};
 pub use recon::{ReconAccumulator, ReconConfig, ReconCurves, ReconReport};
+pub use run::{run, EvalConfig, EvalOutput, SaeEval};
 
-use crate::stats::output::{cell, cell_opt, num, write_files};
 use crate::stats::StatsError;
 use serde::Serialize;
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Errors of the evaluation accumulators.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +59,20 @@ pub enum EvalError {
         /// The cause.
         msg: String,
     },
+    /// Writing an output file failed (the error names it).
+    #[error(transparent)]
+    Fs(#[from] saelab_fsio::FsError),
+    /// Making the token rows failed.
+    #[error(transparent)]
+    Rows(#[from] crate::rows::RowsError),
+    /// A model pass failed; `what` says which.
+    #[error("{what}: {source}")]
+    Model {
+        /// Which pass.
+        what: String,
+        /// The cause.
+        source: saelab_lm::LmError,
+    },
 }
 
 impl From<StatsError> for EvalError {
@@ -62,6 +82,10 @@ impl From<StatsError> for EvalError {
             StatsError::Config(m) => EvalError::Config(m),
             StatsError::Io { path, source } => EvalError::Io { path, source },
             StatsError::Json { path, msg } => EvalError::Json { path, msg },
+            StatsError::Fs(e) => EvalError::Fs(e),
+            StatsError::Rows(e) => EvalError::Rows(e),
+            StatsError::Model { what, source } => EvalError::Model { what, source },
+            StatsError::Sae { label, msg } => EvalError::Shape(format!("{label}: {msg}")),
         }
     }
 }
@@ -96,73 +120,5 @@ impl EvalReport {
             recon,
             ce,
         }
-    }
-
-    /// `positions.csv`: `position,tokens,mse,nmse,l0,ce_clean,ce_spliced,
-    /// ce_zero,delta_ce,ce_recovered,kl`, one line per position t of the
-    /// longest curve. CE columns at t are the loss of predicting token t + 1
-    /// (empty at the last position); reconstruction columns are empty
-    /// without `seq_len`, optional metrics empty when not computed.
-    pub fn positions_csv(&self) -> String {
-        let rc = self.recon.as_ref().and_then(|r| r.per_position.as_ref());
-        let cc = self.ce.as_ref().map(|c| &c.per_position);
-        let len = [
-            rc.map_or(0, |r| r.mse.len()),
-            cc.map_or(0, |c| c.ce_clean.len()),
-            cc.and_then(|c| c.kl.as_ref()).map_or(0, |k| k.len()),
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-        let mut s = String::from(
-            "position,tokens,mse,nmse,l0,ce_clean,ce_spliced,ce_zero,delta_ce,ce_recovered,kl\n",
-        );
-        for t in 0..len {
-            let tokens = rc
-                .and_then(|r| r.tokens.get(t))
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            let _ = writeln!(
-                s,
-                "{t},{tokens},{},{},{},{},{},{},{},{},{}",
-                cell(rc.map(|r| r.mse.as_slice()), t),
-                cell_opt(rc.map(|r| r.nmse.as_slice()), t),
-                cell(rc.map(|r| r.l0.as_slice()), t),
-                cell(cc.map(|c| c.ce_clean.as_slice()), t),
-                cell(cc.map(|c| c.ce_spliced.as_slice()), t),
-                cell(cc.and_then(|c| c.ce_zero.as_deref()), t),
-                cell(cc.map(|c| c.delta_ce.as_slice()), t),
-                cell_opt(cc.and_then(|c| c.ce_recovered.as_deref()), t),
-                cell(cc.and_then(|c| c.kl.as_deref()), t),
-            );
-        }
-        s
-    }
-
-    /// `features.csv`: `feature,fire_count,density` (empty without
-    /// reconstruction metrics).
-    pub fn features_csv(&self) -> String {
-        let mut s = String::from("feature,fire_count,density\n");
-        if let Some(r) = &self.recon {
-            for (i, (c, d)) in r.fire_count.iter().zip(&r.density).enumerate() {
-                let _ = writeln!(s, "{i},{c},{}", num(*d));
-            }
-        }
-        s
-    }
-
-    /// Writes `eval.json` (pretty JSON), `positions.csv` and `features.csv`
-    /// into `dir` (created if missing), each atomically; one directory per SAE.
-    pub fn write_all(&self, dir: &Path) -> Result<()> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| EvalError::Json {
-            path: dir.join("eval.json"),
-            msg: e.to_string(),
-        })?;
-        let files = [
-            ("eval.json", json),
-            ("positions.csv", self.positions_csv()),
-            ("features.csv", self.features_csv()),
-        ];
-        write_files(dir, &files).map_err(|(path, source)| EvalError::Io { path, source })
     }
 }

@@ -20,12 +20,17 @@
 //!
 //! Output ([`StatsReport::write_all`]): `stats.json` ([`StatsSummary`]),
 //! `positions.csv`, `features.csv`, `deciles.csv`, `sweep.csv`; schemas on
-//! the types and writer methods.
+//! the types and writer methods ([`files`]).
+//!
+//! [`run()`] is the whole `saelab stats` analysis over a model and corpus
+//! ([`StatsRunConfig`] → [`StatsOutput`]); [`write`] writes its files.
 
 pub mod deciles;
 pub mod feature;
+pub mod files;
 pub mod output;
 pub mod position;
+pub mod run;
 pub mod sweep;
 
 pub use deciles::{
@@ -33,14 +38,14 @@ pub use deciles::{
     DecileMode, DecileTable, DECILE_LEVELS,
 };
 pub use feature::{FeatureStats, FeatureTable};
+pub use files::write;
 pub use position::{Aggregate, PositionReport, PositionStats};
+pub use run::{run, SaeStats, StatsOutput, StatsRunConfig};
 pub use sweep::{moving_average, threshold_sweep, ThresholdSweep};
 
-use output::{num, write_files};
 use saelab_sae::SparseCodes;
 use serde::Serialize;
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Errors of the statistics accumulators.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +63,28 @@ pub enum StatsError {
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// Writing an output file failed (the error names it).
+    #[error(transparent)]
+    Fs(#[from] saelab_fsio::FsError),
+    /// Making the token rows failed.
+    #[error(transparent)]
+    Rows(#[from] crate::rows::RowsError),
+    /// A model pass failed; `what` says which.
+    #[error("{what}: {source}")]
+    Model {
+        /// Which pass.
+        what: String,
+        /// The cause.
+        source: saelab_lm::LmError,
+    },
+    /// An SAE failed to encode or its codes were rejected.
+    #[error("statistics of {label}: {msg}")]
+    Sae {
+        /// The SAE's label.
+        label: String,
+        /// The cause.
+        msg: String,
     },
     /// JSON serialization failed.
     #[error("serializing {path}: {msg}")]
@@ -110,7 +137,8 @@ pub fn check_codes(codes: &SparseCodes, n: usize, seq_len: usize) -> Result<usiz
 /// Settings of [`ActivationStats`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StatsConfig {
-    /// Window of the moving-average overlay (default 16 positions).
+    /// Window of the moving-average overlay (default 16 positions; ≥ 1,
+    /// 1 = no smoothing).
     pub ma_window: usize,
     /// Decile storage and sampling.
     pub deciles: DecileConfig,
@@ -215,6 +243,11 @@ impl ActivationStats {
         if !(cfg.deciles.delta > 0.0 && cfg.deciles.delta < 1.0) {
             return Err(StatsError::Config("decile delta must be in (0, 1)".into()));
         }
+        if cfg.ma_window == 0 {
+            return Err(StatsError::Config(
+                "ma_window (--ma-window) must be ≥ 1 (1 = no smoothing)".into(),
+            ));
+        }
         if cfg.deciles.reservoir_size == Some(0) {
             return Err(StatsError::Config("reservoir size must be ≥ 1".into()));
         }
@@ -312,113 +345,5 @@ fn for_each_token(codes: &SparseCodes, seq_len: usize, mut f: impl FnMut(usize, 
     for r in 0..codes.rows {
         let (a, b) = (codes.indptr[r], codes.indptr[r + 1]);
         f(r % seq_len, &codes.idx[a..b], &codes.val[a..b]);
-    }
-}
-
-impl StatsReport {
-    /// `positions.csv`: `position,count,mean,std,density,mean_ma,
-    /// mean_ma_excl0` (T lines; `mean_ma_excl0` is empty at position 0).
-    pub fn positions_csv(&self) -> String {
-        let p = &self.summary.positions;
-        let mut s = String::from("position,count,mean,std,density,mean_ma,mean_ma_excl0\n");
-        for t in 0..p.count.len() {
-            let ma0 = if t == 0 {
-                String::new()
-            } else {
-                num(p.mean_ma_excl0[t - 1])
-            };
-            let _ = writeln!(
-                s,
-                "{t},{},{},{},{},{},{ma0}",
-                p.count[t],
-                num(p.mean[t]),
-                num(p.std[t]),
-                num(p.density[t]),
-                num(p.mean_ma[t]),
-            );
-        }
-        s
-    }
-
-    /// `features.csv`: `feature,count,mean,std,density,mean_all,std_all,
-    /// count_pos0` (see [`FeatureTable`]).
-    pub fn features_csv(&self) -> String {
-        let f = &self.features;
-        let mut s = String::from("feature,count,mean,std,density,mean_all,std_all,count_pos0\n");
-        for i in 0..f.count.len() {
-            let _ = writeln!(
-                s,
-                "{i},{},{},{},{},{},{},{}",
-                f.count[i],
-                num(f.mean[i]),
-                num(f.std[i]),
-                num(f.density[i]),
-                num(f.mean_all[i]),
-                num(f.std_all[i]),
-                f.count_pos0[i]
-            );
-        }
-        s
-    }
-
-    /// `deciles.csv`: `feature,count_all,q10,…,q100,count_excl0,
-    /// q10_excl0,…,q100_excl0,sampled_all,sampled_excl0`.
-    pub fn deciles_csv(&self) -> String {
-        let d = &self.deciles;
-        let mut s = String::from("feature,count_all");
-        for k in 1..=10 {
-            let _ = write!(s, ",q{}", k * 10);
-        }
-        s.push_str(",count_excl0");
-        for k in 1..=10 {
-            let _ = write!(s, ",q{}_excl0", k * 10);
-        }
-        s.push_str(",sampled_all,sampled_excl0\n");
-        for i in 0..d.all.len() {
-            let _ = write!(s, "{i},{}", d.count_all[i]);
-            for v in d.all[i] {
-                let _ = write!(s, ",{}", num(v));
-            }
-            let _ = write!(s, ",{}", d.count_excl0[i]);
-            for v in d.excl_pos0[i] {
-                let _ = write!(s, ",{}", num(v));
-            }
-            let _ = writeln!(s, ",{},{}", d.sampled_all[i], d.sampled_excl0[i]);
-        }
-        s
-    }
-
-    /// `sweep.csv`: `threshold,below_median,below_mean`.
-    pub fn sweep_csv(&self) -> String {
-        let w = &self.summary.sweep;
-        let mut s = String::from("threshold,below_median,below_mean\n");
-        for j in 0..w.thresholds.len() {
-            let _ = writeln!(
-                s,
-                "{},{},{}",
-                num(w.thresholds[j]),
-                w.below_median[j],
-                w.below_mean[j]
-            );
-        }
-        s
-    }
-
-    /// Writes `stats.json` (the summary, pretty JSON), `positions.csv`,
-    /// `features.csv`, `deciles.csv` and `sweep.csv` into `dir` (created if
-    /// missing), each atomically. For several layers, one directory per layer.
-    pub fn write_all(&self, dir: &Path) -> Result<()> {
-        let json = serde_json::to_string_pretty(&self.summary).map_err(|e| StatsError::Json {
-            path: dir.join("stats.json"),
-            msg: e.to_string(),
-        })?;
-        let files = [
-            ("stats.json", json),
-            ("positions.csv", self.positions_csv()),
-            ("features.csv", self.features_csv()),
-            ("deciles.csv", self.deciles_csv()),
-            ("sweep.csv", self.sweep_csv()),
-        ];
-        write_files(dir, &files).map_err(|(path, source)| StatsError::Io { path, source })
     }
 }

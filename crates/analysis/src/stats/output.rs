@@ -1,56 +1,11 @@
-//! File output shared by [`crate::stats`] and [`crate::eval`]: atomic writes
-//! (temp file in the same directory, fsync, rename, so a reader never sees a
-//! half-written table and a crash leaves the previous file intact) and the
-//! number formatting of our CSV tables.
+//! File output shared by [`crate::stats`] and [`crate::eval`]: CSV tables
+//! built with the `csv` crate, the number formatting of their cells, and
+//! writing a folder of files atomically (`saelab_fsio::write_atomic`, so a
+//! reader never sees a half-written table and a crash leaves the previous
+//! file intact).
 
-use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-
-/// Writes `bytes` to `path` atomically: a temp file `.{name}.tmp.{pid}`
-/// beside it is written, synced and renamed over `path`. The temp file is
-/// removed on failure.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} has no file name", path.display()),
-        )
-    })?;
-    // Same directory as the target, so the rename never crosses file
-    // systems (which would make it a non-atomic copy).
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let res = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
-}
-
-/// Creates `dir` and writes each `(file name, contents)` into it with
-/// [`write_atomic`]; on failure, the path that failed and the error.
-pub fn write_files(dir: &Path, files: &[(&str, String)]) -> Result<(), (PathBuf, io::Error)> {
-    fs::create_dir_all(dir).map_err(|e| (dir.to_path_buf(), e))?;
-    for (name, text) in files {
-        let path = dir.join(name);
-        write_atomic(&path, text.as_bytes()).map_err(|e| (path, e))?;
-    }
-    Ok(())
-}
+use saelab_fsio::FsError;
+use std::path::Path;
 
 /// A CSV number: Rust's shortest round-trip form (`NaN`, `inf` as is).
 pub fn num(v: f64) -> String {
@@ -71,4 +26,37 @@ pub fn cell(v: Option<&[f64]>, i: usize) -> String {
 /// The value at index `i` of a curve of optional values.
 pub fn cell_opt(v: Option<&[Option<f64>]>, i: usize) -> String {
     opt(v.and_then(|c| c.get(i).copied().flatten()))
+}
+
+/// A CSV table: a header and records of cells, `\n`-terminated, quoted only
+/// where a cell needs it (a label with a comma).
+pub fn csv_table<I, R>(header: &[&str], records: I) -> String
+where
+    I: IntoIterator<Item = R>,
+    R: IntoIterator,
+    R::Item: AsRef<[u8]>,
+{
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .flexible(true)
+        .from_writer(Vec::new());
+    // Writing into a Vec cannot fail (no I/O); a failure would be a bug in
+    // the csv crate, and an empty table is the least harmful answer.
+    let mut ok = w.write_record(header).is_ok();
+    for r in records {
+        ok = ok && w.write_record(r).is_ok();
+    }
+    let bytes = w.into_inner().unwrap_or_default();
+    debug_assert!(ok, "csv into a Vec failed");
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// Creates `dir` and writes each `(file name, contents)` into it
+/// atomically.
+pub fn write_files(dir: &Path, files: &[(&str, String)]) -> Result<(), FsError> {
+    std::fs::create_dir_all(dir).map_err(|e| FsError::io(dir, e))?;
+    for (name, text) in files {
+        saelab_fsio::write_atomic(&dir.join(name), text.as_bytes())?;
+    }
+    Ok(())
 }
