@@ -286,3 +286,23 @@ pub(crate) fn check_name(name: &str) -> Result<(), SweepError> {
     }
     Ok(())
 }
+
+/// What to train: a spec (resolved once the input width d is known, since
+/// the default n is 4·d) or a ready plan.
+#[derive(Clone, Copy, Debug)]
+pub enum PlanRequest<'a> {
+    /// A grid and/or entries, with the sweep-wide coefficients.
+    Spec(&'a SweepSpec, &'a ArchDefaults),
+    /// SAEs already resolved.
+    Plan(&'a [SaePlan]),
+}
+
+impl PlanRequest<'_> {
+    /// The plan for inputs of width `d`.
+    pub fn resolve(&self, d: usize) -> Result<Vec<SaePlan>, SweepError> {
+        match self {
+            PlanRequest::Spec(spec, dflt) => spec.resolve(d, dflt),
+            PlanRequest::Plan(plan) => Ok(plan.to_vec()),
+        }
+    }
+}
