@@ -285,7 +285,7 @@ fn train(
             progress.step(m);
         }
         let done = step + 1;
-        if done % s.checkpoint_every == 0 && done < steps {
+        if done.is_multiple_of(s.checkpoint_every) && done < steps {
             write_checkpoint(ctx, live, done)?;
             last_ckpt = done;
             progress.checkpoint(done);
@@ -311,7 +311,7 @@ fn step_one(ctx: &Ctx, l: &mut Live, batch: &[f32], last_ckpt: u64) -> Result<()
             return Err(SweepError::sae(&l.name, &at, e));
         }
     };
-    if m.step % ctx.settings.log_every == 0 || m.step == ctx.steps {
+    if m.step.is_multiple_of(ctx.settings.log_every) || m.step == ctx.steps {
         l.log.write(&m)?;
     }
     l.last = Some(m);

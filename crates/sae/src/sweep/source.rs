@@ -49,7 +49,7 @@ impl MemorySource {
         batch: usize,
         meta: ExportMeta,
     ) -> Result<Self, SourceError> {
-        if d == 0 || batch == 0 || data.len() % d != 0 || data.len() / d < batch {
+        if d == 0 || batch == 0 || !data.len().is_multiple_of(d) || data.len() / d < batch {
             return Err(format!(
                 "memory source: {} floats are not whole rows of d = {d} holding a batch of {batch}",
                 data.len()
