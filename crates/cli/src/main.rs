@@ -67,6 +67,20 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     if let Some(n) = cli.threads {
+        if n == 0 {
+            anyhow::bail!("--threads 0: give at least 1 (leave it out to use every core)");
+        }
+        // Far more threads than cores only costs memory and switching.
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let n = if n > 8 * cores {
+            eprintln!(
+                "warning: --threads {n} is over 8× the {cores} cores; using {}",
+                8 * cores
+            );
+            8 * cores
+        } else {
+            n
+        };
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()?;

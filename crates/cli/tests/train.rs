@@ -1,10 +1,54 @@
 //! End-to-end `saelab train` on a store harvested from a tiny GPT-2: a grid
-//! of SAEs from one pass, SAELens files that load back, resume after a kill
-//! that ends bit-identical to an uninterrupted run.
+//! of SAEs from one pass, SAELens files that load back, resume after a stop
+//! (the library's stop flag) or a real SIGKILL at random points (mid-step,
+//! mid-checkpoint, mid-save) that ends bit-identical to an uninterrupted run.
 
+use rand::{Rng, SeedableRng};
 use saelab_lm::testing::{write_gpt2, Gpt2Shape};
+use saelab_sae::defaults::ArchName;
+use saelab_sae::sweep::{
+    ArchDefaults, GridSpec, PlanRequest, SweepProgress, SweepSettings, SweepSpec,
+};
+use saelab_sae::StepMetrics;
+use saelab_study::sources::train_from_store;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Raises the stop flag (as Ctrl-C does) once step `.0` is done.
+struct StopAfter<'a>(u64, &'a AtomicBool);
+
+impl SweepProgress for StopAfter<'_> {
+    fn step(&self, m: &StepMetrics) {
+        if m.step == self.0 {
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The library call equal to `saelab train` with `settings` and the
+/// default coefficients, stopped after step `stop_after`.
+fn train_lib_stopped(
+    store: &str,
+    spec: &SweepSpec,
+    settings: &SweepSettings,
+    out: &str,
+    stop_after: u64,
+) -> String {
+    let stop = AtomicBool::new(false);
+    let err = train_from_store(
+        Path::new(store),
+        None,
+        PlanRequest::Spec(spec, &ArchDefaults::default()),
+        settings,
+        Path::new(out),
+        &StopAfter(stop_after, &stop),
+        &stop,
+    )
+    .expect_err("the stop flag interrupts the run");
+    err.to_string()
+}
 
 fn saelab(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_saelab"));
@@ -117,13 +161,28 @@ fn grid_trains_saves_and_resumes_bit_identically() {
     };
     assert_ne!(w(&a, names[0]), w(&a, names[1]));
 
-    // Killed after the second checkpoint (step 16), resumed: same bytes.
+    // Stopped right after the second checkpoint (step 16), resumed by the
+    // CLI: same bytes.
     let b = dir.path().join("b").to_string_lossy().to_string();
-    let o = saelab(
-        &train_args(&store, &b),
-        &[("SAELAB_TEST_ABORT_AFTER_CHECKPOINTS", "2")],
-    );
-    assert!(!o.status.success());
+    let spec = SweepSpec {
+        grid: Some(GridSpec {
+            arch: Some(vec![ArchName::TopK, ArchName::JumpRelu]),
+            n: Some(vec![128]),
+            k: Some(vec![8]),
+            seed: Some(vec![1, 2]),
+        }),
+        sae: vec![],
+    };
+    let settings = SweepSettings {
+        batch: 256,
+        steps: Some(24),
+        checkpoint_every: 8,
+        log_every: 4,
+        buffer_vectors: 2048,
+        ..SweepSettings::default()
+    };
+    let err = train_lib_stopped(&store, &spec, &settings, &b, 16);
+    assert!(err.contains("interrupted at step 16"), "{err}");
     let o = saelab(&train_args(&store, &b), &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -175,6 +234,27 @@ fn bad_input_is_named() {
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("gated"), "{err}");
+    // Zero cadences and batches are errors, not a division by zero.
+    for (flag, want) in [
+        ("--checkpoint-every", "checkpoint_every"),
+        ("--log-every", "log_every"),
+        ("--batch", "batch"),
+    ] {
+        let o = saelab(
+            &[
+                "train", "--store", &store, "--steps", "2", flag, "0", "--out", &out,
+            ],
+            &[],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{flag}: {err}");
+    }
+    let o = saelab(
+        &["--threads", "0", "train", "--store", &store, "--out", &out],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--threads 0"), "{err}");
 }
 
 /// A TOML sweep gives the same SAEs as the equivalent grid flags, plus
@@ -282,18 +362,28 @@ fn sweep_file_and_interrupt() {
         Some(0.01f32 as f64)
     );
 
-    // Interrupted before step 5 (between checkpoints): a checkpoint at 5,
-    // exit non-zero with a resume hint; the resumed run equals run `a`.
+    // Stopped before step 6 (between checkpoints): a checkpoint at 5, an
+    // error with a resume hint; the resumed run equals run `a`.
     let b = dir.path().join("b").to_string_lossy().to_string();
     let mut bargs = common(&b);
     bargs.extend(["--config".to_string(), sweep.to_string_lossy().to_string()]);
-    let o = run(bargs.clone(), &[("SAELAB_TEST_INTERRUPT_AT_STEP", "5")]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("interrupted at step 5"),
-        "{err}"
-    );
-    assert!(Path::new(&b).join("btk/checkpoint.safetensors").exists());
+    let settings = SweepSettings {
+        batch: 256,
+        steps: Some(12),
+        checkpoint_every: 8,
+        log_every: 4,
+        buffer_vectors: 2048,
+        data_seed: Some(1),
+        ..SweepSettings::default()
+    };
+    let spec = SweepSpec::from_toml_file(&sweep).unwrap();
+    let err = train_lib_stopped(&store, &spec, &settings, &b, 5);
+    assert!(err.contains("interrupted at step 5"), "{err}");
+    let latest = Path::new(&b).join("checkpoints/LATEST");
+    assert_eq!(std::fs::read_to_string(latest).unwrap(), "step-00000005\n");
+    assert!(Path::new(&b)
+        .join("checkpoints/step-00000005/btk.safetensors")
+        .exists());
     let o = run(bargs, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -313,6 +403,8 @@ fn sweep_file_and_interrupt() {
             "[[sae]]\narch = \"topk\"\n[[sae]]\narch = \"topk\"\n",
             "share the name",
         ),
+        ("[grid]\narch = []\n", "grid axis `arch` is empty"),
+        ("[grid]\nseed = []\n", "grid axis `seed` is empty"),
     ] {
         std::fs::write(&sweep, text).unwrap();
         let c = dir.path().join("c").to_string_lossy().to_string();
@@ -322,4 +414,178 @@ fn sweep_file_and_interrupt() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(want), "{text:?}: {err}");
     }
+}
+
+/// Files of a finished run that must not depend on interruptions.
+const OUTPUTS: [&str; 5] = [
+    "sae_weights.safetensors",
+    "cfg.json",
+    "sparsity.safetensors",
+    "saelab_cfg.json",
+    "metrics.jsonl",
+];
+
+fn assert_same_run(reference: &Path, run: &Path, names: &[&str], what: &str) {
+    for n in names {
+        for f in OUTPUTS {
+            let read = |root: &Path| std::fs::read(root.join(n).join(f)).unwrap_or_default();
+            assert!(
+                read(reference) == read(run) && !read(run).is_empty(),
+                "{what}: {n}/{f} differs from the uninterrupted run"
+            );
+        }
+    }
+    assert!(
+        !run.join("checkpoints").exists(),
+        "{what}: checkpoints left"
+    );
+    let mut stack = vec![run.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            assert!(
+                !name.contains(".saelab-tmp."),
+                "{what}: temp file {p:?} left"
+            );
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+}
+
+/// Whether a checkpoint is being written or the old one being deleted: a
+/// step folder LATEST does not name.
+fn checkpoint_in_flight(out: &Path) -> bool {
+    let ck = out.join("checkpoints");
+    let latest = std::fs::read_to_string(ck.join("LATEST")).unwrap_or_default();
+    std::fs::read_dir(&ck).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with("step-") && n != latest.trim()
+        })
+    })
+}
+
+/// Whether the final save has begun: an SAE file (or its temp file) exists.
+fn final_save_begun(out: &Path, names: &[&str]) -> bool {
+    names.iter().any(|n| {
+        std::fs::read_dir(out.join(n)).is_ok_and(|rd| {
+            rd.flatten().any(|e| {
+                let f = e.file_name().to_string_lossy().to_string();
+                OUTPUTS[..4].iter().any(|o| f.contains(o))
+            })
+        })
+    })
+}
+
+/// A 2-SAE grid killed with SIGKILL at ≥ 10 seeded points — after random
+/// delays, while a checkpoint is in flight, while the final files are
+/// being written — and resumed each time ends byte-identical to an
+/// uninterrupted run.
+#[test]
+fn sigkill_at_random_points_resumes_bit_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = harvest(dir.path());
+    let names = ["topk-n128-k8-s1", "topk-n128-k8-s2"];
+    let args = |out: &str| -> Vec<String> {
+        [
+            "train",
+            "--store",
+            &store,
+            "--arch",
+            "topk",
+            "--n",
+            "128",
+            "--k",
+            "8",
+            "--seed",
+            "1",
+            "--seed",
+            "2",
+            "--batch",
+            "256",
+            "--steps",
+            "40",
+            "--checkpoint-every",
+            "4",
+            "--log-every",
+            "2",
+            "--buffer-vectors",
+            "2048",
+            "--out",
+            out,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let reference = dir.path().join("ref");
+    let t0 = Instant::now();
+    let a = args(reference.to_str().unwrap());
+    let o = saelab(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let full = t0.elapsed();
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20_240_611);
+    let (mut kills, mut finished, mut fresh) = (0, 0, 0);
+    // Kills that left a checkpoint in flight / a final save begun.
+    let (mut mid_checkpoint, mut mid_save) = (0, 0);
+    let mut out = dir.path().join("run-0");
+    let started = Instant::now();
+    while kills < 12 && started.elapsed() < Duration::from_secs(40) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_saelab"))
+            .args(args(out.to_str().unwrap()))
+            .env("RAYON_NUM_THREADS", "2")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + full * 3;
+        match kills % 3 {
+            // Anywhere: startup, resume, a step.
+            0 => std::thread::sleep(full.mul_f64(rng.random_range(0.0..1.0))),
+            // While a checkpoint is written (or the old one deleted).
+            1 => {
+                while !checkpoint_in_flight(&out)
+                    && Instant::now() < deadline
+                    && child.try_wait().unwrap().is_none()
+                {}
+                std::thread::sleep(Duration::from_micros(rng.random_range(0..300)));
+            }
+            // While the final SAE files are written.
+            _ => {
+                while !final_save_begun(&out, &names)
+                    && Instant::now() < deadline
+                    && child.try_wait().unwrap().is_none()
+                {}
+                std::thread::sleep(Duration::from_micros(rng.random_range(0..500)));
+            }
+        }
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        if status.success() {
+            // It finished first: check it, start again in a fresh folder.
+            assert_same_run(&reference, &out, &names, "finished between kills");
+            finished += 1;
+            fresh += 1;
+            out = dir.path().join(format!("run-{fresh}"));
+        } else {
+            kills += 1;
+            mid_checkpoint += usize::from(checkpoint_in_flight(&out));
+            mid_save += usize::from(final_save_begun(&out, &names));
+        }
+    }
+    assert!(
+        kills >= 10,
+        "only {kills} kills landed ({finished} runs finished first)"
+    );
+    assert!(
+        mid_checkpoint >= 1 && mid_save >= 1,
+        "kills mid-checkpoint {mid_checkpoint}, mid-save {mid_save}"
+    );
+    let a = args(out.to_str().unwrap());
+    let o = saelab(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_run(&reference, &out, &names, "killed and resumed");
 }

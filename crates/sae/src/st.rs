@@ -5,7 +5,6 @@
 use crate::error::{Result, SaeError};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 /// One tensor to write: name, dtype, shape, little-endian bytes.
@@ -43,28 +42,17 @@ impl OutTensor {
     }
 }
 
-/// Writes bytes to `path` atomically.
+/// Writes bytes to `path` atomically (the tree's one atomic writer: its
+/// temp names are what `saelab_fsio::clean_stale_temps` removes after a
+/// kill, and it syncs the directory).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(SaeError::io(path, e));
-    }
-    Ok(())
+    saelab_fsio::write_atomic(path, bytes).map_err(|e| match e {
+        saelab_fsio::FsError::Io { path, source } => SaeError::Io { path, source },
+        other => SaeError::Corrupt {
+            path: path.into(),
+            msg: other.to_string(),
+        },
+    })
 }
 
 /// Serializes tensors (+ string metadata) and writes them atomically.

@@ -45,6 +45,9 @@
 //! for the study's buffer at d = 768 in f16), plus one memory-mapped shard at
 //! a time; the store is never loaded whole. Vectors are converted to `f32`
 //! only when a batch is gathered.
+//!
+//! Integrity: each shard's sha256 is checked against the manifest the first
+//! time the stream opens it (see [`BatchStream::with_verify_shards`]).
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -80,6 +83,10 @@ pub struct BatchStream {
     order: Vec<usize>,
     /// Next position in `order` to open.
     next_in_order: usize,
+    /// Check each shard's sha256 the first time it is read.
+    verify_shards: bool,
+    /// Shards whose sha256 has been checked by this stream.
+    verified: Vec<bool>,
     /// Open shard, next vector in it, its vector count.
     current: Option<(ShardReader, usize, usize)>,
     /// All shards of the epoch have been read into the buffer.
@@ -155,6 +162,8 @@ impl BatchStream {
             epoch_batches: 0,
             order: Vec::new(),
             next_in_order: 0,
+            verify_shards: true,
+            verified: vec![false; store.num_shards()],
             current: None,
             exhausted: false,
             buffer: Vec::new(),
@@ -189,6 +198,14 @@ impl BatchStream {
         self
     }
 
+    /// Whether to check each shard's sha256 against the manifest the first
+    /// time the stream reads it (default: on; one extra read per shard, so
+    /// a corrupted store fails the run instead of training on bad data).
+    pub fn with_verify_shards(mut self, verify: bool) -> BatchStream {
+        self.verify_shards = verify;
+        self
+    }
+
     /// Width of the vectors.
     pub fn d(&self) -> usize {
         self.d
@@ -214,7 +231,7 @@ impl BatchStream {
     pub fn batches_per_epoch(&self) -> u64 {
         let v = self.vectors_per_epoch();
         let b = self.batch_size as u64;
-        v / b + u64::from(self.keep_last && v % b != 0)
+        v / b + u64::from(self.keep_last && !v.is_multiple_of(b))
     }
 
     /// Uniform integer in `0..n` (Lemire's method, see the module doc).
@@ -272,6 +289,10 @@ impl BatchStream {
                     break;
                 };
                 self.next_in_order += 1;
+                if self.verify_shards && !self.verified[shard] {
+                    self.store.verify_shard(shard)?;
+                    self.verified[shard] = true;
+                }
                 let reader = self.store.open_shard(shard)?;
                 let total = reader.rows() * usable;
                 self.current = Some((reader, 0, total));

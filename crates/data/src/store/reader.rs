@@ -4,8 +4,11 @@
 //! Opening a shard checks its safetensors header against the manifest:
 //! `tokens` must be `I32 [rows, seq_len]` and every hook
 //! `<dtype> [rows, seq_len, d]`; a mismatch names the file and the tensor.
-//! Checksums are only computed by [`ActivationStore::verify`] (it reads
-//! every byte), so call it once before a long training run.
+//! Checksums are computed by [`ActivationStore::verify`] /
+//! [`ActivationStore::verify_shard`] (they read every byte);
+//! [`super::BatchStream`] verifies each shard the first time it reads it.
+//! Opening a store also refuses a shard list that names a file (or a shard
+//! index) twice.
 
 use std::fs::File;
 use std::ops::Range;
@@ -43,6 +46,7 @@ impl ActivationStore {
             return Err(StoreError::MissingManifest(dir));
         }
         let manifest = StoreManifest::load(&dir)?;
+        check_shard_list(&dir, &manifest)?;
         for s in &manifest.shards {
             let path = dir.join(&s.file);
             if !path.is_file() {
@@ -91,19 +95,30 @@ impl ActivationStore {
     /// first bad shard is reported by file name
     /// (`shard-00003.safetensors: checksum mismatch (expected …, got …)`).
     pub fn verify(&self) -> Result<()> {
-        for s in &self.manifest.shards {
-            let path = self.dir.join(&s.file);
-            if !path.is_file() {
-                return Err(StoreError::MissingShard { file: path });
-            }
-            let got = sha256_file(&path)?;
-            if !got.eq_ignore_ascii_case(&s.sha256) {
-                return Err(StoreError::ChecksumMismatch {
-                    file: s.file.clone(),
-                    expected: s.sha256.clone(),
-                    got,
-                });
-            }
+        (0..self.num_shards()).try_for_each(|i| self.verify_shard(i))
+    }
+
+    /// Recompute shard `index`'s sha256 and compare with the manifest.
+    pub fn verify_shard(&self, index: usize) -> Result<()> {
+        let s = self
+            .manifest
+            .shards
+            .get(index)
+            .ok_or(StoreError::ShardIndex {
+                index,
+                count: self.manifest.shards.len(),
+            })?;
+        let path = self.dir.join(&s.file);
+        if !path.is_file() {
+            return Err(StoreError::MissingShard { file: path });
+        }
+        let got = sha256_file(&path)?;
+        if !got.eq_ignore_ascii_case(&s.sha256) {
+            return Err(StoreError::ChecksumMismatch {
+                file: s.file.clone(),
+                expected: s.sha256.clone(),
+                got,
+            });
         }
         Ok(())
     }
@@ -135,6 +150,38 @@ impl ActivationStore {
             acts: reader.hook_f32_at(hook_index)?,
         })
     }
+}
+
+/// A shard list a reader can trust: no file listed twice, and no two
+/// shard files with the same index (`shard-3` and `shard-00003`), so no
+/// vector is read twice per epoch. (Row totals are checked when the
+/// manifest is parsed.)
+fn check_shard_list(dir: &Path, m: &StoreManifest) -> Result<()> {
+    let bad = |msg: String| StoreError::BadManifest {
+        path: dir.join(super::MANIFEST_FILE),
+        msg,
+    };
+    let mut names = std::collections::HashSet::new();
+    let mut indices = std::collections::HashMap::new();
+    for s in &m.shards {
+        if !names.insert(s.file.as_str()) {
+            return Err(bad(format!("shard `{}` is listed twice", s.file)));
+        }
+        let index = s
+            .file
+            .strip_prefix("shard-")
+            .and_then(|r| r.strip_suffix(".safetensors"))
+            .and_then(|digits| digits.parse::<u64>().ok());
+        if let Some(i) = index {
+            if let Some(other) = indices.insert(i, s.file.as_str()) {
+                return Err(bad(format!(
+                    "shards `{other}` and `{}` have the same index {i}",
+                    s.file
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One shard decoded into memory.
@@ -341,5 +388,77 @@ impl ShardReader {
             )));
         }
         Ok(&self.mmap[start..end])
+    }
+}
+
+#[cfg(test)]
+mod integrity_tests {
+    use super::super::*;
+
+    fn small_store(dir: &Path) {
+        let spec = StoreSpec {
+            model: ModelInfo {
+                id: "m".into(),
+                hash: "sha256:0".into(),
+            },
+            hooks: vec!["h".into()],
+            d: 2,
+            dtype: StoreDtype::F32,
+            seq_len: 2,
+            packing: "concat".into(),
+            dataset: DatasetInfo {
+                name: "c".into(),
+                hash: "sha256:0".into(),
+            },
+            pos_intervention: "none".into(),
+            seed: 1,
+            rows_per_shard: 2,
+            target_rows: Some(4),
+            extra: Default::default(),
+        };
+        let mut w = StoreWriter::create_or_resume(dir, spec).unwrap();
+        w.push_rows(&[1, 2, 3, 4, 5, 6, 7, 8], &[&[0.5f32; 16]])
+            .unwrap();
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn a_shard_listed_twice_or_with_a_repeated_index_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        small_store(tmp.path());
+        let mpath = tmp.path().join(MANIFEST_FILE);
+        let good = std::fs::read_to_string(&mpath).unwrap();
+        let twice = good.replace("shard-00001.safetensors", "shard-00000.safetensors");
+        std::fs::write(&mpath, twice).unwrap();
+        let err = ActivationStore::open(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("listed twice"), "{err}");
+        std::fs::copy(
+            tmp.path().join("shard-00000.safetensors"),
+            tmp.path().join("shard-0.safetensors"),
+        )
+        .unwrap();
+        let same_index = good.replace("shard-00001.safetensors", "shard-0.safetensors");
+        std::fs::write(&mpath, same_index).unwrap();
+        let err = ActivationStore::open(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("same index 0"), "{err}");
+    }
+
+    #[test]
+    fn the_batch_stream_checks_a_shard_before_reading_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        small_store(tmp.path());
+        let p = tmp.path().join("shard-00001.safetensors");
+        let mut bytes = std::fs::read(&p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1; // still a valid shard, other numbers
+        std::fs::write(&p, bytes).unwrap();
+        let store = ActivationStore::open(tmp.path()).unwrap();
+        let stream = BatchStream::new(&store, "h", 2, 0, Some(1), 8).unwrap();
+        let err = stream.collect::<Result<Vec<_>>>().unwrap_err();
+        assert!(matches!(err, StoreError::ChecksumMismatch { .. }), "{err}");
+        let unchecked = BatchStream::new(&store, "h", 2, 0, Some(1), 8)
+            .unwrap()
+            .with_verify_shards(false);
+        assert_eq!(unchecked.count(), 4);
     }
 }

@@ -1,0 +1,382 @@
+//! [`run`]: trains every SAE of a plan side by side from one pass over a
+//! [`BatchSource`], with grid-wide atomic checkpoints, resume, per-SAE
+//! metrics logs and SAELens output files.
+//!
+//! Order of durable effects (each survives a kill at any point):
+//! 1. `progress.json` with the run identity (`complete: false`);
+//! 2. metrics lines; every `checkpoint_every` steps a checkpoint, made
+//!    current by switching `checkpoints/LATEST` last (see [`super::checkpoint`]);
+//! 3. the final SAE files of every SAE (each written atomically);
+//! 4. `progress.json` with `complete: true`;
+//! 5. the checkpoints folder is deleted.
+//!
+//! A rerun after a kill before 4 resumes from LATEST (or step 0), cutting
+//! the metrics logs back to it, and ends with the same bytes; after 4 it
+//! only finishes step 5.
+
+use super::checkpoint::{self, Checkpoint};
+use super::error::SweepError;
+use super::identity::{ProgressFile, RunIdentity, SaeIdentity};
+use super::layout::PROGRESS_FILE;
+use super::metrics::MetricsLog;
+use super::progress::{SweepProgress, SweepStart};
+use super::settings::SweepSettings;
+use super::source::BatchSource;
+use super::spec::{check_name, SaePlan};
+use crate::config::EncoderPrecision;
+use crate::error::SaeError;
+use crate::io::{save_sae, ExportMeta};
+use crate::trainer::{StepMetrics, Trainer};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What a sweep did.
+#[derive(Clone, Debug)]
+pub struct SweepSummary {
+    /// The output folder.
+    pub out: PathBuf,
+    /// Total steps of the run.
+    pub steps: u64,
+    /// Step this invocation started at (> 0: resumed).
+    pub start_step: u64,
+    /// The folder already held the finished run; nothing was trained.
+    pub already_complete: bool,
+    /// Vectors trained on by this invocation (per SAE).
+    pub vectors_trained: u64,
+    /// Wall time of this invocation.
+    pub seconds: f64,
+    /// Per SAE, in plan order.
+    pub saes: Vec<SaeSummary>,
+}
+
+/// One trained SAE.
+#[derive(Clone, Debug)]
+pub struct SaeSummary {
+    pub name: String,
+    /// `<out>/<name>`: SAELens files and `metrics.jsonl`.
+    pub dir: PathBuf,
+    /// Metrics of the last step trained by this invocation.
+    pub last: Option<StepMetrics>,
+}
+
+/// One SAE while training.
+struct Live {
+    name: String,
+    dir: PathBuf,
+    trainer: Trainer,
+    log: MetricsLog,
+    last: Option<StepMetrics>,
+}
+
+/// The fixed inputs of one invocation.
+struct Ctx<'a> {
+    out: &'a Path,
+    settings: &'a SweepSettings,
+    run_id: RunIdentity,
+    steps: u64,
+}
+
+/// Trains the SAEs of `plan` on `source` into `out` (see the module doc);
+/// resumes a run cut off in `out`, returns at once if it is complete.
+/// Raising `stop` writes a checkpoint and returns [`SweepError::Interrupted`].
+pub fn run(
+    out: &Path,
+    plan: &[SaePlan],
+    settings: &SweepSettings,
+    source: &mut dyn BatchSource,
+    progress: &dyn SweepProgress,
+    stop: &AtomicBool,
+) -> Result<SweepSummary, SweepError> {
+    let started = std::time::Instant::now();
+    settings.validate()?;
+    check_plan(plan)?;
+    let d = source.d();
+    let steps = settings.total_steps(source.vectors_per_epoch())?;
+    let run_id = identity(plan, settings, &*source, d, steps);
+    let _lock = saelab_fsio::DirLock::acquire(out)?;
+    saelab_fsio::clean_stale_temps(out)?;
+    let ctx = Ctx {
+        out,
+        settings,
+        run_id,
+        steps,
+    };
+    if open_progress(&ctx)? {
+        // Finished before; only the cleanup may be missing.
+        checkpoint::remove_all(out)?;
+        return Ok(summary(&ctx, plan, 0, true, started));
+    }
+    let ck = checkpoint::latest(out, &ctx.run_id)?;
+    checkpoint::remove_stale(
+        out,
+        checkpoint::latest_name(out)
+            .as_deref()
+            .filter(|_| ck.is_some()),
+    )?;
+    let start_step = ck.as_ref().map_or(0, |c| c.step);
+    let mut live = plan
+        .iter()
+        .map(|p| open_sae(&ctx, p, d, ck.as_ref(), start_step))
+        .collect::<Result<Vec<_>, _>>()?;
+    if settings.encoder_precision == EncoderPrecision::Bf16 && !crate::kernels::bf16_available() {
+        progress.warn(
+            "this CPU has no AVX512_BF16; the bf16 encoder product uses a slow portable kernel (same numbers)",
+        );
+    }
+    source
+        .skip(start_step)
+        .map_err(|e| SweepError::source(&format!("skipping to step {start_step}"), e))?;
+    progress.start(&SweepStart {
+        saes: live.len(),
+        d,
+        steps,
+        start_step,
+        batch: settings.batch,
+        hook: source.meta().hook_name,
+    });
+    let trained = train(&ctx, &mut live, source, start_step, progress, stop);
+    progress.end();
+    trained?;
+    finish(&ctx, plan, &live, &*source)?;
+    let mut s = summary(&ctx, plan, start_step, false, started);
+    for (s, l) in s.saes.iter_mut().zip(live) {
+        s.last = l.last;
+    }
+    Ok(s)
+}
+
+/// Names must be plain and unique (a plan may be built without a spec).
+fn check_plan(plan: &[SaePlan]) -> Result<(), SweepError> {
+    if plan.is_empty() {
+        return Err(SweepError::BadSpec {
+            origin: "sweep".into(),
+            msg: "the plan holds no SAEs".into(),
+        });
+    }
+    for (i, p) in plan.iter().enumerate() {
+        check_name(&p.name)?;
+        if plan[..i].iter().any(|q| q.name == p.name) {
+            return Err(SweepError::BadSpec {
+                origin: "sweep".into(),
+                msg: format!("two SAEs of the sweep share the name {}", p.name),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn identity(
+    plan: &[SaePlan],
+    settings: &SweepSettings,
+    source: &dyn BatchSource,
+    d: usize,
+    steps: u64,
+) -> RunIdentity {
+    RunIdentity {
+        source: source.identity(),
+        steps,
+        batch: settings.batch,
+        saes: plan
+            .iter()
+            .map(|p| SaeIdentity {
+                name: p.name.clone(),
+                train: settings.train_config(d, p),
+            })
+            .collect(),
+    }
+}
+
+/// Checks or writes `progress.json`; `true` if the run is complete.
+fn open_progress(ctx: &Ctx) -> Result<bool, SweepError> {
+    match ProgressFile::load(ctx.out)? {
+        Some(p) if p.run != ctx.run_id => Err(SweepError::DifferentRun {
+            path: ctx.out.join(PROGRESS_FILE),
+            fields: p.run.diff(&ctx.run_id),
+        }),
+        Some(p) => Ok(p.complete),
+        None => {
+            ProgressFile::new(ctx.run_id.clone(), false).save(ctx.out)?;
+            Ok(false)
+        }
+    }
+}
+
+/// A fresh or resumed trainer and its log, cut back to `start_step`.
+fn open_sae(
+    ctx: &Ctx,
+    p: &SaePlan,
+    d: usize,
+    ck: Option<&Checkpoint>,
+    start_step: u64,
+) -> Result<Live, SweepError> {
+    let dir = ctx.out.join(&p.name);
+    std::fs::create_dir_all(&dir).map_err(|e| SweepError::io(&dir, e))?;
+    saelab_fsio::clean_stale_temps(&dir)?;
+    let cfg = ctx.settings.train_config(d, p);
+    let trainer = match ck {
+        Some(ck) => {
+            let st = ck.load_trainer(&p.name)?;
+            Trainer::from_state(cfg, st).map_err(|e| SweepError::sae(&p.name, "resuming", e))?
+        }
+        None => Trainer::new(cfg).map_err(|e| SweepError::sae(&p.name, "configuring", e))?,
+    };
+    if trainer.steps() != start_step {
+        return Err(SweepError::Corrupt {
+            path: ctx.out.join("checkpoints"),
+            msg: format!(
+                "{}: trainer state is at step {}, the checkpoint says {start_step}",
+                p.name,
+                trainer.steps()
+            ),
+        });
+    }
+    Ok(Live {
+        name: p.name.clone(),
+        log: MetricsLog::open_truncated(&dir, start_step)?,
+        dir,
+        trainer,
+        last: None,
+    })
+}
+
+/// The training loop from `start_step` to the end.
+fn train(
+    ctx: &Ctx,
+    live: &mut [Live],
+    source: &mut dyn BatchSource,
+    start_step: u64,
+    progress: &dyn SweepProgress,
+    stop: &AtomicBool,
+) -> Result<(), SweepError> {
+    let (steps, s) = (ctx.steps, ctx.settings);
+    let want = s.batch * source.d();
+    let mut batch = Vec::with_capacity(want);
+    let mut last_ckpt = start_step;
+    for step in start_step..steps {
+        if stop.load(Ordering::SeqCst) {
+            if step > last_ckpt {
+                write_checkpoint(ctx, live, step)?;
+                progress.checkpoint(step);
+            }
+            return Err(SweepError::Interrupted {
+                step,
+                steps,
+                out: ctx.out.to_path_buf(),
+            });
+        }
+        let more = source.next_into(&mut batch).map_err(|e| {
+            SweepError::source(&format!("reading the batch of step {}", step + 1), e)
+        })?;
+        if !more {
+            return Err(SweepError::SourceEnded { step, steps });
+        }
+        if batch.len() != want {
+            return Err(SweepError::BatchShape {
+                step: step + 1,
+                got: batch.len(),
+                want,
+            });
+        }
+        for l in live.iter_mut() {
+            step_one(ctx, l, &batch, last_ckpt)?;
+        }
+        if let Some(m) = live.first().and_then(|l| l.last.as_ref()) {
+            progress.step(m);
+        }
+        let done = step + 1;
+        if done.is_multiple_of(s.checkpoint_every) && done < steps {
+            write_checkpoint(ctx, live, done)?;
+            last_ckpt = done;
+            progress.checkpoint(done);
+        }
+    }
+    Ok(())
+}
+
+/// One step of one SAE, logged every `log_every` steps and at the end.
+fn step_one(ctx: &Ctx, l: &mut Live, batch: &[f32], last_ckpt: u64) -> Result<(), SweepError> {
+    let m = match l.trainer.step(batch) {
+        Ok(m) => m,
+        Err(e @ SaeError::Diverged { .. }) => {
+            return Err(SweepError::Diverged {
+                name: l.name.clone(),
+                last_checkpoint: last_ckpt,
+                out: ctx.out.to_path_buf(),
+                source: e,
+            })
+        }
+        Err(e) => {
+            let at = format!("at step {}", l.trainer.steps() + 1);
+            return Err(SweepError::sae(&l.name, &at, e));
+        }
+    };
+    if m.step.is_multiple_of(ctx.settings.log_every) || m.step == ctx.steps {
+        l.log.write(&m)?;
+    }
+    l.last = Some(m);
+    Ok(())
+}
+
+fn write_checkpoint(ctx: &Ctx, live: &[Live], step: u64) -> Result<(), SweepError> {
+    let trainers: Vec<(&str, &Trainer)> =
+        live.iter().map(|l| (l.name.as_str(), &l.trainer)).collect();
+    checkpoint::write(ctx.out, step, &ctx.run_id, &trainers, || {
+        live.iter().try_for_each(|l| l.log.sync())
+    })
+}
+
+/// Final SAE files, then `complete`, then the checkpoints go.
+fn finish(
+    ctx: &Ctx,
+    plan: &[SaePlan],
+    live: &[Live],
+    source: &dyn BatchSource,
+) -> Result<(), SweepError> {
+    let base = source.meta();
+    let data_seed = ctx.settings.data_seed_for(plan);
+    for l in live {
+        l.log.sync()?;
+        let mut meta: ExportMeta = base.clone();
+        let extra = json!({"saelab_train_config": l.trainer.config(), "data_seed": data_seed,
+                           "steps": ctx.steps, "batch": ctx.settings.batch});
+        if let serde_json::Value::Object(m) = extra {
+            meta.extra.extend(m);
+        }
+        let freq = l.trainer.feature_frequency();
+        save_sae(&l.dir, l.trainer.sae(), &meta, Some(&freq))
+            .map_err(|e| SweepError::sae(&l.name, "saving", e))?;
+    }
+    ProgressFile::new(ctx.run_id.clone(), true).save(ctx.out)?;
+    checkpoint::remove_all(ctx.out)
+}
+
+fn summary(
+    ctx: &Ctx,
+    plan: &[SaePlan],
+    start_step: u64,
+    already_complete: bool,
+    started: std::time::Instant,
+) -> SweepSummary {
+    let trained = if already_complete {
+        0
+    } else {
+        ctx.steps - start_step
+    };
+    SweepSummary {
+        out: ctx.out.to_path_buf(),
+        steps: ctx.steps,
+        start_step,
+        already_complete,
+        vectors_trained: trained * ctx.settings.batch as u64,
+        seconds: started.elapsed().as_secs_f64(),
+        saes: plan
+            .iter()
+            .map(|p| SaeSummary {
+                name: p.name.clone(),
+                dir: ctx.out.join(&p.name),
+                last: None,
+            })
+            .collect(),
+    }
+}
