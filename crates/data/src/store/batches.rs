@@ -214,7 +214,7 @@ impl BatchStream {
     pub fn batches_per_epoch(&self) -> u64 {
         let v = self.vectors_per_epoch();
         let b = self.batch_size as u64;
-        v / b + u64::from(self.keep_last && v % b != 0)
+        v / b + u64::from(self.keep_last && !v.is_multiple_of(b))
     }
 
     /// Uniform integer in `0..n` (Lemire's method, see the module doc).

@@ -136,7 +136,7 @@ impl StoreWriter {
         self.check_poisoned()?;
         let spec = &self.manifest.spec;
         let (seq_len, d) = (spec.seq_len, spec.d);
-        if tokens.len() % seq_len != 0 {
+        if !tokens.len().is_multiple_of(seq_len) {
             return Err(StoreError::BadInput(format!(
                 "{} token ids is not a whole number of rows of seq_len {seq_len}",
                 tokens.len()
