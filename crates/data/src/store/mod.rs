@@ -33,10 +33,12 @@
 //! * [`StoreWriter::create_or_resume`] starts a store (writing an empty,
 //!   incomplete manifest at once) or resumes an incomplete one whose
 //!   [`StoreSpec`] matches; [`StoreWriter::rows_done`] tells the harvester
-//!   how many rows to skip. A complete store is never rewritten
-//!   ([`StoreError::AlreadyComplete`]).
-//! * Shards are written as `*.tmp`, fsynced and renamed; then the manifest
-//!   is rewritten the same way. A crash leaves at worst a stray `*.tmp` or an
+//!   how many rows to skip. A complete store is never rewritten: asking
+//!   for what it holds is [`StoreError::AlreadyComplete`], asking for
+//!   anything else is [`StoreError::CompleteSpecMismatch`].
+//! * Shards are written to a temp file, fsynced and renamed
+//!   ([`saelab_fsio::write_atomic_parts`]); then the manifest is rewritten
+//!   the same way. A crash leaves at worst a stray temp file or an
 //!   unlisted shard, both deleted on resume.
 //! * [`ActivationStore::open`] reads a complete store;
 //!   [`ActivationStore::verify`] checks every shard's sha256;
@@ -143,6 +145,12 @@ pub enum StoreError {
         .fields.join("; ")
     )]
     SpecMismatch { dir: PathBuf, fields: Vec<String> },
+    #[error(
+        "{dir}: the store is complete but holds something else than requested: {}; \
+         a complete store is never rewritten: choose another directory or delete this one",
+        .fields.join("; ")
+    )]
+    CompleteSpecMismatch { dir: PathBuf, fields: Vec<String> },
     #[error("{0}: holds shard files but no manifest.json; refusing to overwrite them")]
     NotAStore(PathBuf),
     #[error("{file}: shard listed in the manifest is missing")]
@@ -174,6 +182,19 @@ pub enum StoreError {
     ShardIndex { index: usize, count: usize },
     #[error("batch stream: {0}")]
     BadStream(String),
+    /// A failure of the shared file layer other than plain I/O (which maps
+    /// to [`StoreError::Io`]).
+    #[error(transparent)]
+    Fs(saelab_fsio::FsError),
+}
+
+impl From<saelab_fsio::FsError> for StoreError {
+    fn from(e: saelab_fsio::FsError) -> Self {
+        match e {
+            saelab_fsio::FsError::Io { path, source } => StoreError::Io { path, source },
+            other => StoreError::Fs(other),
+        }
+    }
 }
 
 /// Result alias of this module.
@@ -202,17 +223,5 @@ pub(crate) fn is_shard_file_name(name: &str) -> bool {
 
 /// sha256 of a whole file, hex encoded (streamed, constant memory).
 pub(crate) fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| StoreError::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| StoreError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(saelab_fsio::sha256_file(path)?)
 }

@@ -165,6 +165,10 @@ fn resume_after_kill_is_bitwise_identical() {
         push(&mut w, 1..8);
         assert_eq!(w.rows_persisted(), 6);
         drop(w);
+        // Temp files of a killed writer (another PID), and the `*.tmp` names
+        // of stores cut off by older saelab versions.
+        let stale = b.join(".shard-00002.safetensors.saelab-tmp.999999999");
+        std::fs::write(&stale, b"half a shard").unwrap();
         std::fs::write(b.join("shard-00002.safetensors.tmp"), b"half a shard").unwrap();
         std::fs::write(b.join("manifest.json.tmp"), b"{\"trunc").unwrap();
         // A shard renamed into place but not yet listed in the manifest.
@@ -175,6 +179,7 @@ fn resume_after_kill_is_bitwise_identical() {
         let mut w = StoreWriter::create_or_resume(&b, s.clone()).unwrap();
         assert!(w.is_resumed());
         assert_eq!(w.rows_done(), 6);
+        assert!(!stale.exists());
         assert!(!b.join("shard-00002.safetensors.tmp").exists());
         assert!(!b.join("manifest.json.tmp").exists());
         assert!(!b.join("shard-00002.safetensors").exists());
@@ -300,12 +305,42 @@ fn complete_store_is_never_rewritten() {
     let before = shard_bytes(tmp.path());
     let err = StoreWriter::create_or_resume(tmp.path(), s.clone()).unwrap_err();
     assert!(matches!(err, StoreError::AlreadyComplete(_)), "{err}");
-    // Even with another spec, "complete" wins: the store is final.
-    let mut other = s;
-    other.d = 9;
-    let err = StoreWriter::create_or_resume(tmp.path(), other).unwrap_err();
-    assert!(matches!(err, StoreError::AlreadyComplete(_)), "{err}");
     assert_eq!(before, shard_bytes(tmp.path()));
+}
+
+/// A complete store is checked against the request like an incomplete one:
+/// another spec is an error naming the fields, not "already complete".
+#[test]
+fn complete_store_with_another_spec_names_the_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = spec(StoreDtype::Bf16, &["h"], 2, 2, 2);
+    let mut w = StoreWriter::create_or_resume(tmp.path(), s.clone()).unwrap();
+    push(&mut w, 0..3);
+    w.finish().unwrap();
+    let before = shard_bytes(tmp.path());
+    let mut other = s.clone();
+    other.dtype = StoreDtype::F16;
+    other.hooks = vec!["g".into()];
+    other.target_rows = Some(7);
+    other.dataset.name = "other.txt".into();
+    let err = StoreWriter::create_or_resume(tmp.path(), other).unwrap_err();
+    let StoreError::CompleteSpecMismatch { fields, .. } = &err else {
+        panic!("expected CompleteSpecMismatch, got {err}");
+    };
+    assert_eq!(fields.len(), 4, "{fields:?}");
+    let msg = err.to_string();
+    for f in [
+        "dtype (store has \"bf16\", requested \"f16\")",
+        "hooks (store has [\"h\"], requested [\"g\"])",
+        "target_rows (store has null, requested 7)",
+        "dataset.name",
+    ] {
+        assert!(msg.contains(f), "`{f}` not in: {msg}");
+    }
+    assert_eq!(before, shard_bytes(tmp.path()));
+    // The identical request is still "already complete".
+    let err = StoreWriter::create_or_resume(tmp.path(), s).unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyComplete(_)), "{err}");
 }
 
 #[test]
@@ -459,15 +494,17 @@ fn failed_write_poisons_the_writer_and_resume_recovers() {
     let s = spec(StoreDtype::F32, &["h"], 2, 2, 2);
     let mut w = StoreWriter::create_or_resume(tmp.path(), s.clone()).unwrap();
     push(&mut w, 0..2);
-    // Make the next shard's temp file impossible to create.
-    std::fs::create_dir(tmp.path().join("shard-00001.safetensors.tmp")).unwrap();
+    // Make the next shard's temp file (named by saelab_fsio after this
+    // process) impossible to create.
+    let tmp_name = format!(".shard-00001.safetensors.saelab-tmp.{}", std::process::id());
+    std::fs::create_dir(tmp.path().join(&tmp_name)).unwrap();
     let (t, a) = data(&s, 2..4);
     let err = w.push_rows(&t, &[&a[0]]).unwrap_err();
     assert!(matches!(err, StoreError::Io { .. }), "{err}");
     let err = w.push_rows(&t, &[&a[0]]).unwrap_err();
     assert!(matches!(err, StoreError::Poisoned(_)), "{err}");
     assert!(matches!(w.finish(), Err(StoreError::Poisoned(_))));
-    std::fs::remove_dir(tmp.path().join("shard-00001.safetensors.tmp")).unwrap();
+    std::fs::remove_dir(tmp.path().join(&tmp_name)).unwrap();
     let mut w = StoreWriter::create_or_resume(tmp.path(), s).unwrap();
     assert_eq!(w.rows_done(), 2);
     push(&mut w, 2..4);

@@ -1,6 +1,7 @@
 //! [`StoreWriter`]: buffers pushed rows, cuts them into shards of exactly
 //! `rows_per_shard` rows, and writes every shard and manifest atomically
-//! (`*.tmp`, fsync, rename, fsync of the directory).
+//! with [`saelab_fsio::write_atomic_parts`] (temp file, fsync, rename, fsync
+//! of the directory).
 //!
 //! Resume contract: the manifest of an incomplete store lists only full
 //! shards, so after [`StoreWriter::create_or_resume`] the harvester skips
@@ -9,11 +10,7 @@
 //! process died are simply pushed again. Shard bytes depend only on the rows
 //! they hold, so the result is bitwise identical to an uninterrupted run.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 use super::manifest::{ShardInfo, StoreManifest, StoreSpec, MANIFEST_FILE};
 use super::{is_shard_file_name, sha256_file, shard_file_name, Result, StoreError, TOKENS_TENSOR};
@@ -39,7 +36,11 @@ impl StoreWriter {
     /// Start a store in `dir` (created if needed), or resume the incomplete
     /// store there.
     ///
-    /// * complete manifest → [`StoreError::AlreadyComplete`];
+    /// * complete manifest with an equal spec → [`StoreError::AlreadyComplete`];
+    /// * complete manifest with another spec →
+    ///   [`StoreError::CompleteSpecMismatch`] naming the differing fields (a
+    ///   complete store is final, but a request it does not satisfy is an
+    ///   error, not "nothing to do");
     /// * incomplete manifest with an equal spec → resume: the listed shards'
     ///   checksums are verified, stray `*.tmp` files and unlisted shards are
     ///   deleted, and [`Self::rows_done`] reports the rows already stored;
@@ -52,12 +53,12 @@ impl StoreWriter {
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let (manifest, resumed) = match StoreManifest::load(&dir) {
             Ok(m) => {
-                if m.complete {
-                    return Err(StoreError::AlreadyComplete(dir));
-                }
                 let fields = m.spec.diff(&spec);
-                if !fields.is_empty() {
-                    return Err(StoreError::SpecMismatch { dir, fields });
+                match (m.complete, fields.is_empty()) {
+                    (true, true) => return Err(StoreError::AlreadyComplete(dir)),
+                    (true, false) => return Err(StoreError::CompleteSpecMismatch { dir, fields }),
+                    (false, false) => return Err(StoreError::SpecMismatch { dir, fields }),
+                    (false, true) => {}
                 }
                 check_resumable(&dir, &m)?;
                 remove_strays(&dir, m.shards.len())?;
@@ -69,7 +70,7 @@ impl StoreWriter {
                 }
                 remove_strays(&dir, 0)?;
                 let m = StoreManifest::new(spec);
-                write_atomic(&dir, MANIFEST_FILE, &[m.to_json().as_bytes()])?;
+                write_manifest(&dir, &m)?;
                 (m, false)
             }
             Err(e) => return Err(e),
@@ -135,7 +136,7 @@ impl StoreWriter {
         self.check_poisoned()?;
         let spec = &self.manifest.spec;
         let (seq_len, d) = (spec.seq_len, spec.d);
-        if tokens.len() % seq_len != 0 {
+        if !tokens.len().is_multiple_of(seq_len) {
             return Err(StoreError::BadInput(format!(
                 "{} token ids is not a whole number of rows of seq_len {seq_len}",
                 tokens.len()
@@ -205,11 +206,7 @@ impl StoreWriter {
             self.flush_shard(true)?;
         } else {
             self.manifest.complete = true;
-            write_atomic(
-                &self.dir,
-                MANIFEST_FILE,
-                &[self.manifest.to_json().as_bytes()],
-            )?;
+            write_manifest(&self.dir, &self.manifest)?;
         }
         Ok(self.manifest)
     }
@@ -244,18 +241,14 @@ impl StoreWriter {
         for a in &self.buf_acts {
             parts.push(a);
         }
-        let sha256 = write_atomic(&self.dir, &file, &parts)?;
+        let sha256 = saelab_fsio::write_atomic_parts(&self.dir.join(&file), &parts)?;
         self.manifest.shards.push(ShardInfo { file, rows, sha256 });
         self.manifest.rows += rows as u64;
         self.manifest.tokens = self.manifest.rows * seq_len;
         if last {
             self.manifest.complete = true;
         }
-        write_atomic(
-            &self.dir,
-            MANIFEST_FILE,
-            &[self.manifest.to_json().as_bytes()],
-        )?;
+        write_manifest(&self.dir, &self.manifest)?;
         self.buf_rows = 0;
         self.buf_tokens.clear();
         for a in &mut self.buf_acts {
@@ -303,37 +296,10 @@ fn shard_header(spec: &StoreSpec, rows: usize) -> String {
     h
 }
 
-/// Write `parts` to `dir/name` atomically: `dir/name.tmp`, fsync, rename,
-/// fsync of the directory. Returns the sha256 (hex) of the bytes written.
-fn write_atomic(dir: &Path, name: &str, parts: &[&[u8]]) -> Result<String> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut hasher = Sha256::new();
-    let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    for p in parts {
-        hasher.update(p);
-        w.write_all(p).map_err(|e| StoreError::io(&tmp, e))?;
-    }
-    let file = w
-        .into_inner()
-        .map_err(|e| StoreError::io(&tmp, e.into_error()))?;
-    file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-    sync_dir(dir)?;
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// fsync a directory so a rename in it is durable (no-op off Unix).
-fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        let f = File::open(dir).map_err(|e| StoreError::io(dir, e))?;
-        f.sync_all().map_err(|e| StoreError::io(dir, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
+/// Write `dir/manifest.json` atomically (the manifest's own pretty JSON,
+/// so the bytes do not depend on the writer).
+fn write_manifest(dir: &Path, m: &StoreManifest) -> Result<()> {
+    saelab_fsio::write_atomic(&dir.join(MANIFEST_FILE), m.to_json().as_bytes())?;
     Ok(())
 }
 
@@ -352,9 +318,12 @@ fn list_dir(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Delete what an interrupted writer may have left: `shard-*.tmp`,
-/// `manifest.json.tmp`, and shard files beyond the `listed` ones.
+/// Delete what an interrupted writer may have left: temp files of
+/// [`saelab_fsio`] (and the `shard-*.tmp` / `manifest.json.tmp` of stores
+/// cut off by older saelab versions), and shard files beyond the `listed`
+/// ones.
 fn remove_strays(dir: &Path, listed: usize) -> Result<()> {
+    saelab_fsio::clean_stale_temps(dir)?;
     for name in list_dir(dir)? {
         let stray = match name.strip_suffix(".tmp") {
             Some(base) => base == MANIFEST_FILE || is_shard_file_name(base),
