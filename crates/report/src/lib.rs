@@ -18,13 +18,6 @@ mod svg;
 pub use figure::{Figure, Panel, Series, SeriesKind};
 pub use heatmap::Heatmap;
 
-/// Figure recipes: which series and panels make each command's figures,
-/// as functions over the typed results of `saelab_analysis`.
-pub mod recipes {
-    pub mod eval;
-    pub mod stats;
-}
-
 /// Errors writing a plot.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

@@ -1,3 +1,6 @@
-//! Figure recipes: the study's figures built from plain result data.
+//! Figure recipes: which series and panels make each command's figures,
+//! as functions over typed results (`saelab_analysis`'s, or plain data).
 
+pub mod eval;
 pub mod matching;
+pub mod stats;
