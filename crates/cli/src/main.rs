@@ -8,6 +8,7 @@ mod match_cmd;
 mod resolve;
 mod rows;
 mod stats;
+mod study;
 mod train;
 
 use anyhow::Result;
@@ -52,6 +53,9 @@ enum Cmd {
     Stats(stats::StatsArgs),
     /// Match features between two SAEs, or every pair of a grid (ratios, MMCS, assignment, Tables 1-2).
     Match(match_cmd::MatchArgs),
+    /// Run a whole study from one TOML spec (default: the quick preset): harvest, train,
+    /// eval, stats and match as cached stages, then results.json.
+    Study(study::StudyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,5 +100,6 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Eval(a) => eval::run(&a),
         Cmd::Stats(a) => stats::run(&a),
         Cmd::Match(a) => match_cmd::run(&a),
+        Cmd::Study(a) => study::run(&a),
     }
 }

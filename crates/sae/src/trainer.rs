@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// What one step reports. Losses are in the normalized input space.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepMetrics {
     /// 1-based index of the step just taken.
     pub step: u64,

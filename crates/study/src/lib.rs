@@ -5,15 +5,19 @@
 //! gathers every number of the study into `results.json`.
 
 pub mod cache;
+pub mod exec;
 pub mod grid;
 pub mod harvest;
 pub mod identity;
 pub mod machine;
 pub mod plan;
 pub mod presets;
+pub mod results;
 pub mod sources;
 pub mod spec;
+mod stages;
 pub mod status;
+mod tables;
 pub mod validate;
 
 pub use spec::{Spec, SpecError};

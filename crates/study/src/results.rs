@@ -7,7 +7,6 @@
 use crate::cache::State;
 use crate::exec::{Ctx, StudyError};
 use crate::grid::SaeKey;
-use crate::plan::Work;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -346,8 +345,4 @@ pub(crate) fn done_stages<'a>(ctx: &'a Ctx, kind: &str) -> Vec<&'a crate::plan::
         .iter()
         .filter(|s| s.kind == kind && ctx.cache.state(s) == State::Done)
         .collect()
-}
-
-pub(crate) fn is_train(w: &Work) -> bool {
-    matches!(w, Work::Train(_))
 }
