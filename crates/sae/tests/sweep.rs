@@ -176,6 +176,13 @@ fn bad_specs_and_settings_are_errors() {
         ),
         (
             SweepSettings {
+                lr: -1.0,
+                ..settings()
+            },
+            "lr",
+        ),
+        (
+            SweepSettings {
                 steps: Some(0),
                 ..settings()
             },
@@ -194,6 +201,24 @@ fn bad_specs_and_settings_are_errors() {
         .to_string();
         assert!(err.contains(want), "{err}");
     }
+    // A bad SAE config is refused before the folder is claimed.
+    let mut p = plan();
+    p[0].arch = saelab_sae::ArchSpec::TopK { k: 99 };
+    let err = sweep::run(
+        dir.path(),
+        &p,
+        &settings(),
+        &mut source(16),
+        &NoProgress,
+        &AtomicBool::new(false),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("topk-n16-k2-s49: configuring") && err.contains("k = 99"),
+        "{err}"
+    );
+    assert!(!dir.path().join("progress.json").exists());
 }
 
 #[test]

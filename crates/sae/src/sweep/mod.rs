@@ -8,8 +8,8 @@
 //! - [`settings`]: shared settings and their validation;
 //! - [`source`]: the [`BatchSource`] trait and an in-memory source;
 //! - [`identity`]: what resuming must match, `progress.json`;
-//! - [`checkpoint`]: grid-wide atomic checkpoints behind `LATEST`;
-//! - [`metrics`]: the per-SAE `metrics.jsonl`;
+//! - `checkpoint`: grid-wide atomic checkpoints behind `LATEST`;
+//! - `metrics`: the per-SAE `metrics.jsonl`;
 //! - [`progress`]: callbacks for progress bars and logs;
 //! - [`layout`]: the output folder's file names;
 //! - `runner`: the orchestration ([`run`]).

@@ -93,6 +93,13 @@ pub fn run(
     check_plan(plan)?;
     let d = source.d();
     let steps = settings.total_steps(source.vectors_per_epoch())?;
+    // Before anything is written: a typo must not claim the folder.
+    for p in plan {
+        settings
+            .train_config(d, p)
+            .validate()
+            .map_err(|e| SweepError::sae(&p.name, "configuring", e))?;
+    }
     let run_id = identity(plan, settings, &*source, d, steps);
     let _lock = saelab_fsio::DirLock::acquire(out)?;
     saelab_fsio::clean_stale_temps(out)?;
