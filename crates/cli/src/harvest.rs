@@ -6,7 +6,7 @@
 
 use crate::resolve;
 use crate::rows::PrecisionArg;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use saelab_data::packing::Packing;
 use saelab_data::store::StoreDtype;
@@ -136,6 +136,8 @@ impl HarvestArgs {
 
 pub fn run(args: &HarvestArgs) -> Result<()> {
     let cfg = args.config()?;
+    // Refuse a bad config before the (possibly slow) model load.
+    cfg.check().map_err(flag_error)?;
     let model = crate::rows::load_model(&args.model, args.precision)?;
     let corpus = resolve::corpus(&args.dataset)?;
     let out = args.out.clone().unwrap_or_else(|| {
@@ -150,16 +152,19 @@ pub fn run(args: &HarvestArgs) -> Result<()> {
     let never = AtomicBool::new(false);
     let result = saelab_study::harvest::run(&model, &corpus, &cfg, &out, &on_progress, &never);
     bar.finish_and_clear();
-    let summary = match result {
-        Ok(s) => s,
-        Err(HarvestError::Config { field, value, msg }) => {
-            bail!("--{} {value}: {msg}", field.replace('_', "-"))
-        }
-        // Library errors name the store, model, hook or corpus file already.
-        Err(e) => return Err(e.into()),
-    };
-    print_summary(&summary);
+    print_summary(&result.map_err(flag_error)?);
     Ok(())
+}
+
+/// A config error names the flag; the others name the store, model, hook
+/// or corpus file already.
+fn flag_error(e: HarvestError) -> anyhow::Error {
+    match e {
+        HarvestError::Config { field, value, msg } => {
+            anyhow::anyhow!("--{} {value}: {msg}", field.replace('_', "-"))
+        }
+        e => e.into(),
+    }
 }
 
 fn progress_bar(total_tokens: Option<u64>) -> ProgressBar {
