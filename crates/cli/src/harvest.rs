@@ -1,20 +1,19 @@
 //! `saelab harvest`: run a model over a corpus and write the residual stream
 //! at the requested hook points into an activation store, resuming a store
-//! that was cut off and never rewriting a finished one.
+//! that was cut off and never rewriting a finished one. The work is
+//! [`saelab_study::harvest::run`]; this module parses flags, resolves the
+//! model and corpus names, draws the progress bar and prints.
 
 use crate::resolve;
 use crate::rows::PrecisionArg;
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use saelab_data::corpus::Corpus;
-use saelab_data::packing::{Packing, RowPacker};
-use saelab_data::store::{DatasetInfo, ModelInfo, StoreDtype, StoreError, StoreSpec, StoreWriter};
-use saelab_lm::{ForwardSpec, HookPoint, PosIntervention};
-use std::cell::RefCell;
-use std::path::PathBuf;
-use std::time::Instant;
+use saelab_data::packing::Packing;
+use saelab_data::store::StoreDtype;
+use saelab_lm::{HookPoint, PosIntervention};
+use saelab_study::harvest::{HarvestConfig, HarvestError, HarvestProgress, HarvestSummary};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 #[derive(clap::Args, Debug)]
 pub struct HarvestArgs {
@@ -36,14 +35,14 @@ pub struct HarvestArgs {
     #[arg(long, default_value_t = 128)]
     pub seq_len: usize,
     /// Row packing: `concat` (BOS at document starts) or `bos_rows` (BOS at every row start).
-    #[arg(long, default_value = "concat")]
-    pub packing: String,
+    #[arg(long, value_enum, ignore_case = true, default_value = "concat")]
+    pub packing: PackingArg,
     /// Stored element type: f32, f16 or bf16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[arg(long, value_enum, ignore_case = true, default_value = "f32")]
+    pub dtype: DtypeArg,
     /// Positional intervention: none, zero or shuffle (seeded permutation per forward pass).
-    #[arg(long, default_value = "none")]
-    pub pos_intervention: String,
+    #[arg(long, value_enum, default_value = "none")]
+    pub pos_intervention: PosArg,
     /// Seed of the shuffle intervention.
     #[arg(long, default_value_t = 49)]
     pub seed: u64,
@@ -67,99 +66,80 @@ pub struct HarvestArgs {
     pub out: Option<PathBuf>,
 }
 
+/// `--packing` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PackingArg {
+    Concat,
+    #[value(name = "bos_rows", alias = "bos-rows", alias = "bosrows")]
+    BosRows,
+}
+
+/// `--dtype` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DtypeArg {
+    #[value(alias = "float32", alias = "fp32")]
+    F32,
+    #[value(alias = "float16", alias = "fp16", alias = "half")]
+    F16,
+    #[value(alias = "bfloat16")]
+    Bf16,
+}
+
+/// `--pos-intervention` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PosArg {
+    None,
+    Zero,
+    Shuffle,
+}
+
+impl HarvestArgs {
+    /// The library config of these flags (hook names parsed, defaults
+    /// filled in).
+    fn config(&self) -> Result<HarvestConfig> {
+        let hook_names = if self.hooks.is_empty() {
+            vec!["blocks.8.hook_resid_pre".to_string()]
+        } else {
+            self.hooks.clone()
+        };
+        let hooks: Vec<HookPoint> = hook_names
+            .iter()
+            .map(|h| h.parse::<HookPoint>())
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(HarvestConfig {
+            model: self.model.clone(),
+            dataset: self.dataset.clone(),
+            hooks,
+            tokens: self.tokens,
+            seq_len: self.seq_len,
+            packing: match self.packing {
+                PackingArg::Concat => Packing::Concat,
+                PackingArg::BosRows => Packing::BosRows,
+            },
+            dtype: match self.dtype {
+                DtypeArg::F32 => StoreDtype::F32,
+                DtypeArg::F16 => StoreDtype::F16,
+                DtypeArg::Bf16 => StoreDtype::Bf16,
+            },
+            pos_intervention: match self.pos_intervention {
+                PosArg::None => PosIntervention::None,
+                PosArg::Zero => PosIntervention::Zero,
+                PosArg::Shuffle => PosIntervention::Shuffle,
+            },
+            seed: self.seed,
+            batch_rows: self.batch_rows,
+            rows_per_shard: self.rows_per_shard,
+            text_field: self.text_field.clone(),
+        })
+    }
+}
+
 pub fn run(args: &HarvestArgs) -> Result<()> {
-    if args.batch_rows == 0
-        || args.rows_per_shard == 0
-        || args.rows_per_shard % args.batch_rows != 0
-    {
-        bail!(
-            "--rows-per-shard ({}) must be a positive multiple of --batch-rows ({})",
-            args.rows_per_shard,
-            args.batch_rows
-        );
-    }
-    let packing: Packing = args
-        .packing
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--packing: {e}"))?;
-    let dtype = StoreDtype::parse(&args.dtype)
-        .with_context(|| format!("--dtype `{}`: expected f32, f16 or bf16", args.dtype))?;
-    let pos: PosIntervention = args
-        .pos_intervention
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--pos-intervention: {e}"))?;
-    let hook_names = if args.hooks.is_empty() {
-        vec!["blocks.8.hook_resid_pre".to_string()]
-    } else {
-        args.hooks.clone()
-    };
-    let hooks: Vec<HookPoint> = hook_names
-        .iter()
-        .map(|h| h.parse::<HookPoint>())
-        .collect::<std::result::Result<_, _>>()?;
-
+    let cfg = args.config()?;
+    // Refuse a bad config before the (possibly slow) model load.
+    cfg.check().map_err(flag_error)?;
     let model = crate::rows::load_model(&args.model, args.precision)?;
-    let precision = model.info.precision;
-    for h in &hooks {
-        h.check(model.info.n_layers)
-            .with_context(|| format!("model {}", model.info.id))?;
-    }
-    if args.seq_len == 0 || args.seq_len > model.info.n_ctx {
-        bail!(
-            "--seq-len {} must be in 1..={} (the model's context)",
-            args.seq_len,
-            model.info.n_ctx
-        );
-    }
-    let tokenizer = model.tokenizer()?;
-    let corpus_path = resolve::corpus(&args.dataset)?;
-    let corpus = Corpus::open(&corpus_path)?.with_text_field(&args.text_field);
-    let corpus_hash = corpus.content_hash()?;
-
-    let target_rows = (args.tokens > 0).then(|| args.tokens.div_ceil(args.seq_len as u64));
-    let mut extra = std::collections::BTreeMap::new();
-    extra.insert(
-        "tokenizer".into(),
-        serde_json::Value::from(tokenizer.kind.clone()),
-    );
-    extra.insert("bos".into(), serde_json::Value::from(tokenizer.bos));
-    extra.insert("eos".into(), serde_json::Value::from(tokenizer.eos));
-    extra.insert(
-        "batch_rows".into(),
-        serde_json::Value::from(args.batch_rows),
-    );
-    extra.insert(
-        "text_field".into(),
-        serde_json::Value::from(args.text_field.clone()),
-    );
-    extra.insert(
-        "precision".into(),
-        serde_json::Value::from(precision.to_string()),
-    );
-    extra.insert(
-        "model_positions".into(),
-        serde_json::Value::from(model.info.positions.clone()),
-    );
-    let spec = StoreSpec {
-        model: ModelInfo {
-            id: args.model.clone(),
-            hash: format!("sha256:{}", model.info.weights_sha256),
-        },
-        hooks: hooks.iter().map(|h| h.to_string()).collect(),
-        d: model.info.d_model,
-        dtype,
-        seq_len: args.seq_len,
-        packing: packing.as_str().to_string(),
-        dataset: DatasetInfo {
-            name: args.dataset.clone(),
-            hash: format!("sha256:{corpus_hash}"),
-        },
-        pos_intervention: pos.to_string(),
-        seed: args.seed,
-        rows_per_shard: args.rows_per_shard,
-        target_rows,
-        extra,
-    };
+    let corpus = resolve::corpus(&args.dataset)?;
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "harvest-{}-{}",
@@ -167,46 +147,28 @@ pub fn run(args: &HarvestArgs) -> Result<()> {
             sanitize(&args.dataset)
         ))
     });
-    let mut writer = match StoreWriter::create_or_resume(&out, spec) {
-        Ok(w) => w,
-        Err(StoreError::AlreadyComplete { .. }) => {
-            eprintln!(
-                "{}: store is already complete; nothing to do",
-                out.display()
-            );
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let skip = writer.rows_done();
-    if writer.is_resumed() {
-        eprintln!("{}: resuming after {skip} rows", out.display());
-    }
+    let bar = progress_bar(cfg.target_rows().map(|r| r * cfg.seq_len as u64));
+    let on_progress = |p: HarvestProgress| report(&bar, &out, &corpus, p);
+    let never = AtomicBool::new(false);
+    let result = saelab_study::harvest::run(&model, &corpus, &cfg, &out, &on_progress, &never);
+    bar.finish_and_clear();
+    print_summary(&result.map_err(flag_error)?);
+    Ok(())
+}
 
-    let tok_err: RefCell<Option<String>> = RefCell::new(None);
-    let tokenize = |text: &str| match tokenizer.encode(text) {
-        Ok(ids) => ids,
-        Err(e) => {
-            tok_err.borrow_mut().get_or_insert(e.to_string());
-            Vec::new()
+/// A config error names the flag; the others name the store, model, hook
+/// or corpus file already.
+fn flag_error(e: HarvestError) -> anyhow::Error {
+    match e {
+        HarvestError::Config { field, value, msg } => {
+            anyhow::anyhow!("--{} {value}: {msg}", field.replace('_', "-"))
         }
-    };
-    let packer = RowPacker::new(packing, args.seq_len, tokenizer.bos, tokenizer.eos)?;
-    let mut rows = packer.rows(corpus.documents(), tokenize);
-    for _ in 0..skip {
-        match rows.next() {
-            Some(r) => {
-                r?;
-            }
-            None => bail!(
-                "{}: the corpus has fewer rows than the store already holds",
-                corpus_path.display()
-            ),
-        }
+        e => e.into(),
     }
+}
 
-    let total = target_rows.map(|t| t * args.seq_len as u64);
-    let bar = match total {
+fn progress_bar(total_tokens: Option<u64>) -> ProgressBar {
+    let bar = match total_tokens {
         Some(t) => ProgressBar::new(t),
         None => ProgressBar::new_spinner(),
     };
@@ -216,93 +178,48 @@ pub fn run(args: &HarvestArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_position(skip * args.seq_len as u64);
-    let mut batch_index = skip / args.batch_rows as u64;
-    let mut done = skip;
-    let started = Instant::now();
-    // Tests set this to kill the process right after N shards are on disk.
-    let crash_after: Option<usize> = std::env::var("SAELAB_TEST_ABORT_AFTER_SHARDS")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let mut harvested = 0u64;
-    loop {
-        let want = match target_rows {
-            Some(t) => (t - done).min(args.batch_rows as u64) as usize,
-            None => args.batch_rows,
-        };
-        if want == 0 {
-            break;
+    bar
+}
+
+fn report(bar: &ProgressBar, out: &Path, corpus: &Path, p: HarvestProgress) {
+    match p {
+        HarvestProgress::Resumed { rows, tokens } => {
+            bar.suspend(|| eprintln!("{}: resuming after {rows} rows", out.display()));
+            bar.set_position(tokens);
         }
-        let mut batch: Vec<u32> = Vec::with_capacity(want * args.seq_len);
-        let mut n = 0;
-        while n < want {
-            match rows.next() {
-                Some(r) => {
-                    batch.extend(r?);
-                    n += 1;
-                }
-                None => break,
-            }
-        }
-        if let Some(e) = tok_err.borrow().as_ref() {
-            bail!("{}: tokenizer failed: {e}", corpus_path.display());
-        }
-        if n == 0 {
-            if let Some(t) = target_rows {
-                eprintln!(
-                    "{}: corpus exhausted after {done} of {t} rows ({} tokens)",
-                    corpus_path.display(),
-                    done * args.seq_len as u64
-                );
-            }
-            break;
-        }
-        // One permutation per forward pass, drawn from a stream keyed by the
-        // batch index so a resumed harvest draws the same permutations.
-        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-        rng.set_stream(batch_index);
-        let mut fspec = ForwardSpec::reads(&hooks);
-        fspec.positions = pos.positions(args.seq_len, &mut rng);
-        let outp = model
-            .forward(&batch, n, args.seq_len, &mut fspec)
-            .with_context(|| format!("forward pass on batch {batch_index}"))?;
-        let acts: Vec<&[f32]> = hooks
-            .iter()
-            .map(|h| outp.hook(*h).context("hook missing from forward output"))
-            .collect::<Result<_>>()?;
-        writer.push_rows(&batch, &acts)?;
-        if let Some(n) = crash_after {
-            if writer.manifest().shards.len() >= n {
-                // Test hook: die like a SIGKILL would, with no cleanup.
-                std::process::abort();
-            }
-        }
-        done += n as u64;
-        harvested += n as u64;
-        batch_index += 1;
-        bar.inc((n * args.seq_len) as u64);
-        if n < want {
-            eprintln!(
-                "{}: corpus exhausted after {done} rows",
-                corpus_path.display()
-            );
-            break;
-        }
+        HarvestProgress::Stored { tokens, .. } => bar.set_position(tokens),
+        HarvestProgress::CorpusExhausted {
+            rows,
+            tokens,
+            target_rows,
+        } => bar.suspend(|| match target_rows {
+            Some(t) => eprintln!(
+                "{}: corpus exhausted after {rows} of {t} rows ({tokens} tokens)",
+                corpus.display()
+            ),
+            None => eprintln!("{}: corpus exhausted after {rows} rows", corpus.display()),
+        }),
     }
-    let manifest = writer.finish()?;
-    bar.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
+}
+
+fn print_summary(s: &HarvestSummary) {
+    if s.already_complete {
+        eprintln!(
+            "{}: store is already complete; nothing to do",
+            s.store.display()
+        );
+        return;
+    }
     eprintln!(
         "{}: {} rows, {} tokens, {} shards; this run {} tokens in {:.1} s ({:.0} tokens/s)",
-        out.display(),
-        manifest.rows,
-        manifest.tokens,
-        manifest.shards.len(),
-        harvested * args.seq_len as u64,
-        secs,
-        (harvested * args.seq_len as u64) as f64 / secs.max(1e-9)
+        s.store.display(),
+        s.rows,
+        s.tokens,
+        s.shards,
+        s.tokens_this_run,
+        s.seconds,
+        s.tokens_this_run as f64 / s.seconds.max(1e-9)
     );
-    Ok(())
 }
 
 fn sanitize(s: &str) -> String {

@@ -1,17 +1,21 @@
 //! End-to-end `saelab harvest` on a tiny generated GPT-2 and a small text
 //! corpus: the store holds exactly what a direct forward pass gives, a run
-//! killed mid-way resumes to byte-identical shards, and bad input is named.
+//! killed (SIGKILL) mid-way resumes to byte-identical shards, a complete
+//! store is checked against the request, and bad input is named.
 
-use saelab_data::store::ActivationStore;
+use saelab_data::store::{ActivationStore, StoreManifest};
 use saelab_lm::testing::{write_gpt2, Gpt2Shape};
 use saelab_lm::{ForwardSpec, HookPoint, Model};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn corpus(dir: &Path) -> std::path::PathBuf {
     let p = dir.join("corpus.jsonl");
     let mut s = String::new();
-    for i in 0..120 {
+    // Enough documents that an open-ended harvest (`--tokens 0`) runs long
+    // enough to be killed mid-way; the first 64 rows are the same as ever.
+    for i in 0..3000 {
         let text = format!(
             "Document {i}: the quick brown fox jumps over the lazy dog {} times, \u{e9}t\u{e9} \u{1F600}.\\nSecond line with code `let x = {i};`",
             i * 7
@@ -30,6 +34,44 @@ fn saelab(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
         c.env(k, v);
     }
     c.output().unwrap()
+}
+
+/// Shard files renamed into place in `dir` (temp files not counted).
+fn shards_on_disk(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.filter_map(|e| e.ok())
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.starts_with("shard-") && n.ends_with(".safetensors")
+            })
+            .count()
+    })
+}
+
+/// Runs `saelab args` and SIGKILLs it as soon as `n` shards are on disk in
+/// `out` (no cleanup, like a crash). Panics if the run ends by itself first.
+fn kill_after_shards(args: &[&str], out: &Path, n: usize) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_saelab"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while shards_on_disk(out) < n {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the harvest ended ({status}) before {n} shards were seen; make it longer");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no shard after 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "killed run reported success");
 }
 
 struct Setup {
@@ -75,7 +117,15 @@ fn harvest_args<'a>(s: &'a Setup, out: &'a str, extra: &[&'a str]) -> Vec<&'a st
         "--out",
         out,
     ];
-    v.extend_from_slice(extra);
+    // A flag of `extra` already in the defaults replaces its value.
+    let mut rest = extra.iter();
+    while let Some(&flag) = rest.next() {
+        let value = rest.next().copied();
+        match (v.iter().position(|&x| x == flag && flag != "--hook"), value) {
+            (Some(i), Some(val)) => v[i + 1] = val,
+            _ => v.extend([flag].into_iter().chain(value)),
+        }
+    }
     v
 }
 
@@ -93,26 +143,41 @@ fn store_equals_direct_forward_and_resume_is_byte_identical() {
     assert_eq!(store.rows(), 64);
     assert_eq!(store.num_shards(), 4);
 
-    // Killed after 2 shards, then resumed: the same bytes.
+    // Killed (SIGKILL) once 2 shards are on disk, then resumed: the same
+    // bytes. An open-ended harvest over the whole corpus, so the process is
+    // still running when it is killed.
+    let full = s.root.join("full").to_string_lossy().to_string();
+    let open_ended = ["--pos-intervention", "shuffle", "--tokens", "0"];
+    let o = saelab(&harvest_args(&s, &full, &open_ended), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let b = s.root.join("b").to_string_lossy().to_string();
-    let o = saelab(
-        &harvest_args(&s, &b, &["--pos-intervention", "shuffle"]),
-        &[("SAELAB_TEST_ABORT_AFTER_SHARDS", "2")],
-    );
-    assert!(
-        !o.status.success(),
-        "the test hook should have killed the run"
-    );
+    kill_after_shards(&harvest_args(&s, &b, &open_ended), Path::new(&b), 2);
     assert!(
         ActivationStore::open(&b).is_err(),
         "an interrupted store is not complete"
     );
-    let o = saelab(
-        &harvest_args(&s, &b, &["--pos-intervention", "shuffle"]),
-        &[],
-    );
+    let stored = StoreManifest::load(Path::new(&b)).unwrap().rows;
+    assert!(stored >= 16 && stored.is_multiple_of(16), "{stored}");
+    let o = saelab(&harvest_args(&s, &b, &open_ended), &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("resuming after 32 rows"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("resuming after {stored} rows")),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let full_store = ActivationStore::open(&full).unwrap();
+    let resumed = ActivationStore::open(&b).unwrap();
+    assert_eq!(full_store.num_shards(), resumed.num_shards());
+    assert!(full_store.num_shards() > 8, "{}", full_store.num_shards());
+    for i in 0..full_store.num_shards() {
+        let f = format!("shard-{i:05}.safetensors");
+        assert_eq!(
+            std::fs::read(Path::new(&full).join(&f)).unwrap(),
+            std::fs::read(Path::new(&b).join(&f)).unwrap(),
+            "{f}"
+        );
+    }
+    // The first 4 shards of the open-ended store are the 2048-token store.
     for i in 0..4 {
         let f = format!("shard-{i:05}.safetensors");
         assert_eq!(
@@ -129,6 +194,36 @@ fn store_equals_direct_forward_and_resume_is_byte_identical() {
     );
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("already complete"));
+    // ... but only for the request it holds: another one is an error naming
+    // the field, stored vs requested (it used to say "already complete").
+    for (extra, field) in [
+        (
+            &["--hook", "blocks.0.hook_resid_pre"][..],
+            "hooks (store has",
+        ),
+        (
+            &["--dtype", "f16"][..],
+            "dtype (store has \"f32\", requested \"f16\")",
+        ),
+        (
+            &["--tokens", "4096"][..],
+            "target_rows (store has 64, requested 128)",
+        ),
+        (
+            &["--seq-len", "16"][..],
+            "seq_len (store has 32, requested 16)",
+        ),
+    ] {
+        let mut args = vec!["--pos-intervention", "shuffle"];
+        args.extend_from_slice(extra);
+        let o = saelab(&harvest_args(&s, &a, &args), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{extra:?}: {err}");
+        assert!(
+            err.contains(field) && !err.contains("already complete"),
+            "{extra:?}: {err}"
+        );
+    }
     assert_eq!(
         before,
         std::fs::read(Path::new(&a).join("manifest.json")).unwrap()
@@ -193,12 +288,9 @@ fn bf16_harvest_is_recorded_and_close_to_f32() {
     // A bf16 store is not resumed by an f32 harvest.
     let std_err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
     let c = s.root.join("mixed").to_string_lossy().to_string();
-    let o = saelab(
-        &harvest_args(&s, &c, &["--precision", "bf16"]),
-        &[("SAELAB_TEST_ABORT_AFTER_SHARDS", "1")],
-    );
-    assert!(!o.status.success());
-    let o = saelab(&harvest_args(&s, &c, &[]), &[]);
+    let bf16_open_ended = ["--precision", "bf16", "--tokens", "0"];
+    kill_after_shards(&harvest_args(&s, &c, &bf16_open_ended), Path::new(&c), 1);
+    let o = saelab(&harvest_args(&s, &c, &["--tokens", "0"]), &[]);
     assert!(!o.status.success(), "{}", std_err(&o));
     assert!(std_err(&o).contains("precision"), "{}", std_err(&o));
 }

@@ -68,10 +68,9 @@ impl HarvestConfig {
         (self.tokens > 0).then(|| self.tokens.div_ceil(self.seq_len.max(1) as u64))
     }
 
-    /// Checks the config on its own and against `model`: shard and batch
-    /// sizes, at least one hook and every hook within the model's layers,
-    /// `seq_len` within the model's context.
-    pub fn validate(&self, model: &Model) -> Result<(), HarvestError> {
+    /// Checks what needs no model (shard and batch sizes, at least one
+    /// hook), so a caller can refuse a bad config before loading a model.
+    pub fn check(&self) -> Result<(), HarvestError> {
         let bad = |field: &'static str, value: String, msg: String| HarvestError::Config {
             field,
             value,
@@ -93,19 +92,26 @@ impl HarvestConfig {
         if self.hooks.is_empty() {
             return Err(bad("hooks", "[]".into(), "name at least one hook".into()));
         }
+        Ok(())
+    }
+
+    /// [`Self::check`], then against `model`: every hook within its layers,
+    /// `seq_len` within its context.
+    pub fn validate(&self, model: &Model) -> Result<(), HarvestError> {
+        self.check()?;
         for h in &self.hooks {
             h.check(model.info.n_layers)
                 .map_err(|err| HarvestError::model(model, err))?;
         }
         if self.seq_len == 0 || self.seq_len > model.info.n_ctx {
-            return Err(bad(
-                "seq_len",
-                self.seq_len.to_string(),
-                format!(
+            return Err(HarvestError::Config {
+                field: "seq_len",
+                value: self.seq_len.to_string(),
+                msg: format!(
                     "must be in 1..={} (the context of model {})",
                     model.info.n_ctx, model.info.id
                 ),
-            ));
+            });
         }
         Ok(())
     }
