@@ -28,6 +28,27 @@ pub enum AssetError {
         CORPORA.join(", ")
     )]
     NoSuchCorpus { spec: String },
+    #[error("`{spec}` is not a hub dataset name ({problem}); expected hf:OWNER/NAME or hf:OWNER/NAME/SUBDIR")]
+    BadHubName { spec: String, problem: String },
+    /// The hub could not be reached or refused a request for `dataset`.
+    #[error(
+        "dataset `{dataset}`: hub: {action}: {err}; without a reachable hub, \
+         download the dataset's parquet files and give their folder as `source`"
+    )]
+    Hub {
+        dataset: String,
+        action: String,
+        err: Box<hf_hub::api::sync::ApiError>,
+    },
+    #[error(
+        "dataset `{dataset}`: no .parquet files{place} in revision(s) {revisions}; \
+         download the dataset's parquet files and give their folder as `source`"
+    )]
+    HubNoParquet {
+        dataset: String,
+        place: String,
+        revisions: String,
+    },
 
     /// Fetching asset `asset` failed (download or verification).
     #[error("{asset}: {cause}")]

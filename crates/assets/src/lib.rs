@@ -7,6 +7,8 @@
 //!
 //! Layout under the assets root (default `<repo>/assets`, or `$SAELAB_ASSETS`):
 //! - `models/<name>/<file>.gguf`
+//! - `corpora/hub/<owner>__<name>[__<subdir>]/` links to a hub dataset's
+//!   parquet shards in the `hf-hub` cache (see [`resolve_hub_corpus`])
 //! - `corpora/<name>.jsonl` (one `{"text": …}` object per line, one document
 //!   per line) and `corpora/<name>.meta.json` ([`CorpusMeta`]: source
 //!   package, version, sha256 of the jsonl, document count, bytes)
@@ -25,6 +27,7 @@ mod corpora;
 mod error;
 mod fetch;
 mod files;
+mod hub;
 mod jsonl;
 mod registry;
 mod resolve;
@@ -39,6 +42,7 @@ use std::time::Instant;
 
 pub use corpora::{CorpusMeta, CorpusSource};
 pub use error::AssetError;
+pub use hub::{is_hub_corpus, resolve_hub_corpus, HUB_PREFIX};
 pub use resolve::{is_offline_corpus, is_offline_model, resolve_corpus, resolve_model};
 
 use error::Result;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::error::{AssetError, Result};
+use crate::hub::{is_hub_corpus, resolve_hub_corpus};
 use crate::{ensure_corpus, ensure_model, root, CORPORA, DEFAULT_MODEL};
 
 /// Names that mean the offline default model.
@@ -30,12 +31,16 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
     }
 }
 
-/// An offline corpus name → its `.jsonl` (fetched if missing); else an
-/// existing file or folder; else an error naming `spec` and the offline
-/// corpora.
+/// An offline corpus name → its `.jsonl` (fetched if missing); a hub name
+/// `hf:OWNER/NAME[/SUBDIR]` → a folder of its parquet shards (downloaded if
+/// missing, see [`resolve_hub_corpus`]); else an existing file or folder; else an
+/// error naming `spec` and the offline corpora.
 pub fn resolve_corpus(spec: &str) -> Result<PathBuf> {
     if is_offline_corpus(spec) {
         return ensure_corpus(&root(), spec);
+    }
+    if is_hub_corpus(spec) {
+        return resolve_hub_corpus(&root(), spec);
     }
     let p = PathBuf::from(spec);
     if !p.exists() {
