@@ -70,9 +70,3 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     );
     Ok(())
 }
-
-/// Atomic text write, for `saelab match` until its files move into the
-/// library (`saelab_fsio::write_atomic`).
-pub fn write_text(path: &std::path::Path, text: &str) -> Result<()> {
-    Ok(saelab_fsio::write_atomic(path, text.as_bytes())?)
-}
