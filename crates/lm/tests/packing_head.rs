@@ -33,7 +33,9 @@ fn corpus_docs(name: &str, n: usize) -> Vec<String> {
     let root = saelab_assets::root();
     let path = saelab_assets::corpus_path(&root, name).unwrap();
     if !path.is_file() {
-        eprintln!("packing_head: corpus {name} not fetched, not checked");
+        notice_skipped(&format!(
+            "packing_head: corpus {name} not fetched, not checked"
+        ));
         return vec![];
     }
     let all: Vec<String> = Corpus::open(&path)

@@ -144,12 +144,20 @@ pub fn smollm2_path() -> Option<PathBuf> {
             p.display()
         );
     } else {
-        eprintln!(
-            "skipping: {} not fetched (run scripts/fetch-assets)",
+        notice_skipped(&format!(
+            "{} not fetched, SmolLM2 checks not run (run scripts/fetch-assets)",
             p.display()
-        );
+        ));
         None
     }
+}
+
+/// Tell the person running the tests that a check did not run. Written to
+/// the process's stderr directly: `eprintln!` output of a passing test is
+/// captured by the test harness and never shown.
+pub fn notice_skipped(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {what}");
 }
 
 /// The greedy next token after `ids` (one row, logits of the last position).
