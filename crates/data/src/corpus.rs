@@ -14,7 +14,10 @@
 //!   files they are read in order, else every text-like file
 //!   ([`TEXT_EXTENSIONS`]) is one document.
 //!
-//! Non-UTF-8 bytes are decoded lossily (counted, never fatal). Documents that
+//! Non-UTF-8 bytes are decoded lossily, never fatal, but counted: every
+//! replaced sequence ([`CorpusStats::invalid_utf8_sequences`]) and the files
+//! and first line/row where it happened ([`Documents::lossy_files`]), so a
+//! caller can report it. Documents that
 //! are empty or whitespace-only are skipped and counted. A corpus that yields
 //! no non-empty document at all is an error ([`CorpusError::Empty`]), reported
 //! by the iterator when it reaches the end.
@@ -142,6 +145,27 @@ pub struct CorpusStats {
     pub lossy_utf8: u64,
     /// UTF-8 bytes of the yielded documents.
     pub bytes: u64,
+    /// Invalid UTF-8 sequences replaced by U+FFFD (one per replacement
+    /// character inserted; counted in every record read, skipped ones too).
+    pub invalid_utf8_sequences: u64,
+    /// Source bytes those replacements stand for.
+    pub invalid_utf8_bytes: u64,
+}
+
+/// A file in which invalid UTF-8 was replaced. [`Documents::lossy_files`]
+/// lists one per such file, in reading order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LossyFile {
+    pub path: PathBuf,
+    /// First record with a replacement, 1-based: the JSONL line, the parquet
+    /// row, or 1 for a text file (one file = one record).
+    pub first_record: u64,
+    /// Records (lines, rows, or the file) with a replacement.
+    pub records: u64,
+    /// Invalid sequences replaced in this file.
+    pub sequences: u64,
+    /// Source bytes replaced in this file.
+    pub bytes: u64,
 }
 
 /// An opened corpus source: the list of files to read, in order, and how to
@@ -241,6 +265,7 @@ impl Corpus {
             next_file: 0,
             current: None,
             stats: CorpusStats::default(),
+            lossy_files: Vec::new(),
             finished: false,
         }
     }
@@ -301,12 +326,31 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CorpusError> {
     Ok(())
 }
 
-/// Decode bytes as UTF-8, replacing invalid sequences. Returns whether the
-/// decoding was lossy.
-fn decode_lossy(bytes: Vec<u8>) -> (String, bool) {
+/// What lossy decoding replaced in one record.
+#[derive(Debug, Clone, Copy, Default)]
+struct Repair {
+    sequences: u64,
+    bytes: u64,
+}
+
+/// Decode bytes as UTF-8, replacing each invalid sequence by U+FFFD, and
+/// count the replacements. `from_utf8_lossy` inserts exactly one U+FFFD per
+/// non-empty `Utf8Chunk::invalid()`, so counting those chunks counts the
+/// replacements (a U+FFFD already in the source is valid and not counted).
+fn decode_lossy(bytes: Vec<u8>) -> (String, Repair) {
     match String::from_utf8(bytes) {
-        Ok(s) => (s, false),
-        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+        Ok(s) => (s, Repair::default()),
+        Err(e) => {
+            let bytes = e.into_bytes();
+            let mut repair = Repair::default();
+            for chunk in bytes.utf8_chunks() {
+                if !chunk.invalid().is_empty() {
+                    repair.sequences += 1;
+                    repair.bytes += chunk.invalid().len() as u64;
+                }
+            }
+            (String::from_utf8_lossy(&bytes).into_owned(), repair)
+        }
     }
 }
 
@@ -321,13 +365,17 @@ enum Source {
         reader: ParquetRecordBatchReader,
         column: Option<ArrayRef>,
         row: usize,
+        /// Rows read from the file so far (across record batches).
+        record: u64,
     },
 }
 
 /// One raw document pulled from a source, before empty-skipping.
 struct RawDoc {
     text: String,
-    lossy: bool,
+    repair: Repair,
+    /// 1-based line / row in its file (1 for a text file).
+    record: u64,
 }
 
 /// Streaming iterator over the documents of a [`Corpus`]. Yields
@@ -338,6 +386,7 @@ pub struct Documents {
     next_file: usize,
     current: Option<Source>,
     stats: CorpusStats,
+    lossy_files: Vec<LossyFile>,
     finished: bool,
 }
 
@@ -345,6 +394,38 @@ impl Documents {
     /// Counters so far (final once the iterator returned `None`).
     pub fn stats(&self) -> CorpusStats {
         self.stats
+    }
+
+    /// The files where invalid UTF-8 was replaced so far, in reading order
+    /// (complete once the iterator returned `None`).
+    pub fn lossy_files(&self) -> &[LossyFile] {
+        &self.lossy_files
+    }
+
+    /// Count the replacements of a record of the file being read.
+    fn note_repair(&mut self, doc: &RawDoc) {
+        let Repair { sequences, bytes } = doc.repair;
+        if sequences == 0 {
+            return;
+        }
+        self.stats.invalid_utf8_sequences += sequences;
+        self.stats.invalid_utf8_bytes += bytes;
+        // The file being read is the last one opened.
+        let path = &self.corpus.files[self.next_file - 1];
+        match self.lossy_files.last_mut() {
+            Some(f) if &f.path == path => {
+                f.records += 1;
+                f.sequences += sequences;
+                f.bytes += bytes;
+            }
+            _ => self.lossy_files.push(LossyFile {
+                path: path.clone(),
+                first_record: doc.record,
+                records: 1,
+                sequences,
+                bytes,
+            }),
+        }
     }
 
     /// Next raw document (possibly empty), `Ok(None)` at the end of the corpus.
@@ -360,7 +441,8 @@ impl Documents {
                         reader,
                         column,
                         row,
-                    } => next_parquet(path, reader, column, row)?,
+                        record,
+                    } => next_parquet(path, reader, column, row, record)?,
                 };
                 match doc {
                     Some(d) => return Ok(Some(d)),
@@ -377,8 +459,12 @@ impl Documents {
                     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
                         bytes.drain(..3);
                     }
-                    let (text, lossy) = decode_lossy(bytes);
-                    return Ok(Some(RawDoc { text, lossy }));
+                    let (text, repair) = decode_lossy(bytes);
+                    return Ok(Some(RawDoc {
+                        text,
+                        repair,
+                        record: 1,
+                    }));
                 }
                 CorpusFormat::Jsonl => {
                     let f = File::open(&path).map_err(|e| CorpusError::io(&path, e))?;
@@ -395,6 +481,7 @@ impl Documents {
                         reader,
                         column: None,
                         row: 0,
+                        record: 0,
                     });
                 }
             }
@@ -426,13 +513,14 @@ impl Iterator for Documents {
                     return None;
                 }
                 Ok(Some(doc)) => {
+                    self.note_repair(&doc);
                     if doc.text.trim().is_empty() {
                         self.stats.skipped_empty += 1;
                         continue;
                     }
                     self.stats.documents += 1;
                     self.stats.bytes += doc.text.len() as u64;
-                    if doc.lossy {
+                    if doc.repair.sequences > 0 {
                         self.stats.lossy_utf8 += 1;
                     }
                     return Some(Ok(doc.text));
@@ -458,7 +546,7 @@ fn next_jsonl(
             return Ok(None);
         }
         *line += 1;
-        let (text, lossy) = decode_lossy(std::mem::take(&mut buf));
+        let (text, repair) = decode_lossy(std::mem::take(&mut buf));
         let trimmed = text.trim();
         if trimmed.is_empty() {
             continue;
@@ -482,10 +570,15 @@ fn next_jsonl(
                 line: *line,
                 field: field.to_string(),
             }),
-            Some(serde_json::Value::String(s)) => Ok(Some(RawDoc { text: s, lossy })),
+            Some(serde_json::Value::String(s)) => Ok(Some(RawDoc {
+                text: s,
+                repair,
+                record: *line,
+            })),
             Some(serde_json::Value::Null) => Ok(Some(RawDoc {
                 text: String::new(),
-                lossy,
+                repair,
+                record: *line,
             })),
             Some(_) => Err(CorpusError::FieldNotString {
                 path: path.to_path_buf(),
@@ -541,13 +634,15 @@ fn next_parquet(
     reader: &mut ParquetRecordBatchReader,
     column: &mut Option<ArrayRef>,
     row: &mut usize,
+    record: &mut u64,
 ) -> Result<Option<RawDoc>, CorpusError> {
     loop {
         if let Some(col) = column.as_ref() {
             if *row < col.len() {
                 let i = *row;
                 *row += 1;
-                return Ok(Some(cell_text(path, col, i)?));
+                *record += 1;
+                return Ok(Some(cell_text(path, col, i, *record)?));
             }
         }
         match reader.next() {
@@ -561,21 +656,23 @@ fn next_parquet(
     }
 }
 
-fn cell_text(path: &Path, col: &ArrayRef, i: usize) -> Result<RawDoc, CorpusError> {
-    if col.is_null(i) {
-        return Ok(RawDoc {
-            text: String::new(),
-            lossy: false,
-        });
-    }
-    let any = col.as_any();
+fn cell_text(path: &Path, col: &ArrayRef, i: usize, record: u64) -> Result<RawDoc, CorpusError> {
     let owned = |s: &str| RawDoc {
         text: s.to_string(),
-        lossy: false,
+        repair: Repair::default(),
+        record,
     };
+    if col.is_null(i) {
+        return Ok(owned(""));
+    }
+    let any = col.as_any();
     let bytes = |b: &[u8]| {
-        let (text, lossy) = decode_lossy(b.to_vec());
-        RawDoc { text, lossy }
+        let (text, repair) = decode_lossy(b.to_vec());
+        RawDoc {
+            text,
+            repair,
+            record,
+        }
     };
     if let Some(a) = any.downcast_ref::<StringArray>() {
         Ok(owned(a.value(i)))
@@ -651,6 +748,84 @@ mod tests {
         assert!(it.next().is_none());
         assert_eq!(it.stats().lossy_utf8, 1);
         assert_eq!(it.stats().documents, 1);
+    }
+
+    /// Every replaced sequence is counted (not just "this document was
+    /// lossy"), a genuine U+FFFD in the source is not, and the file and
+    /// record are named.
+    #[test]
+    fn invalid_utf8_sequences_are_counted_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // "x", truncated 3-byte sequence (2 bytes), "y", a lone 0xFF, a real
+        // U+FFFD (EF BF BD), "z".
+        std::fs::write(dir.path().join("a.txt"), b"x\xE2\x82y\xFF\xEF\xBF\xBDz").unwrap();
+        std::fs::write(dir.path().join("b.txt"), "clean").unwrap();
+        std::fs::write(dir.path().join("c.txt"), b"\xC3").unwrap();
+        let c = Corpus::open(dir.path()).unwrap();
+        let mut it = c.documents();
+        let docs: Vec<String> = it.by_ref().map(|d| d.unwrap()).collect();
+        assert_eq!(
+            docs,
+            vec!["x\u{FFFD}y\u{FFFD}\u{FFFD}z", "clean", "\u{FFFD}"]
+        );
+        let st = it.stats();
+        assert_eq!(st.lossy_utf8, 2);
+        assert_eq!((st.invalid_utf8_sequences, st.invalid_utf8_bytes), (3, 4));
+        let files = it.lossy_files();
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert_eq!(files[0].path, dir.path().join("a.txt"));
+        assert_eq!(
+            (
+                files[0].first_record,
+                files[0].records,
+                files[0].sequences,
+                files[0].bytes
+            ),
+            (1, 1, 2, 3)
+        );
+        assert_eq!(files[1].path, dir.path().join("c.txt"));
+        assert_eq!((files[1].sequences, files[1].bytes), (1, 1));
+    }
+
+    /// JSONL: the line of the first replacement; a line skipped as empty
+    /// still counts its replacements (they were in the source).
+    #[test]
+    fn invalid_utf8_in_jsonl_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.jsonl");
+        std::fs::write(
+            &p,
+            b"{\"text\":\"ok\"}\n{\"text\":\"\",\"id\":\"\xFF\"}\n{\"text\":\"a\xFE\xFEb\"}\n",
+        )
+        .unwrap();
+        let mut it = Corpus::open(&p).unwrap().documents();
+        let docs: Vec<String> = it.by_ref().map(|d| d.unwrap()).collect();
+        assert_eq!(docs, vec!["ok", "a\u{FFFD}\u{FFFD}b"]);
+        let st = it.stats();
+        assert_eq!((st.skipped_empty, st.lossy_utf8), (1, 1));
+        assert_eq!((st.invalid_utf8_sequences, st.invalid_utf8_bytes), (3, 3));
+        let files = it.lossy_files();
+        assert_eq!(files.len(), 1);
+        assert_eq!((files[0].first_record, files[0].records), (2, 2));
+    }
+
+    /// Parquet binary column: the row counts across record batches.
+    #[test]
+    fn invalid_utf8_in_parquet_names_the_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bin.parquet");
+        let mut cells: Vec<Vec<u8>> = (0..1500).map(|i| format!("doc {i}").into_bytes()).collect();
+        cells[1200] = b"bad\xFF".to_vec();
+        let bin = BinaryArray::from(cells.iter().map(|c| c.as_slice()).collect::<Vec<_>>());
+        let b = RecordBatch::try_from_iter(vec![("text", Arc::new(bin) as ArrayRef)]).unwrap();
+        write_parquet(&p, &[b]);
+        let mut it = Corpus::open(&p).unwrap().documents();
+        let docs: Vec<String> = it.by_ref().map(|d| d.unwrap()).collect();
+        assert_eq!(docs.len(), 1500);
+        assert_eq!(it.stats().invalid_utf8_sequences, 1);
+        let files = it.lossy_files();
+        assert_eq!(files.len(), 1);
+        assert_eq!((files[0].first_record, files[0].records), (1201, 1));
     }
 
     #[test]
@@ -885,10 +1060,11 @@ mod tests {
             assert_eq!(st.bytes, meta.text_bytes, "{path:?}");
             assert_eq!(st.skipped_empty, 0);
             eprintln!(
-                "{}: {} documents, {} bytes",
+                "{}: {} documents, {} bytes, {} invalid UTF-8 sequences replaced",
                 path.display(),
                 st.documents,
-                st.bytes
+                st.bytes,
+                st.invalid_utf8_sequences
             );
             seen += 1;
         }

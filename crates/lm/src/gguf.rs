@@ -530,7 +530,7 @@ mod tests {
         v.extend(n.to_le_bytes());
         v.extend(type_id.to_le_bytes());
         v.extend(0u64.to_le_bytes());
-        while v.len() % 32 != 0 {
+        while !v.len().is_multiple_of(32) {
             v.push(0);
         }
         v.extend(vec![0u8; data_len]);

@@ -53,7 +53,10 @@ impl Tokenizer {
         })
     }
 
-    /// The byte-level BPE in a GGUF (`tokenizer.ggml.model = gpt2`).
+    /// The byte-level BPE in a GGUF (`tokenizer.ggml.model = gpt2`). A GGUF
+    /// without `tokenizer.ggml.merges` (e.g. the test fixture's 256-token
+    /// byte vocabulary) is a BPE with no merges: every byte is one token. Its
+    /// vocabulary must then spell all 256 bytes, or text could not be encoded.
     pub fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
         let err = |msg: String| LmError::Tokenizer(format!("{}: {msg}", g.path.display()));
         let model = g
@@ -69,10 +72,6 @@ impl Tokenizer {
             .meta("tokenizer.ggml.tokens")
             .and_then(|v| v.as_array())
             .ok_or_else(|| err("tokenizer.ggml.tokens missing".into()))?;
-        let merges = g
-            .meta("tokenizer.ggml.merges")
-            .and_then(|v| v.as_array())
-            .ok_or_else(|| err("tokenizer.ggml.merges missing".into()))?;
         let mut vocab = serde_json::Map::with_capacity(tokens.len());
         for (i, t) in tokens.iter().enumerate() {
             let s = t
@@ -80,10 +79,7 @@ impl Tokenizer {
                 .ok_or_else(|| err(format!("token {i} is not a string")))?;
             vocab.insert(s.to_string(), serde_json::Value::from(i as u64));
         }
-        let merges: Vec<serde_json::Value> = merges
-            .iter()
-            .filter_map(|m| m.as_str().map(|s| serde_json::Value::from(s.to_string())))
-            .collect();
+        let merges = gguf_merges(g, &vocab).map_err(err)?;
         let pre = g
             .meta("tokenizer.ggml.pre")
             .and_then(|v| v.as_str())
@@ -150,5 +146,59 @@ impl Tokenizer {
                 .decode(ids, false)
                 .map_err(|e| LmError::Tokenizer(e.to_string())),
         }
+    }
+}
+
+/// The merges of a GGUF BPE; none if the key is absent (llama.cpp refuses
+/// such a file, gguf-py cannot write an empty array, so "absent" is how a
+/// merge-less vocabulary is stored), in which case every byte must be a
+/// token of `vocab`.
+fn gguf_merges(
+    g: &GgufFile,
+    vocab: &serde_json::Map<String, serde_json::Value>,
+) -> std::result::Result<Vec<serde_json::Value>, String> {
+    let Some(merges) = g.meta("tokenizer.ggml.merges") else {
+        if let Some(b) = (0..=255u8).find(|&b| !vocab.contains_key(&byte_symbol(b).to_string())) {
+            return Err(format!(
+                "no tokenizer.ggml.merges and no token for byte {b:#04x}: a BPE without merges \
+                 needs all 256 byte tokens"
+            ));
+        }
+        return Ok(Vec::new());
+    };
+    let merges = merges
+        .as_array()
+        .ok_or("tokenizer.ggml.merges is not an array")?;
+    Ok(merges
+        .iter()
+        .filter_map(|m| m.as_str().map(|s| serde_json::Value::from(s.to_string())))
+        .collect())
+}
+
+/// GPT-2's byte-to-unicode spelling of byte `b`: printable Latin-1 bytes
+/// stand for themselves, the others for U+0100 upwards in byte order.
+fn byte_symbol(b: u8) -> char {
+    let printable = |x: u8| matches!(x, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    if printable(b) {
+        char::from(b)
+    } else {
+        let n = (0..b).filter(|&x| !printable(x)).count() as u32;
+        char::from_u32(256 + n).unwrap_or('\u{FFFD}')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_symbol;
+
+    #[test]
+    fn byte_symbols_are_gpt2s() {
+        assert_eq!(byte_symbol(b'a'), 'a');
+        assert_eq!(byte_symbol(b' '), 'Ġ'); // U+0120
+        assert_eq!(byte_symbol(b'\n'), 'Ċ'); // U+010A
+        assert_eq!(byte_symbol(0), '\u{100}');
+        assert_eq!(byte_symbol(0xAD), '\u{143}');
+        let all: std::collections::HashSet<char> = (0..=255).map(byte_symbol).collect();
+        assert_eq!(all.len(), 256);
     }
 }

@@ -7,7 +7,10 @@ use common::*;
 use saelab_lm::gguf::GgufFile;
 use saelab_lm::{ForwardSpec, HookPoint, Model, Positions, Site};
 
-fn check_hooks(m: &Model, fx: &Fixture, hooks: &[HookPoint], tol: f64) -> Vec<f32> {
+/// Runs the fixture's tokens and checks every hook two ways: the whole
+/// tensor (`max|Δ| / max|x| ≤ tol`) and every position's vector
+/// (`‖Δ‖/‖x‖ ≤ row_tol`). Returns the logits.
+fn check_hooks(m: &Model, fx: &Fixture, hooks: &[HookPoint], tol: f64, row_tol: f64) -> Vec<f32> {
     let (b, t, tokens) = fx.tokens();
     let mut spec = ForwardSpec {
         reads: hooks.to_vec(),
@@ -16,12 +19,62 @@ fn check_hooks(m: &Model, fx: &Fixture, hooks: &[HookPoint], tol: f64) -> Vec<f3
         positions: Positions::Normal,
     };
     let out = m.forward(&tokens, b, t, &mut spec).unwrap();
+    let mut worst = 0f64;
     for &h in hooks {
         let (_, want) = fx.f(&h.to_string());
-        let e = rel_err(out.hook(h).unwrap(), want);
+        let got = out.hook(h).unwrap();
+        let e = rel_err(got, want);
         assert!(e <= tol, "{h}: relative error {e}");
+        let (e_row, pos) = row_rel_err(got, want, m.info.d_model);
+        assert!(
+            e_row <= row_tol,
+            "{h}: position {pos}: ‖Δ‖/‖x‖ = {e_row:.3e} > {row_tol:e}"
+        );
+        worst = worst.max(e_row);
     }
+    println!("hooks: max per-position ‖Δ‖/‖x‖ = {worst:.3e} (bound {row_tol:e})");
     out.logits.unwrap()
+}
+
+/// Per position of the SmolLM2 fixture: the argmax token, the logit there,
+/// logsumexp, and the next-token CE, all against transformers. Every
+/// position has its own argmax, so logits shifted by one position fail.
+fn check_positions(logits: &[f32], fx: &Fixture, tol: f64) -> Result<f64, String> {
+    let v = 49152;
+    let (b, t, tokens) = fx.tokens();
+    let argmax = &fx.ints.get("argmax").ok_or("no argmax")?.1;
+    let (_, at_argmax) = fx.f("logits_at_argmax");
+    let (_, lse) = fx.f("logsumexp");
+    let mut worst = 0f64;
+    let mut close = |what: &str, pos: usize, got: f64, want: f32| {
+        let e = (got - f64::from(want)).abs() / f64::from(want).abs().max(1.0);
+        worst = worst.max(e);
+        if e <= tol {
+            Ok(())
+        } else {
+            Err(format!(
+                "position {pos}: {what} {got} vs {want} (relative {e:.2e})"
+            ))
+        }
+    };
+    for (pos, row) in logits.chunks_exact(v).enumerate() {
+        let got = (0..v)
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .unwrap_or(0);
+        if got as i64 != argmax[pos] {
+            return Err(format!(
+                "position {pos}: argmax {got}, want {}",
+                argmax[pos]
+            ));
+        }
+        close("logit at argmax", pos, f64::from(row[got]), at_argmax[pos])?;
+        close("logsumexp", pos, saelab_lm::ops::logsumexp(row), lse[pos])?;
+    }
+    let ce = saelab_lm::ops::next_token_ce(logits, &tokens, b, t, v);
+    for (pos, (&got, &want)) in ce.iter().zip(&fx.f("ce").1).enumerate() {
+        close("next-token CE", pos, f64::from(got), want)?;
+    }
+    Ok(worst)
 }
 
 #[test]
@@ -56,7 +109,7 @@ fn tiny_gguf_matches_transformers() {
             [Site::ResidPre, Site::ResidMid, Site::ResidPost].map(|s| HookPoint::new(l, s))
         })
         .collect();
-    let logits = check_hooks(&m, &fx, &hooks, 1e-4);
+    let logits = check_hooks(&m, &fx, &hooks, 1e-4, 1e-4);
     let (_, want) = fx.f("logits");
     let e = rel_err(&logits, want);
     assert!(e <= 1e-4, "logits: relative error {e}");
@@ -79,7 +132,9 @@ fn smollm2_matches_transformers_and_says_paris() {
         .map(|&l| HookPoint::new(l, Site::ResidPre))
         .chain([HookPoint::new(29, Site::ResidPost)])
         .collect();
-    let logits = check_hooks(&m, &fx, &hooks, 1e-4);
+    // Per-position ‖Δ‖/‖x‖ is ≈ 1e-5 here; max|Δ|/max|x| alone would admit
+    // an error of ~2 at blocks.20 (max |x| 22,450, median 4.1).
+    let logits = check_hooks(&m, &fx, &hooks, 1e-4, 1e-4);
     let (_, ids) = fx.ints.get("logit_ids").unwrap();
     let (_, want) = fx.f("logits_at_ids");
     let (_, t, _) = fx.tokens();
@@ -89,6 +144,17 @@ fn smollm2_matches_transformers_and_says_paris() {
         .collect();
     let e = rel_err(&got, want);
     assert!(e <= 1e-4, "logits: relative error {e}");
+    let (e, pos) = row_rel_err(&got, want, ids.len());
+    assert!(
+        e <= 1e-4,
+        "logits at the fixed ids, position {pos}: ‖Δ‖/‖x‖ {e:.3e}"
+    );
+    let worst = check_positions(&logits, &fx, 1e-4).unwrap_or_else(|e| panic!("{e}"));
+    println!("argmax, its logit, logsumexp, CE per position: max relative error {worst:.3e} (bound 1e-4)");
+    // The per-position checks must see a one-position shift of the logits.
+    let mut shifted = logits.clone();
+    shifted.rotate_right(49152);
+    assert!(check_positions(&shifted, &fx, 1e-4).is_err());
 
     // Tokenizer and greedy continuation.
     let tokens = m
@@ -98,10 +164,47 @@ fn smollm2_matches_transformers_and_says_paris() {
         .unwrap();
     assert_eq!(tokens, fx.tokens().2);
     let mut ids = tokens.clone();
-    for _ in 0..2 {
+    let want_greedy = json_ids("smollm2_ref.json", "greedy_ids");
+    for _ in 0..want_greedy.len() {
         let next = greedy_next(&m, &ids);
         ids.push(next);
     }
+    assert_eq!(
+        &ids[tokens.len()..],
+        &want_greedy[..],
+        "greedy continuation"
+    );
     let cont = m.tokenizer().unwrap().decode(&ids[tokens.len()..]).unwrap();
     assert!(cont.starts_with(" Paris"), "continuation {cont:?}");
+}
+
+/// The per-position check sees what `max|Δ| / max|x|` misses: on the
+/// fixture's blocks.20 residual (outliers of ~22,450), a 0.1 % error on one
+/// position's vector passes the whole-tensor check but not the per-vector
+/// one. Needs no model.
+#[test]
+fn per_position_check_sees_a_local_error_the_max_check_misses() {
+    let fx = load_fixture(&fixtures().join("smollm2_ref.safetensors"));
+    let (shape, want) = fx.f("blocks.20.hook_resid_pre");
+    let d = shape[2];
+    let mut got = want.clone();
+    let pos = 1;
+    let row = &mut got[pos * d..(pos + 1) * d];
+    let norm = row
+        .iter()
+        .map(|&x| f64::from(x).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    // Perturb the ordinary-sized entries (not the outliers) by 1e-3 ‖x‖ in all.
+    let small: Vec<usize> = (0..d).filter(|&i| row[i].abs() < 50.0).collect();
+    let delta = (1e-3 * norm / (small.len() as f64).sqrt()) as f32;
+    for &i in &small {
+        row[i] += delta;
+    }
+    assert!(
+        rel_err(&got, want) <= 1e-4,
+        "the old check would have caught it"
+    );
+    let (e, at) = row_rel_err(&got, want, d);
+    assert!(e > 1e-4 && at == pos, "per-position error {e:.2e} at {at}");
 }

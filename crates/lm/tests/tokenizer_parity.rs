@@ -64,3 +64,22 @@ fn smollm2_gguf_bpe_matches_llama_cpp() {
     assert_eq!((tok.bos, tok.eos), (1, 2));
     check(&tok, "smollm2_tokens.json");
 }
+
+/// The tiny Llama GGUF carries a byte-level vocabulary with no
+/// `tokenizer.ggml.merges` key (scripts/reference/README.md §3): it is read
+/// as a BPE without merges, so every byte is its own token and ids are the
+/// raw bytes.
+#[test]
+fn gguf_without_merges_is_a_byte_tokenizer() {
+    let g = saelab_lm::gguf::GgufFile::open(&fixtures().join("llama_tiny.gguf")).unwrap();
+    assert!(g.meta("tokenizer.ggml.merges").is_none());
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    assert_eq!((tok.bos, tok.eos), (1, 2));
+    let text = "Hi  there, café 42!\n\t😀";
+    let ids = tok.encode(text).unwrap();
+    assert_eq!(ids, text.bytes().map(u32::from).collect::<Vec<_>>());
+    assert_eq!(tok.decode(&ids).unwrap(), text);
+    // The model file gives the same tokenizer.
+    let m = saelab_lm::Model::load(fixtures().join("llama_tiny.gguf").to_str().unwrap()).unwrap();
+    assert_eq!(m.tokenizer().unwrap().encode(text).unwrap(), ids);
+}
