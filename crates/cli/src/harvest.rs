@@ -220,6 +220,24 @@ fn print_summary(s: &HarvestSummary) {
         s.seconds,
         s.tokens_this_run as f64 / s.seconds.max(1e-9)
     );
+    if s.documents_truncated > 0 {
+        eprintln!(
+            "note: {} document(s) were longer than the packing's per-document limit and were cut",
+            s.documents_truncated
+        );
+    }
+    if s.invalid_utf8_sequences > 0 {
+        let files: Vec<String> = s
+            .lossy_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        eprintln!(
+            "warning: {} invalid UTF-8 sequence(s) were replaced by U+FFFD (in {})",
+            s.invalid_utf8_sequences,
+            files.join(", ")
+        );
+    }
 }
 
 fn sanitize(s: &str) -> String {

@@ -101,8 +101,10 @@ impl Bars {
         let multi = MultiProgress::new();
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(
-            ProgressStyle::with_template("study [{elapsed_precise}] {bar:30} {pos}/{len} stages  ETA {eta}  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "study [{elapsed_precise}] {bar:30} {pos}/{len} stages  ETA {eta}  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         Bars {
             multi,
@@ -127,8 +129,10 @@ impl Progress for Bars {
         ));
         let bar = self.multi.add(ProgressBar::new(0));
         bar.set_style(
-            ProgressStyle::with_template("  {msg:<8} {bar:30} {human_pos}/{human_len}  {per_sec}  ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "  {msg:<8} {bar:30} {human_pos}/{human_len}  {per_sec}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_message(stage.kind.clone());
         if let Ok(mut s) = self.stage.lock() {

@@ -155,7 +155,10 @@ fn grid_trains_saves_and_resumes_bit_identically() {
         assert_eq!(log.lines().count(), 6, "{n}: one line every 4 steps");
         assert!(!d.join("checkpoint.safetensors").exists());
     }
-    assert!(!Path::new(&a).join("checkpoints").exists(), "checkpoints deleted");
+    assert!(
+        !Path::new(&a).join("checkpoints").exists(),
+        "checkpoints deleted"
+    );
     // Different seeds give different SAEs.
     let w = |run: &str, n: &str| {
         std::fs::read(Path::new(run).join(n).join("sae_weights.safetensors")).unwrap()

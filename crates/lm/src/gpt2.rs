@@ -37,7 +37,7 @@ impl Gpt2Config {
             path: path.to_path_buf(),
             msg,
         };
-        if cfg.n_head == 0 || cfg.n_embd % cfg.n_head != 0 {
+        if cfg.n_head == 0 || !cfg.n_embd.is_multiple_of(cfg.n_head) {
             return Err(bad(format!(
                 "n_embd {} is not a multiple of n_head {}",
                 cfg.n_embd, cfg.n_head

@@ -94,7 +94,11 @@ impl Llama {
             .meta(&k("attention.head_count_kv"))
             .and_then(|v| v.as_u64())
             .unwrap_or(n_heads as u64) as usize;
-        if n_heads == 0 || n_kv_heads == 0 || hidden % n_heads != 0 || n_heads % n_kv_heads != 0 {
+        if n_heads == 0
+            || n_kv_heads == 0
+            || !hidden.is_multiple_of(n_heads)
+            || !n_heads.is_multiple_of(n_kv_heads)
+        {
             return Err(LmError::Config {
                 path: g.path.clone(),
                 msg: format!(

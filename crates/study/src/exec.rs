@@ -132,9 +132,13 @@ pub fn run(
     };
     let todo: Vec<&Stage> = match &opts.stage {
         Some(h) => {
-            let s = plan.stage(h).ok_or_else(|| StudyError::NoSuchStage(h.clone()))?;
+            let s = plan
+                .stage(h)
+                .ok_or_else(|| StudyError::NoSuchStage(h.clone()))?;
             for d in &s.deps {
-                let dep = plan.stage(d).ok_or_else(|| StudyError::NoSuchStage(d.clone()))?;
+                let dep = plan
+                    .stage(d)
+                    .ok_or_else(|| StudyError::NoSuchStage(d.clone()))?;
                 if cache.state(dep) != State::Done {
                     return Err(StudyError::NotReady {
                         stage: crate::identity::short(&s.hash).into(),

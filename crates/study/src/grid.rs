@@ -83,7 +83,10 @@ pub fn expand(spec: &Spec) -> Vec<SaeKey> {
 
 fn expand_block(spec: &Spec, b: &GridBlock) -> Vec<SaeKey> {
     let base = &spec.baseline;
-    let datasets = b.dataset.clone().unwrap_or_else(|| vec![base.dataset.clone()]);
+    let datasets = b
+        .dataset
+        .clone()
+        .unwrap_or_else(|| vec![base.dataset.clone()]);
     let layers = b.layer.clone().unwrap_or_else(|| vec![base.layer]);
     let archs = b.arch.clone().unwrap_or_else(|| vec![base.arch.clone()]);
     let ns = b.n.clone().unwrap_or_else(|| vec![base.n]);

@@ -70,6 +70,15 @@ pub struct HarvestSummary {
     pub seconds: f64,
     /// The corpus ended before the target (or, without one, mid-batch).
     pub corpus_exhausted: bool,
+    /// Input that was changed on the way in, this run: documents cut at
+    /// the packing's per-document token limit, invalid UTF-8 sequences
+    /// replaced by U+FFFD (and the files holding them).
+    #[serde(default)]
+    pub documents_truncated: u64,
+    #[serde(default)]
+    pub invalid_utf8_sequences: u64,
+    #[serde(default)]
+    pub lossy_files: Vec<PathBuf>,
 }
 
 /// Harvests `cfg` from `model` (loaded by the caller in the precision it
@@ -143,15 +152,16 @@ pub fn run(
         writer, exhausted, ..
     } = h;
     let m = writer.finish()?;
-    Ok(summary(
-        out,
-        &m,
-        skip,
-        m.rows - skip,
-        exhausted,
-        started,
-        false,
-    ))
+    let mut s = summary(out, &m, skip, m.rows - skip, exhausted, started, false);
+    s.documents_truncated = rows.packer().truncated_documents();
+    s.invalid_utf8_sequences = rows.documents().stats().invalid_utf8_sequences;
+    s.lossy_files = rows
+        .documents()
+        .lossy_files()
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
+    Ok(s)
 }
 
 fn summary(
@@ -174,6 +184,9 @@ fn summary(
         tokens_this_run: rows_this_run * m.spec.seq_len as u64,
         seconds: started.elapsed().as_secs_f64(),
         corpus_exhausted,
+        documents_truncated: 0,
+        invalid_utf8_sequences: 0,
+        lossy_files: Vec::new(),
     }
 }
 

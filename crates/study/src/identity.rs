@@ -81,7 +81,9 @@ fn folder_listing_hash(dir: &Path) -> Result<String, saelab_fsio::FsError> {
         for e in rd {
             let e = e.map_err(|e| saelab_fsio::FsError::io(&d, e))?;
             let path = e.path();
-            let meta = e.metadata().map_err(|err| saelab_fsio::FsError::io(&path, err))?;
+            let meta = e
+                .metadata()
+                .map_err(|err| saelab_fsio::FsError::io(&path, err))?;
             if meta.is_dir() {
                 stack.push(path);
             } else {

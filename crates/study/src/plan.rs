@@ -248,7 +248,11 @@ pub fn plan(spec: &Spec) -> Result<Plan, PlanError> {
     let mut harvest_of: std::collections::BTreeMap<String, String> = Default::default();
     // Harvest: one store per corpus holding every layer its SAEs read.
     for (name, corpus) in &spec.corpora {
-        let mut layers: Vec<usize> = keys.iter().filter(|k| &k.dataset == name).map(|k| k.layer).collect();
+        let mut layers: Vec<usize> = keys
+            .iter()
+            .filter(|k| &k.dataset == name)
+            .map(|k| k.layer)
+            .collect();
         if layers.is_empty() {
             continue;
         }
@@ -394,7 +398,9 @@ fn plan_eval(
     model_id: &str,
     sae_ref: &dyn Fn(usize) -> SaeRef,
 ) -> Result<Vec<Stage>, PlanError> {
-    let Some(e) = &spec.eval else { return Ok(vec![]) };
+    let Some(e) = &spec.eval else {
+        return Ok(vec![]);
+    };
     let chosen: Vec<usize> = (0..keys.len())
         .filter(|&i| e.saes == "all" || differs_at_most_in_dataset(spec, &keys[i]))
         .collect();
@@ -443,7 +449,9 @@ fn plan_stats(
     model_id: &str,
     sae_ref: &dyn Fn(usize) -> SaeRef,
 ) -> Result<Vec<Stage>, PlanError> {
-    let Some(s) = &spec.stats else { return Ok(vec![]) };
+    let Some(s) = &spec.stats else {
+        return Ok(vec![]);
+    };
     let refs: Vec<SaeRef> = s
         .layers
         .iter()
@@ -480,7 +488,9 @@ fn plan_stats(
 }
 
 fn plan_match(spec: &Spec, keys: &[SaeKey], sae_ref: &dyn Fn(usize) -> SaeRef) -> Vec<Stage> {
-    let Some(m) = &spec.matching else { return vec![] };
+    let Some(m) = &spec.matching else {
+        return vec![];
+    };
     grid::pairs(keys, &m.categories)
         .into_iter()
         .map(|(i, j, cat)| {

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 pub const PRESETS: &[(&str, &str)] = &[
     ("smoke", include_str!("../../../experiments/smoke.toml")),
     ("quick", include_str!("../../../experiments/quick.toml")),
-    ("study-gpt2", include_str!("../../../experiments/study-gpt2.toml")),
+    (
+        "study-gpt2",
+        include_str!("../../../experiments/study-gpt2.toml"),
+    ),
 ];
 
 /// The preset the README's main command runs.
@@ -28,7 +31,11 @@ pub fn load(arg: &str) -> Result<Spec, SpecError> {
             entry: "file".into(),
             problem: format!(
                 "no such file, and not a preset ({})",
-                PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                PRESETS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }),
     }

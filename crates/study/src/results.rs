@@ -24,8 +24,7 @@ pub fn write_stage_result<T: Serialize>(dir: &Path, r: &T) -> Result<(), saelab_
 /// Reads a stage's `result.json`.
 pub fn read_stage_result<T: DeserializeOwned>(dir: &Path) -> Result<T, StudyError> {
     let path = dir.join(STAGE_RESULT);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| saelab_fsio::FsError::io(&path, e))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| saelab_fsio::FsError::io(&path, e))?;
     serde_json::from_str(&text).map_err(|e| StudyError::Stage {
         kind: "results".into(),
         hash: path.display().to_string(),

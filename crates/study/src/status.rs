@@ -67,7 +67,10 @@ fn units(stage: &Stage) -> (f64, f64) {
             let steps = t
                 .settings
                 .steps
-                .or(t.settings.tokens.map(|x| x / t.settings.batch.max(1) as u64))
+                .or(t
+                    .settings
+                    .tokens
+                    .map(|x| x / t.settings.batch.max(1) as u64))
                 .unwrap_or(256) as f64;
             let per_step: f64 = t.saes.iter().map(|s| s.key.n as f64).sum::<f64>()
                 * t.settings.batch as f64
@@ -90,7 +93,6 @@ fn units(stage: &Stage) -> (f64, f64) {
         }
     }
 }
-
 
 /// Work units and seconds of the stage's run, for its record.
 pub fn work_units(stage: &Stage) -> f64 {

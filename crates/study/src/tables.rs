@@ -44,7 +44,8 @@ fn fill_saes(ctx: &Ctx, r: &mut Results) -> Result<(), StudyError> {
         });
     }
     if r.saes.iter().all(|s| s.curve.is_empty()) {
-        r.missing.push("training curves: no train stage is complete".into());
+        r.missing
+            .push("training curves: no train stage is complete".into());
     }
     Ok(())
 }
@@ -107,7 +108,8 @@ fn fill_matches(ctx: &Ctx, r: &mut Results) -> Result<(), StudyError> {
         }
         r.matches.push((s.hash.clone(), m));
     }
-    r.table1.sort_by(|x, y| (&x.category, &x.differs).cmp(&(&y.category, &y.differs)));
+    r.table1
+        .sort_by(|x, y| (&x.category, &x.differs).cmp(&(&y.category, &y.differs)));
     if r.table1.is_empty() {
         r.missing.push("Table 1: no match stage is complete".into());
     }
@@ -125,7 +127,8 @@ fn fill_matches(ctx: &Ctx, r: &mut Results) -> Result<(), StudyError> {
             ratio,
         });
     } else {
-        r.missing.push("layer matrix: no layer pairs matched".into());
+        r.missing
+            .push("layer matrix: no layer pairs matched".into());
     }
     Ok(())
 }
@@ -153,7 +156,9 @@ fn fill_eval(ctx: &Ctx, r: &mut Results) -> Result<(), StudyError> {
     for s in done_stages(ctx, "eval") {
         let e: EvalResult = read_stage_result(&ctx.cache.stage_dir(s))?;
         for entry in e.saes {
-            let Some(k) = key_of(ctx, &entry.id) else { continue };
+            let Some(k) = key_of(ctx, &entry.id) else {
+                continue;
+            };
             r.train_eval.push(TrainEvalCell {
                 sae: label_of(ctx, &entry.id),
                 train: k.dataset.clone(),
@@ -164,7 +169,8 @@ fn fill_eval(ctx: &Ctx, r: &mut Results) -> Result<(), StudyError> {
         }
     }
     if r.train_eval.is_empty() {
-        r.missing.push("train × eval matrix: no eval stage is complete".into());
+        r.missing
+            .push("train × eval matrix: no eval stage is complete".into());
     }
     Ok(())
 }
@@ -182,7 +188,8 @@ fn fill_stats(ctx: &Ctx, r: &mut Results) -> Result<(), StudyError> {
         }
     }
     if r.positions.is_empty() {
-        r.missing.push("activation statistics: no stats stage is complete".into());
+        r.missing
+            .push("activation statistics: no stats stage is complete".into());
     }
     Ok(())
 }

@@ -33,10 +33,7 @@ impl Check<'_> {
         if allowed.contains(&v) {
             Ok(())
         } else {
-            Err(self.err(
-                entry,
-                format!("`{v}` is not one of {}", allowed.join(", ")),
-            ))
+            Err(self.err(entry, format!("`{v}` is not one of {}", allowed.join(", "))))
         }
     }
 
@@ -89,10 +86,13 @@ fn check_harvest(spec: &Spec, c: &Check) -> Result<(), SpecError> {
     let h = &spec.harvest;
     c.positive("harvest.seq_len", h.seq_len as u64)?;
     c.positive("harvest.batch_rows", h.batch_rows as u64)?;
-    if h.rows_per_shard == 0 || h.rows_per_shard % h.batch_rows != 0 {
+    if h.rows_per_shard == 0 || !h.rows_per_shard.is_multiple_of(h.batch_rows) {
         return Err(c.err(
             "harvest.rows_per_shard",
-            format!("must be a positive multiple of batch_rows ({})", h.batch_rows),
+            format!(
+                "must be a positive multiple of batch_rows ({})",
+                h.batch_rows
+            ),
         ));
     }
     c.one_of("harvest.packing", &h.packing, &["concat", "bos_rows"])?;
@@ -129,7 +129,11 @@ fn check_train(spec: &Spec, c: &Check) -> Result<(), SpecError> {
         &t.b_dec_init,
         &["zeros", "mean", "geometric-median"],
     )?;
-    c.one_of("train.encoder_precision", &t.encoder_precision, &["f32", "bf16"])
+    c.one_of(
+        "train.encoder_precision",
+        &t.encoder_precision,
+        &["f32", "bf16"],
+    )
 }
 
 fn check_grid(spec: &Spec, c: &Check) -> Result<(), SpecError> {
@@ -145,7 +149,16 @@ fn check_grid(spec: &Spec, c: &Check) -> Result<(), SpecError> {
     c.positive("baseline.k", b.k as u64)?;
     let mut names: Vec<&str> = Vec::new();
     for (i, g) in spec.grid.iter().enumerate() {
-        let at = |axis: &str| format!("grid[{i}]{}", if axis.is_empty() { String::new() } else { format!(".{axis}") });
+        let at = |axis: &str| {
+            format!(
+                "grid[{i}]{}",
+                if axis.is_empty() {
+                    String::new()
+                } else {
+                    format!(".{axis}")
+                }
+            )
+        };
         if let Some(name) = &g.name {
             if names.contains(&name.as_str()) {
                 return Err(c.err(at("name"), format!("duplicate grid name `{name}`")));
@@ -153,7 +166,10 @@ fn check_grid(spec: &Spec, c: &Check) -> Result<(), SpecError> {
             names.push(name);
         }
         let empty = |v: Option<usize>, axis: &str| match v {
-            Some(0) => Err(c.err(at(axis), "is an empty list (leave the axis out to use the baseline)")),
+            Some(0) => Err(c.err(
+                at(axis),
+                "is an empty list (leave the axis out to use the baseline)",
+            )),
             _ => Ok(()),
         };
         empty(g.dataset.as_ref().map(Vec::len), "dataset")?;
@@ -187,7 +203,11 @@ fn check_grid(spec: &Spec, c: &Check) -> Result<(), SpecError> {
             if k > key.n {
                 return Err(c.err(
                     "grid",
-                    format!("SAE {}: k {k} exceeds the dictionary size {}", key.label(), key.n),
+                    format!(
+                        "SAE {}: k {k} exceeds the dictionary size {}",
+                        key.label(),
+                        key.n
+                    ),
                 ));
             }
         }
@@ -195,11 +215,19 @@ fn check_grid(spec: &Spec, c: &Check) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn check_layer(c: &Check, entry: &str, layer: usize, n_layers: Option<usize>) -> Result<(), SpecError> {
+fn check_layer(
+    c: &Check,
+    entry: &str,
+    layer: usize,
+    n_layers: Option<usize>,
+) -> Result<(), SpecError> {
     match n_layers {
         Some(n) if layer >= n => Err(c.err(
             entry,
-            format!("layer {layer} is out of range: the model has layers 0..{}", n - 1),
+            format!(
+                "layer {layer} is out of range: the model has layers 0..{}",
+                n - 1
+            ),
         )),
         _ => Ok(()),
     }

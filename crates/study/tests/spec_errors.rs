@@ -74,15 +74,28 @@ fn layer_out_of_range() {
 
 #[test]
 fn sae_names_an_undeclared_corpus() {
-    let m = err(&format!("{BASE}\n[[grid]]\ndataset = [\"wiki\", \"pile\"]\n"));
-    assert_names(&m, &["grid[1].dataset", "`pile`", "not declared", "speeches, wiki"]);
+    let m = err(&format!(
+        "{BASE}\n[[grid]]\ndataset = [\"wiki\", \"pile\"]\n"
+    ));
+    assert_names(
+        &m,
+        &[
+            "grid[1].dataset",
+            "`pile`",
+            "not declared",
+            "speeches, wiki",
+        ],
+    );
     let m = err(&format!("{BASE}\n[eval]\ncorpora = [\"owt\"]\n"));
     assert_names(&m, &["eval.corpora", "`owt`"]);
 }
 
 #[test]
 fn comparison_with_no_pairs() {
-    let m = err(&BASE.replace("categories = [\"seed\"]", "categories = [\"seed\", \"dataset\"]"));
+    let m = err(&BASE.replace(
+        "categories = [\"seed\"]",
+        "categories = [\"seed\", \"dataset\"]",
+    ));
     assert_names(&m, &["match.categories", "`dataset` has no pairs"]);
     let m = err(&BASE.replace("categories = [\"seed\"]", "categories = [\"colour\"]"));
     assert_names(&m, &["match.categories", "`colour` is not one of"]);
@@ -108,6 +121,8 @@ fn stats_layer_without_its_sae() {
 
 #[test]
 fn missing_file_is_named() {
-    let e = Spec::load(Path::new("no/such/spec.toml")).unwrap_err().to_string();
+    let e = Spec::load(Path::new("no/such/spec.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("no/such/spec.toml: "), "{e}");
 }

@@ -161,7 +161,7 @@ impl CeAccumulator {
     /// three means are over the same tokens).
     pub fn push_ce(&mut self, clean: &[f32], spliced: &[f32], zero: Option<&[f32]>) -> Result<()> {
         let c = self.seq_len - 1;
-        if clean.is_empty() || clean.len() % c != 0 || spliced.len() != clean.len() {
+        if clean.is_empty() || !clean.len().is_multiple_of(c) || spliced.len() != clean.len() {
             return Err(EvalError::Shape(format!(
                 "CE vectors of {} / {} values are not rows × (T − 1) = rows × {c}",
                 clean.len(),
@@ -207,7 +207,7 @@ impl CeAccumulator {
     /// Adds per-token KL values (rows × T, e.g. from [`kl_rows`]).
     pub fn push_kl(&mut self, kl: &[f32]) -> Result<()> {
         let t = self.seq_len;
-        if kl.is_empty() || kl.len() % t != 0 {
+        if kl.is_empty() || !kl.len().is_multiple_of(t) {
             return Err(EvalError::Shape(format!(
                 "{} KL values are not rows × T = rows × {t}",
                 kl.len()
@@ -228,7 +228,10 @@ impl CeAccumulator {
     /// Adds KL(clean ‖ spliced) from the two passes' logits (rows × T ×
     /// vocab each).
     pub fn push_kl_logits(&mut self, clean: &[f32], spliced: &[f32], vocab: usize) -> Result<()> {
-        if vocab == 0 || clean.len() != spliced.len() || clean.len() % (vocab * self.seq_len) != 0 {
+        if vocab == 0
+            || clean.len() != spliced.len()
+            || !clean.len().is_multiple_of(vocab * self.seq_len)
+        {
             return Err(EvalError::Shape(format!(
                 "logits of {} / {} values are not rows × T × vocab (T = {}, vocab = {vocab})",
                 clean.len(),

@@ -22,7 +22,10 @@ use std::path::Path;
 /// Subtracts from every row of `x` (B×d) its mean over the d entries (f64
 /// mean): the residual of a `center_writing_weights` model.
 pub fn center_rows(x: &mut [f32], d: usize) {
-    assert!(d > 0 && x.len() % d == 0, "x is not rows of d = {d}");
+    assert!(
+        d > 0 && x.len().is_multiple_of(d),
+        "x is not rows of d = {d}"
+    );
     for row in x.chunks_mut(d) {
         let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
         row.iter_mut().for_each(|v| *v = (*v as f64 - mean) as f32);

@@ -174,7 +174,7 @@ impl ReconAccumulator {
     /// and the codes (B rows). With `seq_len`, B must be whole sequences.
     pub fn push(&mut self, x: &[f32], x_hat: &[f32], codes: &SparseCodes) -> Result<()> {
         let d = self.d;
-        if x.len() % d != 0 || x_hat.len() != x.len() {
+        if !x.len().is_multiple_of(d) || x_hat.len() != x.len() {
             return Err(EvalError::Shape(format!(
                 "x has {} and x_hat {} values; both must be B×d with d = {d}",
                 x.len(),

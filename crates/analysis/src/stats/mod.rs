@@ -109,7 +109,7 @@ pub fn check_codes(codes: &SparseCodes, n: usize, seq_len: usize) -> Result<usiz
             codes.n
         )));
     }
-    if seq_len == 0 || codes.rows % seq_len != 0 {
+    if seq_len == 0 || !codes.rows.is_multiple_of(seq_len) {
         return Err(StatsError::Shape(format!(
             "{} code rows are not whole sequences of T = {seq_len} positions",
             codes.rows

@@ -56,7 +56,15 @@ fn load(ctx: &Ctx, model: &Model, refs: &[SaeRef]) -> Result<Vec<LoadedSae>, Sta
 }
 
 #[allow(clippy::too_many_arguments)]
-fn rows(source: &str, corpus: &str, text_field: &str, seq_len: usize, batch_rows: usize, intervention: &str, seed: u64) -> Result<RowsConfig, StageError> {
+fn rows(
+    source: &str,
+    corpus: &str,
+    text_field: &str,
+    seq_len: usize,
+    batch_rows: usize,
+    intervention: &str,
+    seed: u64,
+) -> Result<RowsConfig, StageError> {
     Ok(RowsConfig {
         corpus: corpus_path(source)?,
         dataset: corpus.to_string(),
@@ -84,13 +92,22 @@ pub fn eval(ctx: &Ctx, w: &EvalWork, dir: &Path) -> Result<Vec<String>, StageErr
     let model = load_model(&w.model, &w.precision)?;
     let saes = load(ctx, &model, &w.saes)?;
     let cfg = EvalConfig {
-        rows: rows(&w.source, &w.corpus, &w.text_field, w.seq_len, w.batch_rows, &w.intervention, w.seed)?,
+        rows: rows(
+            &w.source,
+            &w.corpus,
+            &w.text_field,
+            w.seq_len,
+            w.batch_rows,
+            &w.intervention,
+            w.seed,
+        )?,
         model_name: w.model.clone(),
         tokens: w.tokens,
         skip_bos: false,
         splice_keep_bos: w.splice_keep_bos,
     };
-    let out = saelab_analysis::eval::run(&model, &saes, &cfg, &Tokens::new(ctx)).map_err(StageError::msg)?;
+    let out = saelab_analysis::eval::run(&model, &saes, &cfg, &Tokens::new(ctx))
+        .map_err(StageError::msg)?;
     saelab_analysis::eval::write(dir, &out).map_err(StageError::msg)?;
     let result = EvalResult {
         corpus: w.corpus.clone(),
@@ -108,7 +125,11 @@ pub fn eval(ctx: &Ctx, w: &EvalWork, dir: &Path) -> Result<Vec<String>, StageErr
             .collect(),
     };
     write_stage_result(dir, &result).map_err(StageError::msg)?;
-    Ok(vec!["summary.json".into(), "summary.csv".into(), crate::results::STAGE_RESULT.into()])
+    Ok(vec![
+        "summary.json".into(),
+        "summary.csv".into(),
+        crate::results::STAGE_RESULT.into(),
+    ])
 }
 
 fn metrics(e: &SaeEval) -> EvalMetrics {
@@ -147,7 +168,15 @@ pub fn stats(ctx: &Ctx, w: &StatsWork, dir: &Path) -> Result<Vec<String>, StageE
     stop_check(ctx)?;
     let model = load_model(&w.model, &w.precision)?;
     let saes = load(ctx, &model, &w.saes)?;
-    let rows_cfg = rows(&w.source, &w.corpus, &w.text_field, w.seq_len, 8, &w.intervention, w.seed)?;
+    let rows_cfg = rows(
+        &w.source,
+        &w.corpus,
+        &w.text_field,
+        w.seq_len,
+        8,
+        &w.intervention,
+        w.seed,
+    )?;
     let cfg = StatsRunConfig {
         rows: rows_cfg.clone(),
         model_name: w.model.clone(),
@@ -157,7 +186,8 @@ pub fn stats(ctx: &Ctx, w: &StatsWork, dir: &Path) -> Result<Vec<String>, StageE
             ..StatsConfig::default()
         },
     };
-    let out = saelab_analysis::stats::run::run(&model, &saes, &cfg, &Tokens::new(ctx)).map_err(StageError::msg)?;
+    let out = saelab_analysis::stats::run::run(&model, &saes, &cfg, &Tokens::new(ctx))
+        .map_err(StageError::msg)?;
     saelab_analysis::stats::write(dir, &out).map_err(StageError::msg)?;
     // CE per position under the same intervention, each layer's SAE spliced.
     let ce = if w.ce_per_position {
@@ -169,7 +199,8 @@ pub fn stats(ctx: &Ctx, w: &StatsWork, dir: &Path) -> Result<Vec<String>, StageE
             skip_bos: false,
             splice_keep_bos: false,
         };
-        let e = saelab_analysis::eval::run(&model, &saes, &ecfg, &Tokens::new(ctx)).map_err(StageError::msg)?;
+        let e = saelab_analysis::eval::run(&model, &saes, &ecfg, &Tokens::new(ctx))
+            .map_err(StageError::msg)?;
         saelab_analysis::eval::write(&dir.join("eval"), &e).map_err(StageError::msg)?;
         Some(e)
     } else {
@@ -193,9 +224,16 @@ pub fn stats(ctx: &Ctx, w: &StatsWork, dir: &Path) -> Result<Vec<String>, StageE
                 feature_mean: s.features.mean.clone(),
                 feature_std: s.features.std.clone(),
                 feature_density: s.features.density.clone(),
-                deciles: if w.intervention == "none" { s.deciles.excl_pos0.clone() } else { Vec::new() },
+                deciles: if w.intervention == "none" {
+                    s.deciles.excl_pos0.clone()
+                } else {
+                    Vec::new()
+                },
                 ce_per_position: ce.as_ref().map(|e| ce_curves(&e.saes[i])),
-                fvu: ce.as_ref().and_then(|e| e.saes[i].report.recon.as_ref()).and_then(|r| r.fvu),
+                fvu: ce
+                    .as_ref()
+                    .and_then(|e| e.saes[i].report.recon.as_ref())
+                    .and_then(|r| r.fvu),
             }
         })
         .collect();
@@ -206,5 +244,8 @@ pub fn stats(ctx: &Ctx, w: &StatsWork, dir: &Path) -> Result<Vec<String>, StageE
         layers,
     };
     write_stage_result(dir, &result).map_err(StageError::msg)?;
-    Ok(vec!["summary.json".into(), crate::results::STAGE_RESULT.into()])
+    Ok(vec![
+        "summary.json".into(),
+        crate::results::STAGE_RESULT.into(),
+    ])
 }

@@ -42,11 +42,17 @@ fn config(w: &HarvestWork) -> Result<HarvestConfig, StageError> {
         hooks: w
             .hooks
             .iter()
-            .map(|h| h.parse().map_err(|e: saelab_lm::LmError| parse("hook", e.to_string())))
+            .map(|h| {
+                h.parse()
+                    .map_err(|e: saelab_lm::LmError| parse("hook", e.to_string()))
+            })
             .collect::<Result<_, _>>()?,
         tokens: w.tokens,
         seq_len: w.seq_len,
-        packing: w.packing.parse().map_err(|e| parse("packing", format!("{e}")))?,
+        packing: w
+            .packing
+            .parse()
+            .map_err(|e| parse("packing", format!("{e}")))?,
         dtype: saelab_data::store::StoreDtype::parse(&w.dtype)
             .ok_or_else(|| parse("dtype", w.dtype.clone()))?,
         pos_intervention: saelab_lm::PosIntervention::None,

@@ -8,7 +8,9 @@ use crate::exec::Ctx;
 use crate::plan::MatchWork;
 use crate::results::{write_stage_result, DirectionPair, Histogram, MatchResult};
 use saelab_analysis::matching::grid::{load_sae, write_pair};
-use saelab_analysis::matching::{compare, Comparison, MatchOptions, Unit, VectorKind, VectorSelection};
+use saelab_analysis::matching::{
+    compare, Comparison, MatchOptions, Unit, VectorKind, VectorSelection,
+};
 use std::path::Path;
 
 pub fn run(ctx: &Ctx, w: &MatchWork, dir: &Path) -> Result<Vec<String>, StageError> {
@@ -21,7 +23,11 @@ pub fn run(ctx: &Ctx, w: &MatchWork, dir: &Path) -> Result<Vec<String>, StageErr
     let opts = MatchOptions {
         threshold: w.threshold as f32,
         top_n: w.top_n,
-        vectors: if w.encoder { VectorSelection::Both } else { VectorSelection::Decoder },
+        vectors: if w.encoder {
+            VectorSelection::Both
+        } else {
+            VectorSelection::Decoder
+        },
         neurons: w.neurons && a.config().d_sae == b.config().d_sae,
         assignment: w.assignment,
         labels: (w.a.name.clone(), w.b.name.clone()),
@@ -45,7 +51,11 @@ pub fn run(ctx: &Ctx, w: &MatchWork, dir: &Path) -> Result<Vec<String>, StageErr
     };
     ctx.progress.stage_progress(1, 1, "pairs");
     write_stage_result(dir, &result).map_err(StageError::msg)?;
-    Ok(vec!["match.json".into(), "summary.csv".into(), crate::results::STAGE_RESULT.into()])
+    Ok(vec![
+        "match.json".into(),
+        "summary.csv".into(),
+        crate::results::STAGE_RESULT.into(),
+    ])
 }
 
 fn pair(c: &Comparison) -> DirectionPair {
@@ -77,7 +87,9 @@ fn histograms(c: &Comparison) -> Vec<Histogram> {
                 vectors: vectors.into(),
                 unit: unit.into(),
                 direction: direction.into(),
-                edges: (0..=bins).map(|i| lo + (hi - lo) * i as f64 / bins.max(1) as f64).collect(),
+                edges: (0..=bins)
+                    .map(|i| lo + (hi - lo) * i as f64 / bins.max(1) as f64)
+                    .collect(),
                 counts: d.histograms.iter().map(|h| h.counts.clone()).collect(),
             }
         })

@@ -30,7 +30,8 @@ impl StageError {
 /// Runs `stage`; returns its output files (relative to its folder).
 pub fn run(ctx: &Ctx, stage: &Stage) -> Result<Vec<String>, StageError> {
     let dir = ctx.cache.stage_dir(stage);
-    std::fs::create_dir_all(&dir).map_err(|e| StageError::msg(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| StageError::msg(format!("{}: {e}", dir.display())))?;
     match &stage.work {
         Work::Harvest(w) => harvest::run(ctx, w, &dir),
         Work::Train(w) => train::run(ctx, stage, w, &dir),

@@ -32,7 +32,10 @@ pub fn run(ctx: &Ctx, stage: &Stage, w: &TrainWork, dir: &Path) -> Result<Vec<St
         })
         .collect();
     let settings = settings(w, &store)?;
-    let progress = Bar { ctx, steps: settings.steps.unwrap_or(0) };
+    let progress = Bar {
+        ctx,
+        steps: settings.steps.unwrap_or(0),
+    };
     let summary = match crate::sources::train_from_store(
         &store,
         Some(&w.hook),
@@ -65,7 +68,13 @@ pub fn run(ctx: &Ctx, stage: &Stage, w: &TrainWork, dir: &Path) -> Result<Vec<St
     crate::results::write_stage_result(dir, &result).map_err(StageError::msg)?;
     let mut outputs = vec![crate::results::STAGE_RESULT.to_string()];
     for s in &w.saes {
-        for f in ["sae_weights.safetensors", "cfg.json", "sparsity.safetensors", "saelab_cfg.json", "metrics.jsonl"] {
+        for f in [
+            "sae_weights.safetensors",
+            "cfg.json",
+            "sparsity.safetensors",
+            "saelab_cfg.json",
+            "metrics.jsonl",
+        ] {
             outputs.push(format!("{}/{f}", s.name));
         }
     }
@@ -89,11 +98,15 @@ pub(crate) fn arch_spec(k: &SaeKey) -> ArchSpec {
             l1_coeff: k.coeffs.l1_coeff.unwrap_or(crate::grid::DEFAULT_L1) as f32,
         },
         "jumprelu" => {
-            let j = k.coeffs.jumprelu.clone().unwrap_or(crate::spec::JumpReluCoeffs {
-                l0_coeff: crate::grid::DEFAULT_L0,
-                init_threshold: 0.001,
-                bandwidth: 0.001,
-            });
+            let j = k
+                .coeffs
+                .jumprelu
+                .clone()
+                .unwrap_or(crate::spec::JumpReluCoeffs {
+                    l0_coeff: crate::grid::DEFAULT_L0,
+                    init_threshold: 0.001,
+                    bandwidth: 0.001,
+                });
             ArchSpec::JumpRelu {
                 l0_coeff: j.l0_coeff as f32,
                 bandwidth: j.bandwidth as f32,
@@ -178,7 +191,9 @@ struct Bar<'a, 'b> {
 
 impl SweepProgress for Bar<'_, '_> {
     fn step(&self, m: &StepMetrics) {
-        self.ctx.progress.stage_progress(m.step, self.steps, "steps");
+        self.ctx
+            .progress
+            .stage_progress(m.step, self.steps, "steps");
     }
     fn warn(&self, msg: &str) {
         self.ctx.progress.note(msg);
