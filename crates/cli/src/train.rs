@@ -71,14 +71,14 @@ pub struct TrainArgs {
     pub tokens: Option<u64>,
     /// Decoder-bias initialization from the first batch: zeros (the study),
     /// mean, or geometric-median (SAELens).
-    #[arg(long, default_value = "zeros", value_parser = ["zeros", "mean", "geometric-median"])]
-    pub b_dec_init: String,
+    #[arg(long, value_enum, default_value_t = BDecInit::Zeros)]
+    pub b_dec_init: BDecInit,
     /// Arithmetic of the dense encoder product: f32 (default) or bf16
     /// (inputs and W_enc rounded to bf16, f32 accumulation, as GPU trainers
     /// under bf16 autocast; ≈ 1.7× faster steps with AVX512_BF16, see
     /// bench/RESULTS.md). Everything else stays f32.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
-    pub encoder_precision: String,
+    #[arg(long, value_enum, default_value_t = EncoderPrecision::F32)]
+    pub encoder_precision: EncoderPrecision,
     /// TOML sweep file listing the SAEs (a [grid] table and/or [[sae]]
     /// entries); replaces --arch/--n/--k/--seed.
     #[arg(long, conflicts_with_all = ["archs", "ns", "ks", "seeds"])]
@@ -122,15 +122,8 @@ fn settings(a: &TrainArgs) -> SweepSettings {
         batch: a.batch,
         steps: a.steps,
         tokens: a.tokens,
-        b_dec_init: match a.b_dec_init.as_str() {
-            "mean" => BDecInit::Mean,
-            "geometric-median" => BDecInit::GeometricMedian,
-            _ => BDecInit::Zeros,
-        },
-        encoder_precision: match a.encoder_precision.as_str() {
-            "bf16" => EncoderPrecision::Bf16,
-            _ => EncoderPrecision::F32,
-        },
+        b_dec_init: a.b_dec_init,
+        encoder_precision: a.encoder_precision,
         auxk: !a.no_auxk,
         buffer_vectors: a.buffer_vectors,
         data_seed: a.data_seed,

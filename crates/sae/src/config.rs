@@ -214,6 +214,7 @@ impl Default for AuxConfig {
 /// Arithmetic of the training step's dense encoder product `x·W_enc`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum EncoderPrecision {
     /// f32 (the default; what the study's code does on a GPU in fp32).
     #[default]
@@ -229,6 +230,7 @@ pub enum EncoderPrecision {
 /// (SAELens `b_dec_init_method`), computed on the preprocessed inputs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum BDecInit {
     /// b_dec = 0 (the BatchTopK codebase, hence the study).
     #[default]

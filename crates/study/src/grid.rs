@@ -33,9 +33,21 @@ pub struct ArchCoeffs {
     pub group_sizes: Option<Vec<usize>>,
 }
 
-/// Default L1 coefficient (SPEC §2.2) and JumpReLU L0 coefficient (§2.5).
-pub const DEFAULT_L1: f64 = 8e-5;
-pub const DEFAULT_L0: f64 = 0.0018;
+/// Default L1 coefficient (SPEC §2.2), the `sae` crate's.
+pub fn default_l1() -> f64 {
+    crate::spec::f32_default(saelab_sae::defaults::L1_COEFF)
+}
+
+/// Default JumpReLU coefficients (SPEC §2.5), the `sae` crate's.
+pub fn default_jumprelu() -> JumpReluCoeffs {
+    use crate::spec::f32_default;
+    use saelab_sae::defaults as d;
+    JumpReluCoeffs {
+        l0_coeff: f32_default(d::L0_COEFF),
+        init_threshold: f32_default(d::JUMPRELU_INIT_THRESHOLD),
+        bandwidth: f32_default(d::JUMPRELU_BANDWIDTH),
+    }
+}
 
 /// Whether an architecture takes k.
 pub fn uses_k(arch: &str) -> bool {
@@ -134,15 +146,11 @@ fn arch_coeffs(spec: &Spec, b: &GridBlock, arch: &str) -> Vec<ArchCoeffs> {
     let c = &spec.coefficients;
     match arch {
         "relu" => vec![ArchCoeffs {
-            l1_coeff: Some(c.relu.as_ref().map_or(DEFAULT_L1, |r| r.l1_coeff)),
+            l1_coeff: Some(c.relu.as_ref().map_or_else(default_l1, |r| r.l1_coeff)),
             ..ArchCoeffs::default()
         }],
         "jumprelu" => {
-            let base = c.jumprelu.clone().unwrap_or(JumpReluCoeffs {
-                l0_coeff: DEFAULT_L0,
-                init_threshold: 0.001,
-                bandwidth: 0.001,
-            });
+            let base = c.jumprelu.clone().unwrap_or_else(default_jumprelu);
             let l0s = b.l0_coeff.clone().unwrap_or_else(|| vec![base.l0_coeff]);
             l0s.into_iter()
                 .map(|l0| ArchCoeffs {

@@ -6,6 +6,7 @@
 //! default. The README's "Study spec" section documents every key; the
 //! presets in `experiments/` carry the same documentation as comments.
 
+use saelab_sae::defaults;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -210,11 +211,17 @@ pub struct TrainSpec {
     pub log_every: u64,
 }
 
+/// An `f32` default of the `sae` crate as the `f64` a spec holds, by its
+/// shortest decimal form (3e-4 stays 3e-4, not 3.0000001e-4).
+pub fn f32_default(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(v as f64)
+}
+
 fn d_batch() -> usize {
-    4096
+    defaults::BATCH
 }
 fn d_lr() -> f64 {
-    3e-4
+    f32_default(defaults::LR)
 }
 fn d_decay() -> String {
     "none".into()
@@ -226,13 +233,13 @@ fn d_true() -> bool {
     true
 }
 fn d_buffer() -> usize {
-    655_360
+    defaults::BUFFER_VECTORS
 }
 fn d_ckpt() -> u64 {
-    500
+    defaults::CHECKPOINT_EVERY
 }
 fn d_log() -> u64 {
-    50
+    defaults::LOG_EVERY
 }
 
 impl Default for TrainSpec {
@@ -284,10 +291,10 @@ pub struct JumpReluCoeffs {
 }
 
 fn d_theta() -> f64 {
-    0.001
+    f32_default(defaults::JUMPRELU_INIT_THRESHOLD)
 }
 fn d_bandwidth() -> f64 {
-    0.001
+    f32_default(defaults::JUMPRELU_BANDWIDTH)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -315,10 +322,10 @@ fn d_arch() -> String {
     "topk".into()
 }
 fn d_k() -> usize {
-    16
+    defaults::K
 }
 fn d_seed() -> u64 {
-    49
+    defaults::SEED
 }
 
 /// A grid block: the cross product of the listed axes; an axis left out

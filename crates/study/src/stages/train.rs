@@ -87,26 +87,22 @@ pub(crate) fn arch_spec(k: &SaeKey) -> ArchSpec {
     match k.arch.as_str() {
         "batchtopk" => ArchSpec::BatchTopK {
             k: kk,
-            threshold_ema_rate: 0.01,
+            threshold_ema_rate: saelab_sae::defaults::THRESHOLD_EMA_RATE,
         },
         "matryoshka" => ArchSpec::MatryoshkaBatchTopK {
             k: kk,
             group_sizes: k.coeffs.group_sizes.clone().unwrap_or_default(),
-            threshold_ema_rate: 0.01,
+            threshold_ema_rate: saelab_sae::defaults::THRESHOLD_EMA_RATE,
         },
         "relu" => ArchSpec::Relu {
-            l1_coeff: k.coeffs.l1_coeff.unwrap_or(crate::grid::DEFAULT_L1) as f32,
+            l1_coeff: k.coeffs.l1_coeff.unwrap_or_else(crate::grid::default_l1) as f32,
         },
         "jumprelu" => {
             let j = k
                 .coeffs
                 .jumprelu
                 .clone()
-                .unwrap_or(crate::spec::JumpReluCoeffs {
-                    l0_coeff: crate::grid::DEFAULT_L0,
-                    init_threshold: 0.001,
-                    bandwidth: 0.001,
-                });
+                .unwrap_or_else(crate::grid::default_jumprelu);
             ArchSpec::JumpRelu {
                 l0_coeff: j.l0_coeff as f32,
                 bandwidth: j.bandwidth as f32,
