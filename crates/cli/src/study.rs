@@ -64,7 +64,7 @@ fn run_spec(spec_arg: &str, stage: Option<String>) -> Result<()> {
     {
         let flag = Arc::clone(&stop);
         let _ = ctrlc::set_handler(move || {
-            eprintln!("\nstopping after a checkpoint (press again to wait)...");
+            eprintln!("\nstopping: harvest and train checkpoint now, an analysis stage finishes first; run the same command again to continue");
             flag.store(true, Ordering::SeqCst)
         });
     }

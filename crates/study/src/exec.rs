@@ -122,7 +122,12 @@ pub fn run(
     let plan = plan(spec)?;
     let cache = Cache::new(spec.cache_dir());
     let study_dir = spec.study_dir();
-    let _lock = saelab_fsio::DirLock::acquire(&study_dir)?;
+    // A whole run owns the study folder; single stages (a scheduler runs
+    // several at once) lock only their own stage folder.
+    let _lock = match opts.stage {
+        None => Some(saelab_fsio::DirLock::acquire(&study_dir)?),
+        Some(_) => None,
+    };
     let ctx = Ctx {
         spec,
         plan: &plan,

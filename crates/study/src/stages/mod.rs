@@ -32,12 +32,23 @@ pub fn run(ctx: &Ctx, stage: &Stage) -> Result<Vec<String>, StageError> {
     let dir = ctx.cache.stage_dir(stage);
     std::fs::create_dir_all(&dir)
         .map_err(|e| StageError::msg(format!("{}: {e}", dir.display())))?;
+    // Harvest and train lock their own folders; analyses are locked here.
+    let lock = |dir: &std::path::Path| saelab_fsio::DirLock::acquire(dir).map_err(StageError::msg);
     match &stage.work {
         Work::Harvest(w) => harvest::run(ctx, w, &dir),
         Work::Train(w) => train::run(ctx, stage, w, &dir),
-        Work::Eval(w) => analysis::eval(ctx, w, &dir),
-        Work::Stats(w) => analysis::stats(ctx, w, &dir),
-        Work::Match(w) => matching::run(ctx, w, &dir),
+        Work::Eval(w) => {
+            let _l = lock(&dir)?;
+            analysis::eval(ctx, w, &dir)
+        }
+        Work::Stats(w) => {
+            let _l = lock(&dir)?;
+            analysis::stats(ctx, w, &dir)
+        }
+        Work::Match(w) => {
+            let _l = lock(&dir)?;
+            matching::run(ctx, w, &dir)
+        }
     }
 }
 
