@@ -75,8 +75,9 @@ pub struct TrainArgs {
     pub b_dec_init: BDecInit,
     /// Arithmetic of the dense encoder product: f32 (default) or bf16
     /// (inputs and W_enc rounded to bf16, f32 accumulation, as GPU trainers
-    /// under bf16 autocast; ≈ 1.7× faster steps with AVX512_BF16, see
-    /// bench/RESULTS.md). Everything else stays f32.
+    /// under bf16 autocast; ≈ 1.7× faster steps on the AVX512_BF16 CPU where
+    /// it was measured, slower than f32 on a CPU whose f32 GEMM runs on
+    /// AVX-512 — see bench/RESULTS.md). Everything else stays f32.
     #[arg(long, value_enum, default_value_t = EncoderPrecision::F32)]
     pub encoder_precision: EncoderPrecision,
     /// TOML sweep file listing the SAEs (a [grid] table and/or [[sae]]
