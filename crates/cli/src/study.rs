@@ -36,6 +36,12 @@ pub enum StudyCmd {
         #[arg(long)]
         stage: Option<String>,
     },
+    /// Rebuild results.json and report.html from the finished stages (runs nothing).
+    Report {
+        /// Spec file or preset name (smoke, quick, study-gpt2).
+        #[arg(default_value = presets::DEFAULT_PRESET)]
+        spec: String,
+    },
 }
 
 pub fn run(a: &StudyArgs) -> Result<()> {
@@ -43,7 +49,16 @@ pub fn run(a: &StudyArgs) -> Result<()> {
         None => run_spec(presets::DEFAULT_PRESET, None),
         Some(StudyCmd::Plan { spec, json }) => plan(spec, *json),
         Some(StudyCmd::Run { spec, stage }) => run_spec(spec, stage.clone()),
+        Some(StudyCmd::Report { spec }) => report(spec),
     }
+}
+
+fn report(spec: &str) -> Result<()> {
+    let spec = presets::load(spec)?;
+    let (results, report) = exec::report(&spec, &exec::Quiet)?;
+    println!("results: {}", results.display());
+    println!("report: {}", report.display());
+    Ok(())
 }
 
 fn plan(spec: &str, json: bool) -> Result<()> {
@@ -83,7 +98,16 @@ fn run_spec(spec_arg: &str, stage: Option<String>) -> Result<()> {
         status::human_seconds(summary.seconds)
     );
     match &summary.results {
-        Some(p) => println!("results: {}", p.display()),
+        Some(p) => {
+            println!("results: {}", p.display());
+            println!(
+                "report: {}",
+                summary
+                    .study_dir
+                    .join(saelab_report::study::REPORT_FILE)
+                    .display()
+            );
+        }
         None => println!("stage done; study folder {}", summary.study_dir.display()),
     }
     Ok(())

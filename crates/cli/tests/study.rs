@@ -263,6 +263,23 @@ fn plan_json_and_single_stage_runs() {
     };
     assert_eq!(state(store), "done");
     assert_eq!(state(hash), "done");
+    // The report of a study with only these stages: every other section
+    // is left out with a note, and nothing fails.
+    run_ok(d.path(), &["study", "report", "study.toml"]);
+    let html = std::fs::read_to_string(d.path().join("runs/study-tiny/report.html")).unwrap();
+    for note in [
+        "No stats stage is complete",
+        "No match stage is complete: Table 1 is empty.",
+        "No layer pairs were matched",
+        "No UMAP stage is complete",
+        "No eval stage is complete.",
+    ] {
+        assert!(
+            html.contains(note),
+            "no note {note:?} in the partial report"
+        );
+    }
+    assert!(html.contains("Training curves") && html.contains("training_curves.svg"));
     // A stage folder without stage.json is partial.
     let eval = stages.iter().find(|s| s["kind"] == "eval").unwrap();
     std::fs::create_dir_all(d.path().join(eval["dir"].as_str().unwrap())).unwrap();
@@ -318,7 +335,8 @@ fn smoke_preset_runs_on_the_offline_model() {
     }
     let d = tempfile::tempdir().unwrap();
     let out = run_ok(d.path(), &["study", "run", "smoke"]);
-    assert!(out.contains("13 stage(s) run"), "{out}");
+    assert!(out.contains("14 stage(s) run"), "{out}");
+    report_rebuilds_and_opens_in_chromium(d.path());
     let r: Value = serde_json::from_str(
         &std::fs::read_to_string(d.path().join("runs/study-smoke/results.json")).unwrap(),
     )
@@ -334,4 +352,73 @@ fn smoke_preset_runs_on_the_offline_model() {
         .unwrap();
     let fvu = cell["metrics"]["fvu"].as_f64().unwrap();
     assert!(fvu > 0.0 && fvu < 0.5, "FVU {fvu}");
+}
+
+/// `study report` rebuilds the run's results.json and report.html byte for
+/// byte, and the page passes the browser checks (a page that requests
+/// something from outside must fail them).
+fn report_rebuilds_and_opens_in_chromium(dir: &Path) {
+    let study = dir.join("runs/study-smoke");
+    let read = |f: &str| std::fs::read(study.join(f)).unwrap();
+    let (results, page) = (read("results.json"), read("report.html"));
+    for _ in 0..2 {
+        run_ok(dir, &["study", "report", "smoke"]);
+        assert!(
+            read("results.json") == results,
+            "results.json changed on rebuild"
+        );
+        assert!(
+            read("report.html") == page,
+            "report.html changed on rebuild"
+        );
+    }
+    let html = String::from_utf8(page).unwrap();
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    let Some(ok) = browser_check(&study.join("report.html"), &["--min-table1-rows", "3"]) else {
+        return;
+    };
+    assert!(ok.0, "report failed the browser checks:\n{}", ok.1);
+    // The checker fails a page that reaches outside the file.
+    let bad = study.join("bad.html");
+    let leak = html.replacen(
+        "<body>",
+        "<body><img src=\"https://example.invalid/x.png\">",
+        1,
+    );
+    std::fs::write(&bad, leak).unwrap();
+    let bad_run = browser_check(&bad, &[]).unwrap();
+    assert!(
+        !bad_run.0,
+        "the browser check passed a page with an outside request"
+    );
+}
+
+/// Runs `tests/browser/check_report.mjs` (Playwright driving Debian's
+/// Chromium) on a page: (passed, output). `None` when Chromium or the npm
+/// package is missing and `SAELAB_REQUIRE_BROWSER` is not set (scripts/test
+/// sets it and installs them; .ci/run installs Chromium).
+fn browser_check(page: &Path, args: &[&str]) -> Option<(bool, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = root.join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let have = dir.join("node_modules/playwright-core").exists() && Path::new(&chromium).exists();
+    if !have {
+        assert!(
+            std::env::var_os("SAELAB_REQUIRE_BROWSER").is_none(),
+            "SAELAB_REQUIRE_BROWSER is set but Chromium ({chromium}) or tests/browser/node_modules is missing: apt-get install chromium; (cd tests/browser && npm ci)"
+        );
+        eprintln!(
+            "SKIPPED: browser check (no Chromium or playwright-core; scripts/test installs it)"
+        );
+        return None;
+    }
+    let out = Command::new("node")
+        .arg(dir.join("check_report.mjs"))
+        .arg(page)
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    Some((out.status.success(), text))
 }

@@ -33,29 +33,40 @@ pub struct Series {
     pub label: String,
     pub kind: SeriesKind,
     pub points: Vec<(f64, f64)>,
+    /// Fixed colour (e.g. one per layer across figures); `None` takes the
+    /// palette colour of the series' index.
+    pub color: Option<String>,
+    pub dashed: bool,
 }
 
 impl Series {
     pub fn line(label: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
-        Series {
-            label: label.into(),
-            kind: SeriesKind::Line,
-            points,
-        }
+        Series::of(label, SeriesKind::Line, points)
     }
     pub fn scatter(label: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
-        Series {
-            label: label.into(),
-            kind: SeriesKind::Scatter,
-            points,
-        }
+        Series::of(label, SeriesKind::Scatter, points)
     }
     pub fn bars(label: impl Into<String>, width: f64, points: Vec<(f64, f64)>) -> Self {
+        Series::of(label, SeriesKind::Bars { width }, points)
+    }
+    fn of(label: impl Into<String>, kind: SeriesKind, points: Vec<(f64, f64)>) -> Self {
         Series {
             label: label.into(),
-            kind: SeriesKind::Bars { width },
+            kind,
             points,
+            color: None,
+            dashed: false,
         }
+    }
+    /// This series in a fixed colour.
+    pub fn color(mut self, c: impl Into<String>) -> Self {
+        self.color = Some(c.into());
+        self
+    }
+    /// This series dashed (a line).
+    pub fn dashed(mut self) -> Self {
+        self.dashed = true;
+        self
     }
 }
 
@@ -95,8 +106,16 @@ pub struct Figure {
     pub title: String,
     pub panels: Vec<Panel>,
     pub cols: usize,
+    /// One x (y) range for every panel, so panels compare at a glance.
+    pub share_x: bool,
+    pub share_y: bool,
+    /// One legend for the figure, above the panels (the series labels of
+    /// all panels, first colour seen), instead of one inside each panel:
+    /// it never covers data.
+    pub legend_above: bool,
 }
 
+#[derive(Clone, Debug)]
 struct Axis {
     lo: f64,
     hi: f64,
@@ -136,7 +155,15 @@ impl Axis {
         (v - self.lo) / (self.hi - self.lo)
     }
     fn ticks(&self) -> Vec<(f64, String)> {
-        if self.log {
+        if self.log && self.hi - self.lo < 1.0 {
+            // Less than a decade: round linear values, placed on the log axis.
+            let (lo, hi) = (10f64.powf(self.lo), 10f64.powf(self.hi));
+            nice_ticks(lo, hi, 4)
+                .into_iter()
+                .filter(|&t| t > 0.0 && t >= lo && t <= hi)
+                .map(|t| (t, fmt_tick(t)))
+                .collect()
+        } else if self.log {
             // Short ranges get 1-2-5 ticks so at least two show.
             let mults: &[f64] = if self.hi - self.lo < 2.0 {
                 &[1.0, 2.0, 5.0]
@@ -178,7 +205,19 @@ impl Figure {
             title: title.into(),
             panels: vec![],
             cols,
+            ..Figure::default()
         }
+    }
+    /// Shared x and y ranges across panels.
+    pub fn shared(mut self) -> Self {
+        self.share_x = true;
+        self.share_y = true;
+        self
+    }
+    /// One legend above the panels.
+    pub fn legend_above(mut self) -> Self {
+        self.legend_above = true;
+        self
     }
 
     /// The figure as an SVG document.
@@ -187,7 +226,14 @@ impl Figure {
         let rows = self.panels.len().div_ceil(cols).max(1);
         // Wide enough for the title at ≈ 8 px per character.
         let w = (cols as f64 * PW).max(self.title.chars().count() as f64 * 8.0 + 40.0);
-        let h = rows as f64 * PH + 30.0;
+        let legend = if self.legend_above {
+            self.legend_entries()
+        } else {
+            vec![]
+        };
+        let (legend_svg, legend_h) = legend_svg(&legend, w);
+        let top = 30.0 + legend_h;
+        let h = rows as f64 * PH + top;
         let mut s = String::new();
         let _ = write!(
             s,
@@ -195,10 +241,15 @@ impl Figure {
             w / 2.0,
             esc(&self.title)
         );
+        s.push_str(&legend_svg);
+        let shared = self.shared_axes();
         for (i, p) in self.panels.iter().enumerate() {
             let ox = (i % cols) as f64 * PW;
-            let oy = 30.0 + (i / cols) as f64 * PH;
-            panel_svg(&mut s, p, ox, oy);
+            let oy = top + (i / cols) as f64 * PH;
+            let (xa, ya) = panel_axes(p);
+            let xa = shared.0.clone().filter(|_| self.share_x).unwrap_or(xa);
+            let ya = shared.1.clone().filter(|_| self.share_y).unwrap_or(ya);
+            panel_svg(&mut s, p, (ox, oy), (&xa, &ya), !self.legend_above);
         }
         s.push_str("</svg>\n");
         s
@@ -208,33 +259,112 @@ impl Figure {
     pub fn write(&self, path: &std::path::Path) -> Result<(), crate::ReportError> {
         Ok(saelab_fsio::write_atomic(path, self.to_svg().as_bytes())?)
     }
+
+    /// Axes fitted to the points of every panel (log flags of the first).
+    fn shared_axes(&self) -> (Option<Axis>, Option<Axis>) {
+        let Some(first) = self.panels.first() else {
+            return (None, None);
+        };
+        let (xl, yl) = (first.x_log, first.y_log);
+        let all = || {
+            self.panels
+                .iter()
+                .flat_map(|p| p.series.iter())
+                .flat_map(|se| se.points.iter())
+                .filter(move |q| usable(q, xl, yl))
+        };
+        let bars = self.panels.iter().any(has_bars);
+        let pad = self.panels.iter().map(bar_pad).fold(0.0, f64::max);
+        let xa = Axis::fit(all().flat_map(|q| [q.0 - pad, q.0 + pad]), xl, false);
+        let ya = Axis::fit(all().map(|q| q.1), yl, bars);
+        (Some(xa), Some(ya))
+    }
+
+    /// Distinct series labels with the colour and dash they are drawn in.
+    fn legend_entries(&self) -> Vec<(String, String, bool)> {
+        let mut out: Vec<(String, String, bool)> = Vec::new();
+        for p in &self.panels {
+            for (k, se) in p.series.iter().enumerate() {
+                if !se.label.is_empty() && !out.iter().any(|e| e.0 == se.label) {
+                    out.push((se.label.clone(), series_colour(se, k), se.dashed));
+                }
+            }
+        }
+        out
+    }
 }
 
-fn panel_svg(s: &mut String, p: &Panel, ox: f64, oy: f64) {
+/// The colour a series is drawn in: its own, or the palette's `k`-th.
+fn series_colour(se: &Series, k: usize) -> String {
+    se.color
+        .clone()
+        .unwrap_or_else(|| PALETTE[k % PALETTE.len()].to_string())
+}
+
+/// A legend laid out in rows across width `w`; returns it and its height.
+fn legend_svg(entries: &[(String, String, bool)], w: f64) -> (String, f64) {
+    if entries.is_empty() {
+        return (String::new(), 0.0);
+    }
+    let mut s = String::new();
+    let (mut x, mut y) = (ML, 40.0);
+    for (label, c, dashed) in entries {
+        let ew = 30.0 + 6.5 * label.chars().count() as f64;
+        if x + ew > w - MR && x > ML {
+            x = ML;
+            y += 15.0;
+        }
+        let dash = if *dashed {
+            r#" stroke-dasharray="4 3""#
+        } else {
+            ""
+        };
+        let _ = write!(
+            s,
+            r#"<line x1="{x:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{c}" stroke-width="2.5"{dash}/><text x="{:.1}" y="{y:.1}">{}</text>"#,
+            y - 4.0,
+            x + 18.0,
+            y - 4.0,
+            x + 22.0,
+            esc(label)
+        );
+        x += ew;
+    }
+    (s, y - 40.0 + 20.0)
+}
+
+fn has_bars(p: &Panel) -> bool {
+    p.series
+        .iter()
+        .any(|se| matches!(se.kind, SeriesKind::Bars { .. }))
+}
+
+fn bar_pad(p: &Panel) -> f64 {
+    p.series
+        .iter()
+        .filter_map(|se| match se.kind {
+            SeriesKind::Bars { width } => Some(width / 2.0),
+            _ => None,
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Axes fitted to one panel's points.
+fn panel_axes(p: &Panel) -> (Axis, Axis) {
     let pts = || {
         p.series
             .iter()
             .flat_map(|se| se.points.iter())
             .filter(|q| usable(q, p.x_log, p.y_log))
     };
-    let has_bars = p
-        .series
-        .iter()
-        .any(|se| matches!(se.kind, SeriesKind::Bars { .. }));
-    let bar_pad = p
-        .series
-        .iter()
-        .filter_map(|se| match se.kind {
-            SeriesKind::Bars { width } => Some(width / 2.0),
-            _ => None,
-        })
-        .fold(0.0, f64::max);
-    let xa = Axis::fit(
-        pts().flat_map(|q| [q.0 - bar_pad, q.0 + bar_pad]),
-        p.x_log,
-        false,
-    );
-    let ya = Axis::fit(pts().map(|q| q.1), p.y_log, has_bars);
+    let pad = bar_pad(p);
+    let xa = Axis::fit(pts().flat_map(|q| [q.0 - pad, q.0 + pad]), p.x_log, false);
+    let ya = Axis::fit(pts().map(|q| q.1), p.y_log, has_bars(p));
+    (xa, ya)
+}
+
+fn panel_svg(s: &mut String, p: &Panel, o: (f64, f64), axes: (&Axis, &Axis), legend: bool) {
+    let ((ox, oy), (xa, ya)) = (o, axes);
     let (x0, y0) = (ox + ML, oy + MT);
     let (pw, ph) = (PW - ML - MR, PH - MT - MB);
     let px = |v: f64| x0 + xa.frac(v) * pw;
@@ -246,6 +376,87 @@ fn panel_svg(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         oy + 16.0,
         esc(&p.title)
     );
+    axes_svg(s, p, (x0, y0, pw, ph), (ox, oy), (xa, ya));
+    // Clip to the plot area: a shared range may cut a series.
+    let clip = format!("c{}_{}", ox as i64, oy as i64);
+    let _ = write!(
+        s,
+        r#"<clipPath id="{clip}"><rect x="{x0}" y="{y0}" width="{pw}" height="{ph}"/></clipPath><g clip-path="url(#{clip})">"#
+    );
+    for (k, se) in p.series.iter().enumerate() {
+        let c = series_colour(se, k);
+        let good: Vec<&(f64, f64)> = se
+            .points
+            .iter()
+            .filter(|q| usable(q, p.x_log, p.y_log))
+            .collect();
+        match se.kind {
+            SeriesKind::Line => {
+                let mut d = String::new();
+                for (j, q) in good.iter().enumerate() {
+                    let _ = write!(
+                        d,
+                        "{}{:.1},{:.1}",
+                        if j == 0 { "M" } else { "L" },
+                        px(q.0),
+                        py(q.1)
+                    );
+                }
+                let dash = if se.dashed {
+                    r#" stroke-dasharray="4 3""#
+                } else {
+                    ""
+                };
+                let _ = write!(
+                    s,
+                    r#"<path d="{d}" fill="none" stroke="{c}" stroke-width="1.3"{dash}/>"#
+                );
+            }
+            SeriesKind::Scatter => {
+                for q in &good {
+                    let _ = write!(
+                        s,
+                        r#"<circle cx="{:.1}" cy="{:.1}" r="1.6" fill="{c}" fill-opacity="0.55"/>"#,
+                        px(q.0),
+                        py(q.1)
+                    );
+                }
+            }
+            SeriesKind::Bars { width } => {
+                let base = py(if p.y_log { 10f64.powf(ya.lo) } else { 0.0 });
+                for q in &good {
+                    let (xa_, xb_) = (px(q.0 - width / 2.0), px(q.0 + width / 2.0));
+                    let top = py(q.1);
+                    let _ = write!(
+                        s,
+                        r#"<rect x="{:.1}" y="{:.1}" width="{:.2}" height="{:.1}" fill="{c}" fill-opacity="0.6"/>"#,
+                        xa_,
+                        top.min(base),
+                        (xb_ - xa_).max(0.5),
+                        (base - top).abs()
+                    );
+                }
+            }
+        }
+    }
+    s.push_str("</g>");
+    if legend {
+        panel_legend(s, p, x0 + pw, y0);
+    }
+    s.push_str("</g>");
+}
+
+/// Ticks, grid lines and axis labels of one panel.
+fn axes_svg(
+    s: &mut String,
+    p: &Panel,
+    area: (f64, f64, f64, f64),
+    o: (f64, f64),
+    axes: (&Axis, &Axis),
+) {
+    let ((x0, y0, pw, ph), (ox, oy), (xa, ya)) = (area, o, axes);
+    let px = |v: f64| x0 + xa.frac(v) * pw;
+    let py = |v: f64| y0 + (1.0 - ya.frac(v)) * ph;
     for (t, label) in xa.ticks() {
         let x = px(t);
         let _ = write!(
@@ -279,70 +490,26 @@ fn panel_svg(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         y0 + ph / 2.0,
         esc(&p.y_label)
     );
+}
+
+/// The legend inside a panel's top-right corner (single-panel use).
+fn panel_legend(s: &mut String, p: &Panel, right: f64, y0: f64) {
     for (k, se) in p.series.iter().enumerate() {
-        let c = PALETTE[k % PALETTE.len()];
-        let good: Vec<&(f64, f64)> = se
-            .points
-            .iter()
-            .filter(|q| usable(q, p.x_log, p.y_log))
-            .collect();
-        match se.kind {
-            SeriesKind::Line => {
-                let mut d = String::new();
-                for (j, q) in good.iter().enumerate() {
-                    let _ = write!(
-                        d,
-                        "{}{:.1},{:.1}",
-                        if j == 0 { "M" } else { "L" },
-                        px(q.0),
-                        py(q.1)
-                    );
-                }
-                let _ = write!(
-                    s,
-                    r#"<path d="{d}" fill="none" stroke="{c}" stroke-width="1.3"/>"#
-                );
-            }
-            SeriesKind::Scatter => {
-                for q in &good {
-                    let _ = write!(
-                        s,
-                        r#"<circle cx="{:.1}" cy="{:.1}" r="1.6" fill="{c}" fill-opacity="0.55"/>"#,
-                        px(q.0),
-                        py(q.1)
-                    );
-                }
-            }
-            SeriesKind::Bars { width } => {
-                let base = py(if p.y_log { 10f64.powf(ya.lo) } else { 0.0 });
-                for q in &good {
-                    let (xa_, xb_) = (px(q.0 - width / 2.0), px(q.0 + width / 2.0));
-                    let top = py(q.1);
-                    let _ = write!(
-                        s,
-                        r#"<rect x="{:.1}" y="{:.1}" width="{:.2}" height="{:.1}" fill="{c}" fill-opacity="0.6"/>"#,
-                        xa_,
-                        top.min(base),
-                        (xb_ - xa_).max(0.5),
-                        (base - top).abs()
-                    );
-                }
-            }
+        if se.label.is_empty() {
+            continue;
         }
-        if !se.label.is_empty() {
-            let ly = y0 + 12.0 + 13.0 * k as f64;
-            let _ = write!(
-                s,
-                r#"<rect x="{}" y="{}" width="10" height="3" fill="{c}"/><text x="{}" y="{}" text-anchor="end">{}</text>"#,
-                x0 + pw - 12.0,
-                ly - 4.0,
-                x0 + pw - 16.0,
-                ly,
-                esc(&se.label)
-            );
-        }
+        let c = series_colour(se, k);
+        let ly = y0 + 12.0 + 13.0 * k as f64;
+        let _ = write!(
+            s,
+            r#"<rect x="{}" y="{}" width="10" height="3" fill="{c}"/><text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            right - 12.0,
+            ly - 4.0,
+            right - 16.0,
+            ly,
+            esc(&se.label)
+        );
     }
-    s.push_str("</g>");
 }
 
 #[cfg(test)]
@@ -387,5 +554,27 @@ mod tests {
             .unwrap();
         assert_eq!(path.matches(['M', 'L']).count(), 2);
         assert!(!path.contains("NaN"));
+    }
+
+    /// Shared axes give every panel the same ticks; the legend above lists
+    /// each label once; a log axis spanning less than a decade still has
+    /// at least two ticks.
+    #[test]
+    fn shared_axes_legend_above_and_short_log_ticks() {
+        let mut f = Figure::new("s", 2).shared().legend_above();
+        f.panels.push(
+            Panel::new("a", "x", "y").with(Series::line("one", vec![(0.0, 1.0), (1.0, 2.0)])),
+        );
+        f.panels.push(
+            Panel::new("b", "x", "y").with(Series::line("one", vec![(0.0, 10.0), (5.0, 20.0)])),
+        );
+        let svg = f.to_svg();
+        // Both panels tick up to 20 on y and 5 on x.
+        assert_eq!(svg.matches(">20<").count(), 2, "{svg}");
+        // x ticks 0..5 and y ticks 5..20 in both panels.
+        assert_eq!(svg.matches(">5<").count(), 4, "{svg}");
+        assert_eq!(svg.matches(">one<").count(), 1);
+        let ax = Axis::fit([0.12, 0.35].into_iter(), true, false);
+        assert!(ax.ticks().len() >= 2, "{:?}", ax.ticks());
     }
 }

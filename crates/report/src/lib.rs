@@ -12,7 +12,11 @@
 
 mod figure;
 mod heatmap;
+pub mod html;
+pub mod palette;
+pub mod published;
 pub mod recipes;
+pub mod study;
 mod svg;
 
 pub use figure::{Figure, Panel, Series, SeriesKind};

@@ -477,6 +477,8 @@ pub struct SaeInfo {
     pub model_name: Option<String>,
     /// Sequence length of the training rows, when recorded.
     pub context_size: Option<usize>,
+    /// Input width (`d_in`), when recorded.
+    pub d_in: Option<usize>,
     /// Where the information came from.
     pub format: &'static str,
 }
@@ -515,6 +517,7 @@ pub fn sae_info(dir: &Path) -> Result<SaeInfo> {
             .or_else(|| c.get("context_size"))
             .and_then(Value::as_u64)
             .map(|v| v as usize),
+        d_in: c.get("d_in").and_then(Value::as_u64).map(|v| v as usize),
         format: if dir.join(SAELAB_CFG_FILE).exists() {
             "saelab"
         } else if meta.is_object() {

@@ -12,25 +12,7 @@ use std::path::{Path, PathBuf};
 /// Schema tag of `stage.json`.
 pub const STAGE_SCHEMA: &str = "saelab.stage.v1";
 
-/// Where a stage stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Done,
-    Partial,
-    #[serde(rename = "to run")]
-    ToRun,
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            State::Done => "done",
-            State::Partial => "partial",
-            State::ToRun => "to run",
-        })
-    }
-}
+pub use saelab_results::State;
 
 /// `stage.json`: written last, atomically; its presence marks the stage
 /// complete.

@@ -13,6 +13,7 @@ use crate::cache::{Cache, StageRecord, State, STAGE_SCHEMA};
 use crate::plan::{plan, Plan, Stage};
 use crate::spec::Spec;
 use crate::stages;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -37,6 +38,8 @@ pub enum StudyError {
     Stopped,
     #[error(transparent)]
     Fs(#[from] saelab_fsio::FsError),
+    #[error(transparent)]
+    Results(#[from] saelab_results::ResultsError),
 }
 
 /// What a stage reports while it runs; the CLI draws it.
@@ -175,8 +178,8 @@ pub fn run(
     let results = if opts.no_results || opts.stage.is_some() {
         None
     } else {
-        let r = crate::results::gather(&ctx, started.elapsed().as_secs_f64())?;
-        Some(crate::results::write(&study_dir, &r)?)
+        let wall = started.elapsed().as_secs_f64();
+        Some(write_results_and_report(&ctx, &study_dir, wall)?.0)
     };
     Ok(RunSummary {
         study_dir,
@@ -185,6 +188,47 @@ pub fn run(
         seconds: started.elapsed().as_secs_f64(),
         results,
     })
+}
+
+/// Gathers `results.json` from the complete stages and writes it, then
+/// the report built from it; returns both paths.
+fn write_results_and_report(
+    ctx: &Ctx,
+    study_dir: &std::path::Path,
+    wall_seconds: f64,
+) -> Result<(PathBuf, PathBuf), StudyError> {
+    let r = crate::results::gather(ctx, wall_seconds)?;
+    let results = crate::results::write(study_dir, &r)?;
+    let report =
+        saelab_report::study::write(study_dir, &saelab_report::study::build(&r)).map_err(|e| {
+            StudyError::Stage {
+                kind: "report".into(),
+                hash: String::new(),
+                message: e.to_string(),
+            }
+        })?;
+    Ok((results, report))
+}
+
+/// Rebuilds `results.json` and `report.html` from the stages that are
+/// complete, running nothing. The wall time of the last run is kept from
+/// the existing `results.json`, so rebuilding twice gives the same bytes.
+pub fn report(spec: &Spec, progress: &dyn Progress) -> Result<(PathBuf, PathBuf), StudyError> {
+    let plan = plan(spec)?;
+    let cache = Cache::new(spec.cache_dir());
+    let study_dir = spec.study_dir();
+    let _lock = saelab_fsio::DirLock::acquire(&study_dir)?;
+    let never = AtomicBool::new(false);
+    let ctx = Ctx {
+        spec,
+        plan: &plan,
+        cache: &cache,
+        stop: &never,
+        progress,
+    };
+    let wall = crate::results::read(&study_dir.join(crate::results::RESULTS_FILE))
+        .map_or(0.0, |r| r.wall_seconds);
+    write_results_and_report(&ctx, &study_dir, wall)
 }
 
 fn record(stage: &Stage, outputs: Vec<String>, seconds: f64) -> StageRecord {
@@ -198,6 +242,6 @@ fn record(stage: &Stage, outputs: Vec<String>, seconds: f64) -> StageRecord {
         seconds,
         work_units: crate::status::work_units(stage),
         saelab_version: env!("CARGO_PKG_VERSION").into(),
-        machine: crate::machine::Machine::detect(),
+        machine: crate::machine::detect(),
     }
 }

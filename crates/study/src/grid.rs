@@ -5,33 +5,8 @@
 //! rows for 72 distinct SAEs).
 
 use crate::spec::{GridBlock, JumpReluCoeffs, Spec};
-use serde::{Deserialize, Serialize};
 
-/// One SAE of the study, by the values of its axes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SaeKey {
-    pub dataset: String,
-    pub layer: usize,
-    pub arch: String,
-    pub n: usize,
-    /// k for the k-based architectures; `None` for relu / jumprelu.
-    pub k: Option<usize>,
-    pub seed: u64,
-    pub lr: f64,
-    /// The architecture's own coefficients (L1, L0, θ₀, groups).
-    pub coeffs: ArchCoeffs,
-}
-
-/// Coefficients that belong to an architecture (compared with it).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ArchCoeffs {
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub l1_coeff: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub jumprelu: Option<JumpReluCoeffs>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub group_sizes: Option<Vec<usize>>,
-}
+pub use saelab_results::{ArchCoeffs, SaeKey};
 
 /// Default L1 coefficient (SPEC §2.2), the `sae` crate's.
 pub fn default_l1() -> f64 {
@@ -52,27 +27,6 @@ pub fn default_jumprelu() -> JumpReluCoeffs {
 /// Whether an architecture takes k.
 pub fn uses_k(arch: &str) -> bool {
     !matches!(arch, "relu" | "jumprelu")
-}
-
-impl SaeKey {
-    /// A short readable name, unique within a study: the axes' values.
-    pub fn label(&self) -> String {
-        let mut s = format!("{}-n{}", self.arch, self.n);
-        if let Some(k) = self.k {
-            s.push_str(&format!("-k{k}"));
-        }
-        if let Some(j) = &self.coeffs.jumprelu {
-            s.push_str(&format!("-l0c{}", j.l0_coeff));
-        }
-        if let Some(l1) = self.coeffs.l1_coeff {
-            s.push_str(&format!("-l1c{l1}"));
-        }
-        s.push_str(&format!(
-            "-s{}-{}-L{}-lr{}",
-            self.seed, self.dataset, self.layer, self.lr
-        ));
-        s
-    }
 }
 
 /// The distinct SAEs of the spec, in first-listed order.

@@ -17,7 +17,7 @@ use std::path::Path;
 /// computes a kind's results changes them, so old cached stages re-run.
 pub fn code_version(kind: &str) -> u32 {
     match kind {
-        "harvest" | "train" | "eval" | "stats" | "match" => 1,
+        "harvest" | "train" | "eval" | "stats" | "match" | "umap" => 1,
         _ => 1,
     }
 }

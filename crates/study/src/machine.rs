@@ -2,27 +2,15 @@
 //! arithmetic paths dispatch on. Recorded in every `stage.json` and the
 //! report header, because speed numbers mean nothing without it.
 
-use serde::{Deserialize, Serialize};
+pub use saelab_results::Machine;
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct Machine {
-    pub cpu: String,
-    pub cores: usize,
-    /// Worker threads of the run.
-    pub threads: usize,
-    /// CPU features the kernels can use (avx2, fma, avx512f, avx512bf16,
-    /// amx-bf16), in that order, present ones only.
-    pub features: Vec<String>,
-}
-
-impl Machine {
-    pub fn detect() -> Machine {
-        Machine {
-            cpu: cpu_model(),
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            threads: rayon_threads(),
-            features: features(),
-        }
+/// The machine this process runs on.
+pub fn detect() -> Machine {
+    Machine {
+        cpu: cpu_model(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: rayon_threads(),
+        features: features(),
     }
 }
 

@@ -43,6 +43,17 @@ pub enum Work {
     Eval(EvalWork),
     Stats(StatsWork),
     Match(MatchWork),
+    Umap(UmapWork),
+}
+
+/// UMAP of the decoder directions of the stats layers' SAEs (study Fig 18).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UmapWork {
+    pub saes: Vec<SaeRef>,
+    pub layers: Vec<usize>,
+    pub n_neighbors: usize,
+    pub min_dist: f64,
+    pub seed: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -299,6 +310,7 @@ pub fn plan(spec: &Spec) -> Result<Plan, PlanError> {
     stages.extend(plan_eval(spec, &keys, &model_id, &sae_ref)?);
     stages.extend(plan_stats(spec, &keys, &model_id, &sae_ref)?);
     stages.extend(plan_match(spec, &keys, &sae_ref));
+    stages.extend(plan_umap(spec, &keys, &sae_ref));
     Ok(Plan {
         study: spec.name.clone(),
         stages,
@@ -485,6 +497,26 @@ fn plan_stats(
         out.push(st);
     }
     Ok(out)
+}
+
+fn plan_umap(spec: &Spec, keys: &[SaeKey], sae_ref: &dyn Fn(usize) -> SaeRef) -> Vec<Stage> {
+    let Some(s) = spec.stats.as_ref().filter(|s| s.umap) else {
+        return vec![];
+    };
+    let (layers, saes): (Vec<usize>, Vec<SaeRef>) = s
+        .layers
+        .iter()
+        .filter_map(|&l| Some((l, sae_ref(baseline_at_layer(spec, keys, l)?))))
+        .unzip();
+    let p = saelab_analysis::umap::UmapParams::default();
+    let work = UmapWork {
+        saes: saes.clone(),
+        layers,
+        n_neighbors: p.n_neighbors,
+        min_dist: saelab_results::f32_default(p.min_dist),
+        seed: spec.baseline.seed,
+    };
+    vec![analysis_stage("umap", Work::Umap(work), &saes)]
 }
 
 fn plan_match(spec: &Spec, keys: &[SaeKey], sae_ref: &dyn Fn(usize) -> SaeRef) -> Vec<Stage> {

@@ -211,11 +211,7 @@ pub struct TrainSpec {
     pub log_every: u64,
 }
 
-/// An `f32` default of the `sae` crate as the `f64` a spec holds, by its
-/// shortest decimal form (3e-4 stays 3e-4, not 3.0000001e-4).
-pub fn f32_default(v: f32) -> f64 {
-    v.to_string().parse().unwrap_or(v as f64)
-}
+pub use saelab_results::f32_default;
 
 fn d_batch() -> usize {
     defaults::BATCH
@@ -280,22 +276,7 @@ pub struct ReluCoeffs {
     pub l1_coeff: f64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct JumpReluCoeffs {
-    pub l0_coeff: f64,
-    #[serde(default = "d_theta")]
-    pub init_threshold: f64,
-    #[serde(default = "d_bandwidth")]
-    pub bandwidth: f64,
-}
-
-fn d_theta() -> f64 {
-    f32_default(defaults::JUMPRELU_INIT_THRESHOLD)
-}
-fn d_bandwidth() -> f64 {
-    f32_default(defaults::JUMPRELU_BANDWIDTH)
-}
+pub use saelab_results::JumpReluCoeffs;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -408,6 +389,10 @@ pub struct StatsSpec {
     /// 15, 17) on the stats corpus.
     #[serde(default = "d_true")]
     pub ce_per_position: bool,
+    /// Also embed the decoder directions of those SAEs with UMAP (study
+    /// Fig 18).
+    #[serde(default = "d_true")]
+    pub umap: bool,
 }
 
 fn d_interventions() -> Vec<String> {

@@ -87,6 +87,8 @@ fn units(stage: &Stage) -> (f64, f64) {
         }
         // Encoder + decoder cosines and an assignment: ≈ 2 s per pair at
         // n 2304.
+        // kNN search plus 200–500 epochs of SGD: ≈ 1000 features/s at d 576.
+        Work::Umap(u) => (u.saes.iter().map(|s| s.n as f64).sum(), 1000.0),
         Work::Match(m) => {
             let n = (m.a.n.max(1) * m.b.n.max(1)) as f64;
             (n, 2304.0 * 2304.0 / 2.0)

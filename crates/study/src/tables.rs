@@ -10,7 +10,7 @@ use crate::identity::short;
 use crate::plan::Work;
 use crate::results::{
     done_stages, read_stage_result, EvalResult, LayerMatrix, MatchResult, PositionEntry, Results,
-    SaeResult, StatsResult, Table1Row, Table2Row, TrainEvalCell, TrainResult,
+    SaeResult, StatsResult, Table1Row, Table2Row, TrainEvalCell, TrainResult, UmapResult,
 };
 use std::collections::BTreeMap;
 
@@ -20,6 +20,7 @@ pub fn fill(ctx: &Ctx, r: &mut Results) -> Result<(), StudyError> {
     fill_matches(ctx, r)?;
     fill_eval(ctx, r)?;
     fill_stats(ctx, r)?;
+    fill_umap(ctx, r)?;
     Ok(())
 }
 
@@ -43,6 +44,12 @@ fn fill_saes(ctx: &Ctx, r: &mut Results) -> Result<(), StudyError> {
             curve,
         });
     }
+    // d_in of the first trained SAE (all of a study share the model).
+    r.d_model = r
+        .saes
+        .iter()
+        .filter(|s| !s.curve.is_empty())
+        .find_map(|s| saelab_sae::io::sae_info(&s.dir).ok()?.d_in);
     if r.saes.iter().all(|s| s.curve.is_empty()) {
         r.missing
             .push("training curves: no train stage is complete".into());
@@ -171,6 +178,17 @@ fn fill_eval(ctx: &Ctx, r: &mut Results) -> Result<(), StudyError> {
     if r.train_eval.is_empty() {
         r.missing
             .push("train × eval matrix: no eval stage is complete".into());
+    }
+    Ok(())
+}
+
+fn fill_umap(ctx: &Ctx, r: &mut Results) -> Result<(), StudyError> {
+    for s in done_stages(ctx, "umap") {
+        let u: UmapResult = read_stage_result(&ctx.cache.stage_dir(s))?;
+        r.umap.extend(u.saes.into_iter().map(|mut e| {
+            e.stage = s.hash.clone();
+            e
+        }));
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ mod analysis;
 mod harvest;
 mod matching;
 mod train;
+mod umap;
 
 use crate::exec::Ctx;
 use crate::plan::{Stage, Work};
@@ -48,6 +49,10 @@ pub fn run(ctx: &Ctx, stage: &Stage) -> Result<Vec<String>, StageError> {
         Work::Match(w) => {
             let _l = lock(&dir)?;
             matching::run(ctx, w, &dir)
+        }
+        Work::Umap(w) => {
+            let _l = lock(&dir)?;
+            umap::run(ctx, w, &dir)
         }
     }
 }

@@ -1,0 +1,117 @@
+//! The report's header: what was run, on what, by which version, in how
+//! long, and the hash of every stage (so a number can be traced to the
+//! stage folder that produced it).
+
+use crate::html::{Page, Table};
+use saelab_results::{Machine, Results, State};
+
+pub(super) fn write(p: &mut Page, r: &Results) {
+    let precision = r.spec["model"]["precision"].as_str().unwrap_or("f32");
+    let model = r.spec["model"]["name"].as_str().unwrap_or("?");
+    p.para(&format!(
+        "Model {model} ({precision}); {} SAEs; saelab {}; schema {}.",
+        r.saes.len(),
+        r.saelab_version,
+        r.schema
+    ));
+    let m = &r.machine;
+    let mut t = Table::new(&["", ""], 2);
+    let computed: f64 = r.stages.iter().filter_map(|s| s.seconds).sum();
+    let wall = if r.wall_seconds > 0.0 {
+        format!("{:.0} s", r.wall_seconds)
+    } else {
+        "not recorded (report rebuilt from finished stages)".into()
+    };
+    for (k, v) in [
+        (
+            "CPU",
+            format!("{} ({} cores, {} threads)", m.cpu, m.cores, m.threads),
+        ),
+        ("vector extensions", m.features.join(", ")),
+        ("arithmetic paths", paths(m, precision)),
+        ("wall time of the last run", wall),
+        ("compute time of all stages", format!("{computed:.0} s")),
+        (
+            "results",
+            "results.json beside this page (every number shown here)".into(),
+        ),
+    ] {
+        t.rows.push(vec![k.into(), v]);
+    }
+    p.table(&t);
+    corpora(p, r);
+    stages(p, r);
+    let spec = serde_json::to_string_pretty(&r.spec).unwrap_or_default();
+    p.details("The study spec as run (JSON)", &spec);
+    if !r.missing.is_empty() {
+        for m in &r.missing {
+            p.missing(&format!("Not in this report: {m}."));
+        }
+    }
+}
+
+/// The dense-product paths the runtime dispatch takes on this machine.
+fn paths(m: &Machine, precision: &str) -> String {
+    let has = |f: &str| m.features.iter().any(|x| x == f);
+    let f32_path = if has("avx512f") {
+        "AVX-512F"
+    } else if has("avx2") && has("fma") {
+        "AVX2/FMA"
+    } else {
+        "portable"
+    };
+    let mut s = format!("f32 GEMM: gemm crate, {f32_path} kernels");
+    if precision == "bf16" {
+        s.push_str(if has("avx512bf16") {
+            "; bf16 model products: AVX512_BF16 (vdpbf16ps) kernel"
+        } else {
+            "; bf16 model products: rounded operands, portable kernel"
+        });
+    }
+    if has("amx-bf16") {
+        s.push_str("; AMX-BF16 present, not used");
+    }
+    s
+}
+
+fn corpora(p: &mut Page, r: &Results) {
+    let mut t = Table::new(&["corpus", "source", "tokens", "stands for"], 4);
+    for c in &r.corpora {
+        t.rows.push(vec![
+            c.name.clone(),
+            c.source.clone(),
+            c.tokens.to_string(),
+            c.stands_for.clone().unwrap_or_default(),
+        ]);
+    }
+    p.table(&t);
+}
+
+fn stages(p: &mut Page, r: &Results) {
+    let mut t = Table::new(&["stage", "hash", "state", "seconds"], 3);
+    for s in &r.stages {
+        t.rows.push(vec![
+            s.kind.clone(),
+            s.hash.clone(),
+            s.state.to_string(),
+            s.seconds.map_or_else(String::new, |x| format!("{x:.1}")),
+        ]);
+    }
+    let done = r.stages.iter().filter(|s| s.state == State::Done).count();
+    p.details(
+        &format!("Stages: {done} of {} complete (hashes)", r.stages.len()),
+        &text_table(&t),
+    );
+}
+
+/// A table as aligned plain text (for a folded block).
+fn text_table(t: &Table) -> String {
+    let mut out = String::new();
+    for row in std::iter::once(&t.header).chain(&t.rows) {
+        out.push_str(&format!(
+            "{:<8} {:<64} {:<8} {}\n",
+            row[0], row[1], row[2], row[3]
+        ));
+    }
+    out
+}

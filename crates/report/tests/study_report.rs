@@ -1,0 +1,161 @@
+//! The study report built from hand-made results: sections in the study's
+//! order, Table 1 with the published column where the comparison matches
+//! (values from SPEC §6), notes for missing parts, figures saved beside the
+//! page, and the page written last.
+
+use saelab_report::study::{build, write, FIGURES_DIR, REPORT_FILE};
+use saelab_results::*;
+use std::path::PathBuf;
+
+fn key(dataset: &str, n: usize, seed: u64) -> SaeKey {
+    SaeKey {
+        dataset: dataset.into(),
+        layer: 8,
+        arch: "topk".into(),
+        n,
+        k: Some(16),
+        seed,
+        lr: 3e-4,
+        coeffs: ArchCoeffs::default(),
+    }
+}
+
+fn sae(id: &str, k: SaeKey) -> SaeResult {
+    SaeResult {
+        id: id.into(),
+        label: k.label(),
+        key: k,
+        dir: PathBuf::from("x"),
+        train_stage: "t".into(),
+        final_metrics: None,
+        curve: vec![],
+    }
+}
+
+fn row(category: &str, a: &SaeResult, b: &SaeResult, ab: f64, ba: f64) -> Table1Row {
+    Table1Row {
+        category: category.into(),
+        a: a.label.clone(),
+        b: b.label.clone(),
+        differs: String::new(),
+        decoder: DirectionPair {
+            a_in_b: ab,
+            b_in_a: ba,
+            ..DirectionPair::default()
+        },
+        encoder: None,
+        assignment_ratio: None,
+        chance: 0.16,
+        stage: "m".into(),
+    }
+}
+
+fn corpus(name: &str, stands_for: &str) -> CorpusEntry {
+    CorpusEntry {
+        name: name.into(),
+        source: name.into(),
+        tokens: 1,
+        stands_for: Some(stands_for.into()),
+    }
+}
+
+/// Results with Table 1 only (no stats, eval, layer matrix or UMAP).
+fn results() -> Results {
+    let base = sae("a", key("web", 3072, 49));
+    let seed = sae("b", key("web", 3072, 42));
+    let big = sae("c", key("web", 6144, 49));
+    let other = sae("d", key("stories", 3072, 49));
+    Results {
+        schema: RESULTS_SCHEMA.into(),
+        study: "t".into(),
+        spec: serde_json::json!({"model": {"name": "m", "precision": "f32"}}),
+        saelab_version: "0".into(),
+        machine: Machine::default(),
+        wall_seconds: 1.0,
+        stages: vec![],
+        corpora: vec![
+            corpus("web", "OpenWebText"),
+            corpus("stories", "TinyStories"),
+        ],
+        d_model: Some(768),
+        table1: vec![
+            row("seed", &base, &seed, 0.5, 0.5),
+            row("dataset", &base, &other, 0.1, 0.1),
+            row("dictionary", &base, &big, 0.8, 0.4),
+        ],
+        saes: vec![base, seed, big, other],
+        table2: vec![],
+        layer_matrix: None,
+        matches: vec![],
+        train_eval: vec![],
+        positions: vec![],
+        umap: vec![],
+        missing: vec!["activation statistics: no stats stage is complete".into()],
+    }
+}
+
+/// The cells of the Table 1 row whose category is `cat`.
+fn table1_cells(html: &str, cat: &str) -> Vec<String> {
+    let start = html.find("Table 1:").unwrap();
+    let table = &html[start..html[start..].find("</table>").unwrap() + start];
+    let row = table
+        .split("<tr>")
+        .find(|r| r.contains(&format!(">{cat}</td>")))
+        .unwrap();
+    row.split("</td>")
+        .filter_map(|c| c.rsplit('>').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn table1_shows_published_numbers_beside_ours() {
+    let html = build(&results()).html;
+    // seed pair at n = 4·d: ours 50.00, study 83.46 (SPEC §6, n 3072).
+    let seed = table1_cells(&html, "seed");
+    assert_eq!(
+        &seed[4..8],
+        ["50.00", "50.00", "83.46", "83.46"],
+        "{seed:?}"
+    );
+    // OpenWebText vs TinyStories: 15.45.
+    let ds = table1_cells(&html, "dataset");
+    assert_eq!(&ds[6..8], ["15.45", "15.45"], "{ds:?}");
+    // 3072 in 6144 = 89.25, 6144 in 3072 = 47.15 (directional).
+    let dict = table1_cells(&html, "dictionary");
+    assert_eq!(
+        &dict[4..8],
+        ["80.00", "40.00", "89.25", "47.15"],
+        "{dict:?}"
+    );
+    // Sections in the study's order.
+    let pos = |id: &str| html.find(&format!("id=\"{id}\"")).unwrap();
+    assert!(pos("positions") < pos("features") && pos("features") < pos("cosines"));
+    assert!(pos("cosines") < pos("tables") && pos("tables") < pos("layers"));
+    assert!(pos("layers") < pos("appendix"));
+}
+
+#[test]
+fn missing_parts_get_notes_and_the_page_is_written_last() {
+    let r = results();
+    let rep = build(&r);
+    for note in [
+        "No stats stage is complete",
+        "No seed pair was matched.",
+        "No dictionary pair was matched: Table 2 is empty.",
+        "No layer pairs were matched",
+        "No UMAP stage is complete",
+        "No eval stage is complete.",
+        "No train stage is complete.",
+        "Not in this report: activation statistics",
+    ] {
+        assert!(rep.html.contains(note), "no note {note:?}");
+    }
+    assert!(rep.figures.is_empty(), "figures without data");
+    let dir = tempfile::tempdir().unwrap();
+    let page = write(dir.path(), &rep).unwrap();
+    assert_eq!(page, dir.path().join(REPORT_FILE));
+    assert!(dir.path().join(FIGURES_DIR).is_dir());
+    // Same results, same bytes.
+    assert_eq!(build(&r).html, std::fs::read_to_string(page).unwrap());
+}

@@ -1,0 +1,17 @@
+//! The machine a stage ran on: CPU model, cores, the vector extensions the
+//! arithmetic paths dispatch on. Recorded in every `stage.json` and the
+//! report header, because speed numbers mean nothing without it. (The
+//! `study` crate detects it.)
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    /// Worker threads of the run.
+    pub threads: usize,
+    /// CPU features the kernels can use (avx2, fma, avx512f, avx512bf16,
+    /// amx-bf16), in that order, present ones only.
+    pub features: Vec<String>,
+}
