@@ -11,6 +11,7 @@ pub mod matching;
 pub mod progress;
 pub mod rows;
 pub mod stats;
+pub mod umap;
 
 pub use loaded::{load_saes, LoadError, LoadedSae};
 pub use progress::{NoProgress, Progress};
