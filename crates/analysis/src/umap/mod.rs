@@ -28,7 +28,7 @@
 //! shape mismatches, n ≥ 2³²) — all checked here first, so [`embed_rows`]
 //! returns errors instead. Its graph construction is deterministic (every
 //! row computed independently), so we use that and run our own sequential,
-//! seeded optimiser ([`sgd`], ~80 lines following umap-learn's
+//! seeded optimiser (`sgd.rs`, ~80 lines following umap-learn's
 //! `optimize_layout_euclidean` as umap-learn runs it when `random_state` is
 //! set), and our own (a, b) fit (umap-rs's gradient-descent fit misses the
 //! least-squares optimum). The alternative `annembed` needs a LAPACK/BLAS
