@@ -28,7 +28,7 @@
 //! shape mismatches, n ≥ 2³²) — all checked here first, so [`embed_rows`]
 //! returns errors instead. Its graph construction is deterministic (every
 //! row computed independently), so we use that and run our own sequential,
-//! seeded optimiser ([`sgd`], ~80 lines following umap-learn's
+//! seeded optimiser (`sgd.rs`, ~80 lines following umap-learn's
 //! `optimize_layout_euclidean` as umap-learn runs it when `random_state` is
 //! set), and our own (a, b) fit (umap-rs's gradient-descent fit misses the
 //! least-squares optimum). The alternative `annembed` needs a LAPACK/BLAS
@@ -44,8 +44,12 @@
 //!
 //! **Initialisation.** umap-learn defaults to a spectral layout; umap-rs
 //! has none. [`UmapInit::Pca`] (the default) and [`UmapInit::Random`] are
-//! umap-learn's other built-ins; see [`UmapParams::init`] for the measured
-//! choice.
+//! umap-learn's other built-ins. Measured on a trained TopK SAE (n 2304,
+//! d 576), trustworthiness (k 10) for seeds 49, 1, 2, 3: ours with PCA
+//! 0.719 0.720 0.727 0.721, ours random 0.727 0.716 0.722 0.719,
+//! umap-learn (spectral) 0.721 0.723 0.720 0.719 — the same within seed
+//! noise. PCA is the default: like spectral it places the clusters by the
+//! data's global structure rather than by chance.
 
 mod ab;
 mod error;
@@ -75,7 +79,7 @@ pub struct UmapParams {
     pub n_epochs: Option<usize>,
     /// Seed of every random draw (initial layout, negative samples).
     pub seed: u64,
-    /// Starting layout.
+    /// Starting layout (default PCA; see the module doc).
     pub init: UmapInit,
 }
 

@@ -70,6 +70,8 @@ fn sq_dist(emb: &[[f32; 2]], j: usize, k: usize) -> f64 {
 
 /// Pulls the ends of edge (j, k) together.
 #[inline]
+// Coordinate c of two different points: no single iterator covers both.
+#[allow(clippy::needless_range_loop)]
 fn attract(emb: &mut [[f32; 2]], j: usize, k: usize, a: f64, b: f64, alpha: f64) {
     let sq = sq_dist(emb, j, k);
     let coeff = if sq > 0.0 {
@@ -87,6 +89,7 @@ fn attract(emb: &mut [[f32; 2]], j: usize, k: usize, a: f64, b: f64, alpha: f64)
 
 /// Pushes j away from the random point k.
 #[inline]
+#[allow(clippy::needless_range_loop)]
 fn repel(emb: &mut [[f32; 2]], j: usize, k: usize, a: f64, b: f64, alpha: f64) {
     let sq = sq_dist(emb, j, k);
     if sq <= 0.0 {
