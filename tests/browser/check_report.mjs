@@ -3,7 +3,7 @@
 // figure drawn with a non-zero size, Table 1 present with its rows.
 // Optionally saves a screenshot of the page's top.
 //
-// usage: node check_report.mjs REPORT.html [--screenshot OUT.png] [--min-table1-rows N]
+// usage: node check_report.mjs REPORT.html [--screenshot OUT.png [--scroll-to ID]] [--min-table1-rows N]
 // Prints one JSON line with what it found; exits 1 with the reasons when a
 // check fails. Chromium: $CHROMIUM or /usr/bin/chromium (Debian package).
 import { chromium } from "playwright-core";
@@ -17,6 +17,7 @@ const opt = (name) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const shot = opt("--screenshot");
+const scrollTo = opt("--scroll-to");
 const minRows = Number(opt("--min-table1-rows") ?? 1);
 const url = pathToFileURL(report).href;
 
@@ -58,7 +59,10 @@ try {
     if (f.shapes < 3) failures.push(`figure ${i} draws nothing (${f.shapes} shapes)`);
   });
   if (found.table1Rows.length < minRows) failures.push(`Table 1 has ${found.table1Rows.length} rows, expected ≥ ${minRows}`);
-  if (shot) await page.screenshot({ path: shot, fullPage: false });
+  if (shot) {
+    if (scrollTo) await page.evaluate((id) => document.getElementById(id)?.scrollIntoView(), scrollTo);
+    await page.screenshot({ path: shot, fullPage: false });
+  }
   console.log(JSON.stringify({ figures: found.figures.length, table1Rows: found.table1Rows, sections: found.sections, consoleErrors, requests }));
 } finally {
   await browser.close();

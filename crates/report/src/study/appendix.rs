@@ -43,6 +43,7 @@ fn ce_positions(p: &mut Page, r: &Results) {
         title: "Model CE per position (study Fig 15)".into(),
         panels: vec![panel],
         cols: 1,
+        legend_above: true,
         ..Figure::default()
     };
     p.figure(

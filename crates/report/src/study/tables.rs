@@ -99,15 +99,22 @@ fn key<'a>(r: &'a Results, label: &str) -> Option<&'a SaeKey> {
 }
 
 /// The study dataset a corpus of ours stands for.
-fn stands_for<'a>(r: &'a Results, corpus: &str) -> Option<&'static str> {
+fn stands_for(r: &Results, corpus: &str) -> Option<&'static str> {
     let c = r.corpora.iter().find(|c| c.name == corpus)?;
     published::study_dataset(c.stands_for.as_deref())
+}
+
+/// n as a multiple of the model width (the study's sizes are 4, 8, 16·d).
+fn multiple_of_d(r: &Results, n: usize) -> Option<usize> {
+    r.d_model
+        .filter(|&d| d > 0 && n.is_multiple_of(d))
+        .map(|d| n / d)
 }
 
 /// The published (A in B, B in A) for the comparison a row makes.
 fn published_for(r: &Results, row: &Table1Row) -> Option<(f64, f64)> {
     let (a, b) = (key(r, &row.a)?, key(r, &row.b)?);
-    let multiple = |n: usize| r.d_model.filter(|&d| d > 0 && n % d == 0).map(|d| n / d);
+    let multiple = |n| multiple_of_d(r, n);
     let c = match row.category.as_str() {
         "dataset" => Comparison::Dataset(stands_for(r, &a.dataset)?, stands_for(r, &b.dataset)?),
         "seed" => Comparison::Seed(multiple(a.n)?),
@@ -136,7 +143,7 @@ fn table2(r: &Results) -> Table {
     );
     t.published_cols = vec![7];
     for row in &r.table2 {
-        let multiple = |n: usize| r.d_model.filter(|&d| d > 0 && n % d == 0).map(|d| n / d);
+        let multiple = |n| multiple_of_d(r, n);
         let ts = key(r, &row.small).and_then(|k| stands_for(r, &k.dataset)) == Some("TinyStories");
         let study = multiple(row.n_small)
             .zip(multiple(row.n_large))
