@@ -4,6 +4,18 @@
 use saelab_sae::defaults;
 use serde::{Deserialize, Serialize};
 
+/// Comparison categories of the study's Table 1 in its order (plus
+/// `layer`, Fig 13, and `lr`, ours): the one axis a matched pair differs in.
+pub const CATEGORIES: &[&str] = &[
+    "dataset",
+    "seed",
+    "dictionary",
+    "architecture",
+    "sparsity",
+    "layer",
+    "lr",
+];
+
 /// One SAE of the study, by the values of its axes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SaeKey {

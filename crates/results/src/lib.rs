@@ -12,7 +12,7 @@ mod stage;
 pub use io::{
     read, read_stage_result, write, write_stage_result, ResultsError, RESULTS_FILE, STAGE_RESULT,
 };
-pub use key::{f32_default, ArchCoeffs, JumpReluCoeffs, SaeKey};
+pub use key::{f32_default, ArchCoeffs, JumpReluCoeffs, SaeKey, CATEGORIES};
 pub use machine::Machine;
 pub use schema::*;
 pub use stage::{StageEntry, State};

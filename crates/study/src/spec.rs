@@ -26,17 +26,7 @@ pub const ARCHS: &[&str] = &["topk", "batchtopk", "jumprelu", "relu", "matryoshk
 /// Hook sites an SAE may read (TransformerLens names, `blocks.L.hook_<site>`).
 pub const SITES: &[&str] = &["resid_pre", "resid_mid", "resid_post"];
 
-/// Comparison categories of the study's Table 1 (plus `layer`, Fig 13, and
-/// `lr`, ours).
-pub const CATEGORIES: &[&str] = &[
-    "dataset",
-    "seed",
-    "dictionary",
-    "architecture",
-    "sparsity",
-    "layer",
-    "lr",
-];
+pub use saelab_results::CATEGORIES;
 
 /// Positional interventions (SPEC §1.4).
 pub const INTERVENTIONS: &[&str] = &["none", "zero", "shuffle"];

@@ -6,18 +6,7 @@
 use super::{pct, sae};
 use crate::html::{Page, Table};
 use crate::published::{self, Comparison};
-use saelab_results::{Results, SaeKey, Table1Row};
-
-/// Category order of the study's Table 1 (then ours).
-const ORDER: [&str; 7] = [
-    "dataset",
-    "seed",
-    "dictionary",
-    "architecture",
-    "sparsity",
-    "layer",
-    "lr",
-];
+use saelab_results::{Results, SaeKey, Table1Row, CATEGORIES as ORDER};
 
 pub(super) fn write(p: &mut Page, r: &Results) {
     p.section("tables", "4.2.2 Matching ratios (Tables 1 and 2)");
