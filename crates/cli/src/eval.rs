@@ -47,6 +47,8 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     if a.tokens == 0 {
         bail!("--tokens must be ≥ 1 (tokens to evaluate, rounded up to whole rows)");
     }
+    // Two runs into one folder would overwrite each other's files.
+    let _lock = saelab_fsio::DirLock::acquire(&a.out)?;
     let rows = rows::rows_config(&a.rows)?;
     let model = rows::load_model(&a.model, a.rows.precision)?;
     let saes = load_saes(&a.saes, a.hook.as_deref(), a.center_writing_weights, &model)?;

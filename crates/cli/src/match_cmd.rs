@@ -83,6 +83,8 @@ pub struct MatchArgs {
 }
 
 pub fn run(a: &MatchArgs) -> Result<()> {
+    // Two runs into one folder would overwrite each other's files.
+    let _lock = saelab_fsio::DirLock::acquire(&a.out)?;
     if a.grid || a.grid_file.is_some() {
         return run_grid(a);
     }

@@ -49,6 +49,8 @@ pub fn run(a: &StatsArgs) -> Result<()> {
     if a.ma_window == 0 {
         bail!("--ma-window must be ≥ 1 (1 = no smoothing)");
     }
+    // Two runs into one folder would overwrite each other's files.
+    let _lock = saelab_fsio::DirLock::acquire(&a.out)?;
     let rows = rows::rows_config(&a.rows)?;
     let model = rows::load_model(&a.model, a.rows.precision)?;
     let saes = load_saes(&a.saes, a.hook.as_deref(), a.center_writing_weights, &model)?;

@@ -53,6 +53,7 @@ fn brute_force_ratio(reference: &Path, query: &Path) -> f64 {
 }
 
 /// Every file of `dir` by name, with its bytes.
+/// The output files of a run (not the run's lock file).
 fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -61,6 +62,7 @@ fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
             let name = e.file_name().to_string_lossy().to_string();
             (name, std::fs::read(e.path()).unwrap())
         })
+        .filter(|(name, _)| name != ".saelab.lock")
         .collect()
 }
 
