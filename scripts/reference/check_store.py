@@ -11,6 +11,10 @@ Usage:
   python scripts/reference/check_store.py /tmp/store-xcheck
   # or just inspect any store directory
   python scripts/reference/check_store.py path/to/store
+  # 3. record what Python read (after a passing compare) as the fixture the
+  #    Rust test `store::tests::python_view_of_the_stores` checks in CI
+  python scripts/reference/check_store.py /tmp/store-xcheck \
+      --record tests/fixtures/store/python_view.json
 
 Shards are loaded with `safetensors.numpy.load_file` (F32/F16). numpy has no
 bfloat16, so BF16 shards are loaded with `safetensors.torch.load_file` and,
@@ -54,16 +58,22 @@ def load_shard(path: Path, dtype: str) -> dict:
     """All tensors of a shard as numpy (activations as float32)."""
     if dtype != "bf16":
         return {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in load_np(str(path)).items()}
-    from safetensors.torch import load_file as load_pt
-
-    pt = load_pt(str(path))
-    out = {k: (v.float().numpy() if v.is_floating_point() else v.numpy()) for k, v in pt.items()}
     # Independent decode of the raw bytes: bf16 bits are the top 16 bits of f32.
+    manual = {}
     for name, (dt, shape, raw) in raw_tensors(path).items():
         if dt == "BF16":
-            manual = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32).reshape(shape)
-            if not np.array_equal(manual, out[name]):
-                raise AssertionError(f"{path.name}/{name}: torch and manual bf16 decodes differ")
+            manual[name] = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32).reshape(shape)
+        else:
+            manual[name] = np.frombuffer(raw, dtype={"I32": "<i4", "F32": "<f4"}[dt]).reshape(shape)
+    try:
+        from safetensors.torch import load_file as load_pt
+    except ImportError:  # no torch in the venv: the manual decode alone
+        return manual
+    pt = load_pt(str(path))
+    out = {k: (v.float().numpy() if v.is_floating_point() else v.numpy()) for k, v in pt.items()}
+    for name, m in manual.items():
+        if not np.array_equal(m, out[name]):
+            raise AssertionError(f"{path.name}/{name}: torch and manual decodes differ")
     return out
 
 
@@ -151,13 +161,58 @@ def compare(dump: Path) -> int:
     return 1 if failures else 0
 
 
+def record(dump: Path, out: Path) -> None:
+    """Python's view of the dumped stores: file hashes and decoded values."""
+    expected = json.loads((dump / "expected.json").read_text())
+    view = {}
+    for dtype in expected:
+        store = dump / f"store-{dtype}"
+        m = check_manifest(store)
+        shards = []
+        for s in m["shards"]:
+            t = load_shard(store / s["file"], dtype)
+            hooks = {}
+            for hook in m["spec"]["hooks"]:
+                a = t[hook]
+                a64 = a.astype(np.float64)
+                flat = a.reshape(-1, a.shape[-1])
+                hooks[hook] = {
+                    "shape": list(a.shape),
+                    "sum": float(a64.sum()),
+                    "sumsq": float((a64 * a64).sum()),
+                    "first_vector": [float(x) for x in flat[0]],
+                    "last_vector": [float(x) for x in flat[-1]],
+                }
+            tok = t["tokens"]
+            shards.append({
+                "file": s["file"],
+                "sha256": sha256(store / s["file"]),
+                "tokens_sum": int(tok.astype(np.int64).sum()),
+                "tokens_first_row": tok[0].tolist(),
+                "hooks": hooks,
+            })
+        view[dtype] = {"manifest_sha256": sha256(store / "manifest.json"), "shards": shards}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(view, indent=1, sort_keys=True) + "\n")
+    print(f"recorded {out}")
+
+
 def main() -> int:
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    rec = None
+    if "--record" in args:
+        i = args.index("--record")
+        rec = Path(args[i + 1])
+        del args[i : i + 2]
+    if len(args) != 1:
         print(__doc__)
         return 2
-    path = Path(sys.argv[1])
+    path = Path(args[0])
     if (path / "expected.json").exists():
-        return compare(path)
+        rc = compare(path)
+        if rc == 0 and rec is not None:
+            record(path, rec)
+        return rc
     inspect(path)
     return 0
 

@@ -727,6 +727,90 @@ fn batch_stream_matches_a_direct_reimplementation() {
 
 // ------------------------------------------------------- python cross-check
 
+const XCHECK_DTYPES: [StoreDtype; 3] = [StoreDtype::F32, StoreDtype::F16, StoreDtype::Bf16];
+
+/// The cross-check store of one dtype: 12 rows of 8 tokens, d 16, two
+/// hooks, shards of 5 rows (deterministic: the same bytes every time).
+fn write_xcheck_store(dir: &Path, dtype: StoreDtype) -> StoreSpec {
+    let s = spec(
+        dtype,
+        &["blocks.8.hook_resid_pre", "blocks.9.hook_resid_pre"],
+        8,
+        16,
+        5,
+    );
+    let mut w = StoreWriter::create_or_resume(dir, s.clone()).unwrap();
+    push(&mut w, 0..12);
+    w.finish().unwrap();
+    s
+}
+
+/// Python (numpy + `safetensors`, and a by-hand bf16 decode) read these
+/// stores once and recorded what it saw in `tests/fixtures/store/
+/// python_view.json` (`check_store.py --record`): the files written today
+/// are byte-identical to those, and our reader decodes what Python decoded.
+#[test]
+fn python_view_of_the_stores() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/store/python_view.json");
+    let view: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for dtype in XCHECK_DTYPES {
+        let d = dir.path().join(format!("store-{dtype}"));
+        let s = write_xcheck_store(&d, dtype);
+        let v = &view[dtype.to_string()];
+        let store = ActivationStore::open(&d).unwrap();
+        let shards = v["shards"].as_array().unwrap();
+        assert_eq!(store.num_shards(), shards.len());
+        for (i, sv) in shards.iter().enumerate() {
+            let file = d.join(sv["file"].as_str().unwrap());
+            let sha = saelab_fsio::sha256_file(&file).unwrap();
+            assert_eq!(
+                sha,
+                sv["sha256"].as_str().unwrap(),
+                "{dtype} shard {i}: bytes changed"
+            );
+            for hook in &s.hooks {
+                let sd = store.shard(i, hook).unwrap();
+                let hv = &sv["hooks"][hook];
+                let sum: f64 = sd.acts.iter().map(|&x| f64::from(x)).sum();
+                let sumsq: f64 = sd.acts.iter().map(|&x| f64::from(x).powi(2)).sum();
+                let close = |a: f64, b: &serde_json::Value| {
+                    (a - b.as_f64().unwrap()).abs() <= 1e-9 * a.abs().max(1.0)
+                };
+                assert!(
+                    close(sum, &hv["sum"]) && close(sumsq, &hv["sumsq"]),
+                    "{dtype} {hook} shard {i}"
+                );
+                let vec_of = |k: &str| -> Vec<f32> {
+                    hv[k]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                        .collect()
+                };
+                assert_eq!(
+                    &sd.acts[..s.d],
+                    &vec_of("first_vector")[..],
+                    "{dtype} {hook}"
+                );
+                assert_eq!(&sd.acts[sd.acts.len() - s.d..], &vec_of("last_vector")[..]);
+                let toks: u64 = sd.tokens.iter().map(|&t| u64::from(t)).sum();
+                assert_eq!(toks, sv["tokens_sum"].as_u64().unwrap());
+                let first: Vec<u32> = sv["tokens_first_row"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .collect();
+                assert_eq!(&sd.tokens[..s.seq_len], &first[..]);
+            }
+        }
+    }
+}
+
 /// Writes stores for `scripts/reference/check_store.py` when
 /// `SAELAB_STORE_DUMP_DIR` is set (no-op otherwise): one store per dtype and
 /// `expected.json` with values decoded by the Rust reader.
@@ -737,21 +821,12 @@ fn dump_for_python_cross_check() {
     };
     let out = Path::new(&out);
     let mut expected = serde_json::Map::new();
-    for dtype in [StoreDtype::F32, StoreDtype::F16, StoreDtype::Bf16] {
+    for dtype in XCHECK_DTYPES {
         let dir = out.join(format!("store-{dtype}"));
         if dir.exists() {
             std::fs::remove_dir_all(&dir).unwrap();
         }
-        let s = spec(
-            dtype,
-            &["blocks.8.hook_resid_pre", "blocks.9.hook_resid_pre"],
-            8,
-            16,
-            5,
-        );
-        let mut w = StoreWriter::create_or_resume(&dir, s.clone()).unwrap();
-        push(&mut w, 0..12);
-        w.finish().unwrap();
+        let s = write_xcheck_store(&dir, dtype);
         let store = ActivationStore::open(&dir).unwrap();
         let (_, source) = data(&s, 0..12);
         let mut shards = Vec::new();
