@@ -226,7 +226,10 @@ fn bad_input_is_named() {
         &[],
     );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("k"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("k = 64 must be in 1..=n (n = 32)"),
+        "{err}"
+    );
     let o = saelab(&["train", "--store", "/no/store", "--out", &out], &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("/no/store"), "{err}");
