@@ -79,6 +79,8 @@ pub struct Panel {
     pub series: Vec<Series>,
     pub x_log: bool,
     pub y_log: bool,
+    /// Whole-number x ticks only (layers, steps).
+    pub x_integer: bool,
 }
 
 impl Panel {
@@ -457,7 +459,8 @@ fn axes_svg(
     let ((x0, y0, pw, ph), (ox, oy), (xa, ya)) = (area, o, axes);
     let px = |v: f64| x0 + xa.frac(v) * pw;
     let py = |v: f64| y0 + (1.0 - ya.frac(v)) * ph;
-    for (t, label) in xa.ticks() {
+    let whole = |t: &(f64, String)| !p.x_integer || t.0.fract() == 0.0;
+    for (t, label) in xa.ticks().into_iter().filter(whole) {
         let x = px(t);
         let _ = write!(
             s,
@@ -576,5 +579,24 @@ mod tests {
         assert_eq!(svg.matches(">one<").count(), 1);
         let ax = Axis::fit([0.12, 0.35].into_iter(), true, false);
         assert!(ax.ticks().len() >= 2, "{:?}", ax.ticks());
+    }
+
+    /// An integer axis (layers) gets no fractional ticks.
+    #[test]
+    fn integer_x_ticks() {
+        let mut panel =
+            Panel::new("p", "layer", "y").with(Series::line("", vec![(1.0, 0.0), (3.0, 1.0)]));
+        panel.x_integer = true;
+        let f = Figure {
+            title: "t".into(),
+            panels: vec![panel],
+            cols: 1,
+            ..Figure::default()
+        };
+        let svg = f.to_svg();
+        assert!(
+            svg.contains(">2<") && !svg.contains(">1.5<") && !svg.contains(">2.5<"),
+            "{svg}"
+        );
     }
 }

@@ -68,7 +68,10 @@ fn results() -> Results {
     Results {
         schema: RESULTS_SCHEMA.into(),
         study: "t".into(),
-        spec: serde_json::json!({"model": {"name": "m", "precision": "f32"}}),
+        spec: serde_json::json!({
+            "model": {"name": "m", "precision": "f32"},
+            "train": {"batch": 1024, "tokens": 524288, "lr": 0.003, "b_dec_init": "zeros", "auxk": true}
+        }),
         saelab_version: "0".into(),
         machine: Machine::default(),
         wall_seconds: 1.0,
@@ -127,6 +130,10 @@ fn table1_shows_published_numbers_beside_ours() {
         &dict[4..8],
         ["80.00", "40.00", "89.25", "47.15"],
         "{dict:?}"
+    );
+    // The budget the ratios were measured at.
+    assert!(
+        html.contains("Training: 512 steps of 1024 activations (524288 tokens) per SAE, lr 0.003")
     );
     // Sections in the study's order.
     let pos = |id: &str| html.find(&format!("id=\"{id}\"")).unwrap();

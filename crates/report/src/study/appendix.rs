@@ -95,6 +95,8 @@ fn per_layer(p: &mut Page, r: &Results) {
         p.missing("No stats stage is complete.");
         return;
     }
+    fvu.x_integer = true;
+    dce.x_integer = true;
     let f = Figure {
         title: "SAE loss and spliced CE per layer (study Fig 16)".into(),
         panels: vec![fvu, dce],

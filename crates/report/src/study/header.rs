@@ -14,6 +14,7 @@ pub(super) fn write(p: &mut Page, r: &Results) {
         r.saelab_version,
         r.schema
     ));
+    p.para(&training_budget(&r.spec["train"]));
     let m = &r.machine;
     let mut t = Table::new(&["", ""], 2);
     let computed: f64 = r.stages.iter().filter_map(|s| s.seconds).sum();
@@ -48,6 +49,28 @@ pub(super) fn write(p: &mut Page, r: &Results) {
             p.missing(&format!("Not in this report: {m}."));
         }
     }
+}
+
+/// The training budget in one line: matching ratios mean little without it
+/// (under-trained SAEs share their initialisation, not learned features).
+fn training_budget(t: &serde_json::Value) -> String {
+    if !t.is_object() {
+        return "Training settings: not in the spec.".into();
+    }
+    let batch = t["batch"].as_u64().unwrap_or(0);
+    let steps = t["steps"]
+        .as_u64()
+        .or_else(|| Some(t["tokens"].as_u64()? / batch.max(1)));
+    let budget = match steps {
+        Some(s) => format!("{s} steps of {batch} activations ({} tokens)", s * batch),
+        None => format!("one pass over each store, batch {batch}"),
+    };
+    format!(
+        "Training: {budget} per SAE, lr {}, b_dec init {}, AuxK {}.",
+        t["lr"],
+        t["b_dec_init"].as_str().unwrap_or("?"),
+        t["auxk"]
+    )
 }
 
 /// The dense-product paths the runtime dispatch takes on this machine.
