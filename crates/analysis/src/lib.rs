@@ -3,8 +3,10 @@
 //! ([`stats`]), and feature matching between SAEs ([`matching`]). The
 //! model-pass runs ([`eval::run`], [`stats::run`]) take a loaded model, SAEs
 //! loaded by [`loaded::load_saes`] and token rows from a corpus
-//! ([`rows`]), and report through [`progress::Progress`].
+//! ([`rows`]), and report through [`progress::Progress`]. [`convergence`]
+//! measures how a training run's seed pairs converge, from its snapshots.
 
+pub mod convergence;
 pub mod eval;
 pub mod loaded;
 pub mod matching;

@@ -94,6 +94,25 @@ pub enum PosArg {
     Shuffle,
 }
 
+impl From<PackingArg> for Packing {
+    fn from(p: PackingArg) -> Packing {
+        match p {
+            PackingArg::Concat => Packing::Concat,
+            PackingArg::BosRows => Packing::BosRows,
+        }
+    }
+}
+
+impl From<PosArg> for PosIntervention {
+    fn from(p: PosArg) -> PosIntervention {
+        match p {
+            PosArg::None => PosIntervention::None,
+            PosArg::Zero => PosIntervention::Zero,
+            PosArg::Shuffle => PosIntervention::Shuffle,
+        }
+    }
+}
+
 impl HarvestArgs {
     /// The library config of these flags (hook names parsed, defaults
     /// filled in).
@@ -113,20 +132,13 @@ impl HarvestArgs {
             hooks,
             tokens: self.tokens,
             seq_len: self.seq_len,
-            packing: match self.packing {
-                PackingArg::Concat => Packing::Concat,
-                PackingArg::BosRows => Packing::BosRows,
-            },
+            packing: self.packing.into(),
             dtype: match self.dtype {
                 DtypeArg::F32 => StoreDtype::F32,
                 DtypeArg::F16 => StoreDtype::F16,
                 DtypeArg::Bf16 => StoreDtype::Bf16,
             },
-            pos_intervention: match self.pos_intervention {
-                PosArg::None => PosIntervention::None,
-                PosArg::Zero => PosIntervention::Zero,
-                PosArg::Shuffle => PosIntervention::Shuffle,
-            },
+            pos_intervention: self.pos_intervention.into(),
             seed: self.seed,
             batch_rows: self.batch_rows,
             rows_per_shard: self.rows_per_shard,

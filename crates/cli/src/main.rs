@@ -2,6 +2,7 @@
 //! train SAEs, evaluate them, compute activation statistics and match
 //! features between SAEs.
 
+mod converge;
 mod eval;
 mod harvest;
 mod match_cmd;
@@ -53,6 +54,9 @@ enum Cmd {
     Stats(stats::StatsArgs),
     /// Match features between two SAEs, or every pair of a grid (ratios, MMCS, assignment, Tables 1-2).
     Match(match_cmd::MatchArgs),
+    /// Seed-pair overlap of training runs against training tokens (convergence), from
+    /// their snapshots: table and figure.
+    Converge(converge::ConvergeArgs),
     /// Run a whole study from one TOML spec (default: the quick preset): harvest, train,
     /// eval, stats and match as cached stages, then results.json.
     Study(study::StudyArgs),
@@ -100,6 +104,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Eval(a) => eval::run(&a),
         Cmd::Stats(a) => stats::run(&a),
         Cmd::Match(a) => match_cmd::run(&a),
+        Cmd::Converge(a) => converge::run(&a),
         Cmd::Study(a) => study::run(&a),
     }
 }

@@ -5,16 +5,25 @@
 //! `--config` TOML file (see [`saelab_sae::sweep::SweepSpec`]). Ctrl-C
 //! writes a checkpoint and exits; rerunning the same command resumes.
 //!
+//! With `--dataset` instead of `--store` the activations come straight from
+//! the model's forward pass (no store is written; see
+//! `saelab_study::streamed`).
+//!
 //! This file only parses flags, draws the progress bar and prints; the work
-//! is `saelab_study::sources::train_from_store`.
+//! is `saelab_study::sources::train_from_store` or
+//! `saelab_study::streamed::train_streamed`.
 
+use crate::harvest::{PackingArg, PosArg};
+use crate::rows::PrecisionArg;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
+use saelab_lm::HookPoint;
 use saelab_sae::defaults::{self, ArchName};
 use saelab_sae::sweep::{
     ArchDefaults, GridSpec, PlanRequest, SweepProgress, SweepSettings, SweepSpec, SweepStart,
 };
-use saelab_sae::{BDecInit, EncoderPrecision, StepMetrics};
+use saelab_sae::{BDecInit, Decay, EncoderPrecision, LrSchedule, StepMetrics};
+use saelab_study::harvest::HarvestConfig;
 use std::cell::OnceCell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,11 +32,14 @@ use std::sync::Arc;
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
     /// Activation store written by `saelab harvest`.
-    #[arg(long)]
-    pub store: PathBuf,
-    /// Hook to train on (default: the store's first hook).
+    #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
+    pub store: Option<PathBuf>,
+    /// Hook to train on (default: the store's first hook; streamed:
+    /// blocks.8.hook_resid_pre).
     #[arg(long)]
     pub hook: Option<String>,
+    #[command(flatten)]
+    pub stream: StreamArgs,
     /// Architecture(s) (repeat for a grid).
     #[arg(long = "arch", value_enum, default_values_t = defaults::ARCHS.to_vec())]
     pub archs: Vec<ArchName>,
@@ -59,6 +71,19 @@ pub struct TrainArgs {
     pub jumprelu_bandwidth: f32,
     #[arg(long, default_value_t = defaults::LR)]
     pub lr: f32,
+    /// Linear learning-rate warm-up over this many steps.
+    #[arg(long, default_value_t = 0)]
+    pub lr_warmup_steps: u64,
+    /// Learning-rate decay to zero from the end of the warm-up to the end
+    /// of the run (needs --steps or --tokens).
+    #[arg(long, value_enum, default_value_t = Decay::None)]
+    pub lr_decay: Decay,
+    /// Also save every SAE after this many training tokens (rounded down to
+    /// whole batches) under `<name>/snapshots/step-N/`; comma-separated or
+    /// repeated. One run then gives the SAEs of several budgets (with a
+    /// constant lr; a decay schedule depends on the run's length).
+    #[arg(long, value_delimiter = ',')]
+    pub snapshot_tokens: Vec<u64>,
     /// Activation vectors per step.
     #[arg(long, default_value_t = defaults::BATCH)]
     pub batch: usize,
@@ -101,6 +126,77 @@ pub struct TrainArgs {
     pub out: PathBuf,
 }
 
+/// Training straight from the model (`--dataset`): how the corpus is packed
+/// and run, as `saelab harvest` would (an f32 store of the same flags holds
+/// the same vectors).
+#[derive(clap::Args, Debug)]
+pub struct StreamArgs {
+    /// Stream activations from the model over this corpus instead of
+    /// reading a store: an offline corpus name or a .txt/.jsonl/.parquet
+    /// file or folder.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Model to stream from.
+    #[arg(long, default_value = "smollm2-135m", requires = "dataset")]
+    pub model: String,
+    /// Distinct tokens per epoch (rounded to whole forward batches); 0 =
+    /// the whole corpus. Training longer than one epoch runs the model
+    /// over them again.
+    #[arg(long, default_value_t = 0, requires = "dataset")]
+    pub corpus_tokens: u64,
+    /// Tokens per row.
+    #[arg(long, default_value_t = 128, requires = "dataset")]
+    pub seq_len: usize,
+    /// Row packing.
+    #[arg(
+        long,
+        value_enum,
+        ignore_case = true,
+        default_value = "concat",
+        requires = "dataset"
+    )]
+    pub packing: PackingArg,
+    /// Positional intervention.
+    #[arg(long, value_enum, default_value = "none", requires = "dataset")]
+    pub pos_intervention: PosArg,
+    /// Seed of the shuffle intervention.
+    #[arg(long, default_value_t = 49, requires = "dataset")]
+    pub pos_seed: u64,
+    /// Rows per forward pass.
+    #[arg(long, default_value_t = 16, requires = "dataset")]
+    pub batch_rows: usize,
+    /// Rows per virtual shard (the shuffle's unit, as a store's shard).
+    #[arg(long, default_value_t = 1024, requires = "dataset")]
+    pub rows_per_shard: usize,
+    /// Arithmetic of the model's dense products.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32, requires = "dataset")]
+    pub precision: PrecisionArg,
+    /// Text field of .jsonl / .parquet corpora.
+    #[arg(long, default_value = "text", requires = "dataset")]
+    pub text_field: String,
+}
+
+impl StreamArgs {
+    /// The harvest config these flags describe (hooks and dtype are the
+    /// stream's own).
+    fn config(&self, dataset: &str) -> HarvestConfig {
+        HarvestConfig {
+            model: self.model.clone(),
+            dataset: dataset.to_string(),
+            hooks: vec![],
+            tokens: self.corpus_tokens,
+            seq_len: self.seq_len,
+            packing: self.packing.into(),
+            dtype: saelab_data::store::StoreDtype::F32,
+            pos_intervention: self.pos_intervention.into(),
+            seed: self.pos_seed,
+            batch_rows: self.batch_rows,
+            rows_per_shard: self.rows_per_shard,
+            text_field: self.text_field.clone(),
+        }
+    }
+}
+
 /// The SAEs: the sweep file, or the grid flags.
 fn sweep_spec(a: &TrainArgs) -> Result<SweepSpec> {
     Ok(match &a.config {
@@ -117,9 +213,37 @@ fn sweep_spec(a: &TrainArgs) -> Result<SweepSpec> {
     })
 }
 
-fn settings(a: &TrainArgs) -> SweepSettings {
-    SweepSettings {
+fn settings(a: &TrainArgs) -> Result<SweepSettings> {
+    let steps = a.steps.or(a.tokens.map(|t| t / a.batch.max(1) as u64));
+    if a.lr_decay != Decay::None && steps.is_none() {
+        anyhow::bail!("--lr-decay needs the run's length: give --steps or --tokens");
+    }
+    if a.snapshot_tokens.iter().any(|&t| t < a.batch as u64) {
+        anyhow::bail!(
+            "--snapshot-tokens must each hold at least one batch ({} tokens)",
+            a.batch
+        );
+    }
+    Ok(SweepSettings {
         lr: a.lr,
+        lr_schedule: LrSchedule {
+            warmup_steps: a.lr_warmup_steps,
+            decay: a.lr_decay,
+            decay_start: a.lr_warmup_steps,
+            // 0 without decay: the default schedule, so runs without one
+            // keep their identity.
+            total_steps: if a.lr_decay == Decay::None {
+                0
+            } else {
+                steps.unwrap_or(0)
+            },
+            min_lr_ratio: 0.0,
+        },
+        snapshot_steps: a
+            .snapshot_tokens
+            .iter()
+            .map(|&t| t / a.batch.max(1) as u64)
+            .collect(),
         batch: a.batch,
         steps: a.steps,
         tokens: a.tokens,
@@ -131,13 +255,22 @@ fn settings(a: &TrainArgs) -> SweepSettings {
         checkpoint_every: a.checkpoint_every,
         log_every: a.log_every,
         ..SweepSettings::default()
-    }
+    })
 }
 
 /// A progress bar drawn from the sweep's callbacks.
 struct Bar {
     store: String,
     bar: OnceCell<ProgressBar>,
+}
+
+impl Bar {
+    fn new(store: String) -> Self {
+        Bar {
+            store,
+            bar: OnceCell::new(),
+        }
+    }
 }
 
 impl SweepProgress for Bar {
@@ -205,19 +338,47 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         // is, Ctrl-C keeps its default behaviour (the last checkpoint stays).
         let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     }
-    let bar = Bar {
-        store: a.store.display().to_string(),
-        bar: OnceCell::new(),
+    let plan = PlanRequest::Spec(&spec, &coeffs);
+    let settings = settings(a)?;
+    let s = match (&a.store, &a.stream.dataset) {
+        (Some(store), _) => {
+            let bar = Bar::new(store.display().to_string());
+            saelab_study::sources::train_from_store(
+                store,
+                a.hook.as_deref(),
+                plan,
+                &settings,
+                &a.out,
+                &bar,
+                &stop,
+            )?
+        }
+        (None, Some(dataset)) => {
+            let hook: HookPoint = a
+                .hook
+                .as_deref()
+                .unwrap_or("blocks.8.hook_resid_pre")
+                .parse()?;
+            let model = std::sync::Arc::new(crate::rows::load_model(
+                &a.stream.model,
+                a.stream.precision,
+            )?);
+            let corpus = crate::resolve::corpus(dataset)?;
+            let bar = Bar::new(format!("{} over {dataset} (streamed)", a.stream.model));
+            saelab_study::streamed::train_streamed(
+                model,
+                &corpus,
+                &a.stream.config(dataset),
+                hook,
+                plan,
+                &settings,
+                &a.out,
+                &bar,
+                &stop,
+            )?
+        }
+        (None, None) => anyhow::bail!("give --store or --dataset"),
     };
-    let s = saelab_study::sources::train_from_store(
-        &a.store,
-        a.hook.as_deref(),
-        PlanRequest::Spec(&spec, &coeffs),
-        &settings(a),
-        &a.out,
-        &bar,
-        &stop,
-    )?;
     if s.already_complete {
         eprintln!(
             "{}: training is already complete; nothing to do",

@@ -131,6 +131,14 @@ impl ForwardOutput {
             .find(|(p, _)| *p == h)
             .map(|(_, v)| v.as_slice())
     }
+
+    /// Moves the buffer of `h` out (an empty one is left behind).
+    pub fn take_hook(&mut self, h: HookPoint) -> Option<Vec<f32>> {
+        self.hooks
+            .iter_mut()
+            .find(|(p, _)| *p == h)
+            .map(|(_, v)| std::mem::take(v))
+    }
 }
 
 /// Per-pass hook bookkeeping used by the architectures.

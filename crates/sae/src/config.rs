@@ -89,6 +89,7 @@ pub fn expected_average_scale(x: &[f32], d: usize) -> Option<f32> {
 /// Learning-rate decay after the warm-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Decay {
     /// Constant after warm-up (the study's default).
     #[default]

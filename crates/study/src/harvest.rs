@@ -309,50 +309,73 @@ impl Harvest<'_> {
     /// One forward pass over `n` rows; the activations are checked to be
     /// finite before any of them reaches the store.
     fn harvest_batch(&mut self, batch: &[u32], n: usize) -> Result<(), HarvestError> {
-        let cfg = self.cfg;
-        let batch_index = self.done / cfg.batch_rows as u64;
-        // One permutation per forward pass, drawn from a stream keyed by the
-        // batch index so a resumed harvest draws the same permutations.
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        rng.set_stream(batch_index);
-        let mut fspec = ForwardSpec::reads(&cfg.hooks);
-        fspec.positions = cfg.pos_intervention.positions(cfg.seq_len, &mut rng);
-        let model_id = || self.model.info.id.clone();
-        let out = self
-            .model
-            .forward(batch, n, cfg.seq_len, &mut fspec)
-            .map_err(|err| HarvestError::Forward {
-                model: model_id(),
-                batch: batch_index,
-                err: Box::new(err),
-            })?;
-        let mut acts = Vec::with_capacity(cfg.hooks.len());
-        for &h in &cfg.hooks {
-            let a = out.hook(h).ok_or_else(|| HarvestError::MissingHook {
-                model: model_id(),
-                hook: h.to_string(),
-            })?;
-            self.check_finite(h, a)?;
-            acts.push(a);
-        }
-        self.writer.push_rows(batch, &acts)?;
+        let acts = forward_rows(self.model, self.cfg, batch, n, self.done, self.out)?;
+        let refs: Vec<&[f32]> = acts.iter().map(Vec::as_slice).collect();
+        self.writer.push_rows(batch, &refs)?;
         self.done += n as u64;
         Ok(())
     }
+}
 
-    /// A NaN or infinity names the model, hook and global row.
-    fn check_finite(&self, hook: HookPoint, acts: &[f32]) -> Result<(), HarvestError> {
-        let Some(i) = acts.iter().position(|v| !v.is_finite()) else {
-            return Ok(());
-        };
-        let per_row = self.cfg.seq_len * self.model.info.d_model;
-        Err(HarvestError::NonFinite {
-            model: self.model.info.id.clone(),
-            hook: hook.to_string(),
-            row: self.done + (i / per_row) as u64,
-            position: (i % per_row) / self.model.info.d_model,
-            value: acts[i],
-            store: self.out.to_path_buf(),
-        })
+/// The activations at every hook of `cfg` of one forward pass over the `n`
+/// rows `tokens`, whose first row is row `first_row` of the harvest (it
+/// keys the shuffle intervention's permutation, so a resumed harvest or a
+/// streamed run draws the same ones), checked finite (an error names the
+/// model, hook, global row and `dest`).
+pub(crate) fn forward_rows(
+    model: &Model,
+    cfg: &HarvestConfig,
+    tokens: &[u32],
+    n: usize,
+    first_row: u64,
+    dest: &Path,
+) -> Result<Vec<Vec<f32>>, HarvestError> {
+    let batch_index = first_row / cfg.batch_rows as u64;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    rng.set_stream(batch_index);
+    let mut fspec = ForwardSpec::reads(&cfg.hooks);
+    fspec.positions = cfg.pos_intervention.positions(cfg.seq_len, &mut rng);
+    let model_id = || model.info.id.clone();
+    let mut out = model
+        .forward(tokens, n, cfg.seq_len, &mut fspec)
+        .map_err(|err| HarvestError::Forward {
+            model: model_id(),
+            batch: batch_index,
+            err: Box::new(err),
+        })?;
+    let mut acts = Vec::with_capacity(cfg.hooks.len());
+    for &h in &cfg.hooks {
+        let a = out.take_hook(h).ok_or_else(|| HarvestError::MissingHook {
+            model: model_id(),
+            hook: h.to_string(),
+        })?;
+        check_finite(model, cfg, h, &a, first_row, dest)?;
+        acts.push(a);
     }
+    Ok(acts)
+}
+
+impl Harvest<'_> {}
+
+/// A NaN or infinity names the model, hook and global row.
+fn check_finite(
+    model: &Model,
+    cfg: &HarvestConfig,
+    hook: HookPoint,
+    acts: &[f32],
+    first_row: u64,
+    dest: &Path,
+) -> Result<(), HarvestError> {
+    let Some(i) = acts.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let per_row = cfg.seq_len * model.info.d_model;
+    Err(HarvestError::NonFinite {
+        model: model.info.id.clone(),
+        hook: hook.to_string(),
+        row: first_row + (i / per_row) as u64,
+        position: (i % per_row) / model.info.d_model,
+        value: acts[i],
+        store: dest.to_path_buf(),
+    })
 }

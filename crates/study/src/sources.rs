@@ -26,6 +26,9 @@ pub enum TrainError {
     /// The sweep itself (plan, settings, resume, training, saving).
     #[error(transparent)]
     Sweep(#[from] SweepError),
+    /// Packing the corpus or running the model (a streamed run).
+    #[error(transparent)]
+    Harvest(#[from] crate::harvest::HarvestError),
 }
 
 /// Shuffled batches of one hook of an activation store
@@ -96,17 +99,15 @@ impl BatchSource for StoreSource {
     }
 
     fn skip(&mut self, batches: u64) -> Result<(), SourceError> {
-        // The stream's state depends on the data read (buffer refills), so
-        // the position is replayed, not computed.
-        let mut scratch = Vec::new();
-        for done in 0..batches {
-            if !self.stream.next_into(&mut scratch)? {
-                return Err(format!(
-                    "{}: the batch stream ended after {done} of {batches} batches",
-                    self.path.display()
-                )
-                .into());
-            }
+        // The shuffle's state depends on counts only: the skip moves ids
+        // and reads just the vectors still buffered afterwards.
+        let done = self.stream.skip_batches(batches)?;
+        if done < batches {
+            return Err(format!(
+                "{}: the batch stream ended after {done} of {batches} batches",
+                self.path.display()
+            )
+            .into());
         }
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! [`BatchStream`]: shuffled batches of activation vectors for SAE training,
-//! read from an [`ActivationStore`] with bounded memory.
+//! read from an [`ActivationStore`] with bounded memory, or from any other
+//! [`ShardProvider`] (vectors computed on demand, e.g. by a model forward
+//! pass: the same algorithm over the same vectors gives the same batches).
 //!
 //! # The algorithm (exact, so a run can be reproduced from its seed)
 //!
@@ -55,12 +57,100 @@ use rand_chacha::ChaCha8Rng;
 use super::manifest::StoreDtype;
 use super::reader::{ActivationStore, ShardReader};
 use super::{Result, StoreError};
+use std::ops::Range;
 
-/// Deterministic shuffled batches of one hook's activation vectors.
+/// The shards a [`BatchStream`] reads, in the store's layout: shard `i`
+/// holds `rows` rows of `seq_len` vectors of one hook, row by row.
+pub trait ShardProvider: std::fmt::Debug {
+    /// Shards in one pass.
+    fn num_shards(&self) -> usize;
+    /// Rows over all shards.
+    fn rows(&self) -> u64;
+    /// Rows of shard `index` (known without opening it).
+    fn shard_rows(&self, index: usize) -> usize;
+    /// Opens shard `index` (once per shard per epoch, in the stream's
+    /// shard order).
+    fn open(&mut self, index: usize) -> Result<Box<dyn ShardVectors>>;
+    /// Whether to check shard checksums on first open (stores only).
+    fn set_verify(&mut self, _verify: bool) {}
+}
+
+/// One opened shard of one hook.
+pub trait ShardVectors {
+    /// Rows in the shard.
+    fn rows(&self) -> usize;
+    /// Raw little-endian bytes (in the stream's dtype) of the elements
+    /// `elems` of the shard's `[rows · seq_len · d]` vectors.
+    fn raw(&self, elems: Range<usize>) -> Result<&[u8]>;
+}
+
+/// One hook of an [`ActivationStore`], shards memory-mapped.
 #[derive(Debug)]
-pub struct BatchStream {
+struct StoreShards {
     store: ActivationStore,
     hook_index: usize,
+    /// Check each shard's sha256 the first time it is read.
+    verify: bool,
+    /// Shards whose sha256 has been checked.
+    verified: Vec<bool>,
+}
+
+impl ShardProvider for StoreShards {
+    fn num_shards(&self) -> usize {
+        self.store.num_shards()
+    }
+    fn rows(&self) -> u64 {
+        self.store.rows()
+    }
+    fn shard_rows(&self, index: usize) -> usize {
+        self.store
+            .manifest()
+            .shards
+            .get(index)
+            .map_or(0, |s| s.rows)
+    }
+    fn open(&mut self, index: usize) -> Result<Box<dyn ShardVectors>> {
+        if self.verify && !self.verified[index] {
+            self.store.verify_shard(index)?;
+            self.verified[index] = true;
+        }
+        Ok(Box::new(HookOfShard {
+            reader: self.store.open_shard(index)?,
+            hook_index: self.hook_index,
+        }))
+    }
+    fn set_verify(&mut self, verify: bool) {
+        self.verify = verify;
+    }
+}
+
+struct HookOfShard {
+    reader: ShardReader,
+    hook_index: usize,
+}
+
+impl ShardVectors for HookOfShard {
+    fn rows(&self) -> usize {
+        self.reader.rows()
+    }
+    fn raw(&self, elems: Range<usize>) -> Result<&[u8]> {
+        self.reader.raw(self.hook_index, elems)
+    }
+}
+
+/// The shard a stream is reading: opened only when its bytes are needed
+/// (a skip reads none).
+struct Current {
+    shard: usize,
+    reader: Option<Box<dyn ShardVectors>>,
+    /// Next vector in the shard, and the shard's vector count.
+    next: usize,
+    total: usize,
+}
+
+/// Deterministic shuffled batches of one hook's activation vectors.
+pub struct BatchStream {
+    shards: Box<dyn ShardProvider>,
     batch_size: usize,
     buffer_vectors: usize,
     skip_positions: usize,
@@ -83,18 +173,17 @@ pub struct BatchStream {
     order: Vec<usize>,
     /// Next position in `order` to open.
     next_in_order: usize,
-    /// Check each shard's sha256 the first time it is read.
-    verify_shards: bool,
-    /// Shards whose sha256 has been checked by this stream.
-    verified: Vec<bool>,
-    /// Open shard, next vector in it, its vector count.
-    current: Option<(ShardReader, usize, usize)>,
+    /// The shard being read.
+    current: Option<Current>,
     /// All shards of the epoch have been read into the buffer.
     exhausted: bool,
     /// `[buf_len, d]` vectors as raw little-endian store-dtype bytes
     /// (`u64` words keep the bytes 8-aligned for the fast decode path).
     buffer: Vec<u64>,
     buf_len: usize,
+    /// Where each buffer slot's vector comes from: `shard << 32 | vector`
+    /// (kept also when skipping, which moves ids, not bytes).
+    ids: Vec<u64>,
     /// Shuffled permutation of `0..buf_len`: the buffer in shuffled order.
     perm: Vec<u32>,
     /// Next index into `perm` to emit.
@@ -114,7 +203,40 @@ impl BatchStream {
         buffer_vectors: usize,
     ) -> Result<BatchStream> {
         let spec = store.spec();
-        let hook_index = spec.hook_index(hook)?;
+        let shards = StoreShards {
+            store: store.clone(),
+            hook_index: spec.hook_index(hook)?,
+            verify: true,
+            verified: vec![false; store.num_shards()],
+        };
+        if store.rows() == 0 {
+            return Err(StoreError::BadStream(format!(
+                "{}: the store holds no rows",
+                store.dir().display()
+            )));
+        }
+        let layout = (spec.d, spec.seq_len, spec.dtype);
+        Self::from_provider(
+            Box::new(shards),
+            layout,
+            batch_size,
+            seed,
+            epochs,
+            buffer_vectors,
+        )
+    }
+
+    /// A stream over any [`ShardProvider`] whose vectors are `d` wide,
+    /// `seq_len` per row, stored as `dtype` (`layout`); otherwise as [`new`](Self::new).
+    pub fn from_provider(
+        shards: Box<dyn ShardProvider>,
+        layout: (usize, usize, StoreDtype),
+        batch_size: usize,
+        seed: u64,
+        epochs: Option<usize>,
+        buffer_vectors: usize,
+    ) -> Result<BatchStream> {
+        let (d, seq_len, dtype) = layout;
         if batch_size == 0 {
             return Err(StoreError::BadStream("batch_size must be > 0".into()));
         }
@@ -129,7 +251,7 @@ impl BatchStream {
                 u32::MAX
             )));
         }
-        let vec_bytes = spec.d * spec.dtype.size();
+        let vec_bytes = d * dtype.size();
         if buffer_vectors
             .checked_mul(vec_bytes)
             .and_then(|b| b.checked_add(8))
@@ -137,24 +259,22 @@ impl BatchStream {
         {
             return Err(StoreError::BadStream("buffer_vectors * d overflows".into()));
         }
-        if store.rows() == 0 {
-            return Err(StoreError::BadStream(format!(
-                "{}: the store holds no rows",
-                store.dir().display()
-            )));
+        if shards.rows() == 0 || seq_len == 0 {
+            return Err(StoreError::BadStream(
+                "the stream's source holds no vectors".into(),
+            ));
         }
         Ok(BatchStream {
-            store: store.clone(),
-            hook_index,
+            shards,
             batch_size,
             buffer_vectors,
             skip_positions: 0,
             keep_last: false,
             epochs,
             rng: ChaCha8Rng::seed_from_u64(seed),
-            d: spec.d,
-            seq_len: spec.seq_len,
-            dtype: spec.dtype,
+            d,
+            seq_len,
+            dtype,
             vec_bytes,
             started: false,
             finished: epochs == Some(0),
@@ -162,12 +282,11 @@ impl BatchStream {
             epoch_batches: 0,
             order: Vec::new(),
             next_in_order: 0,
-            verify_shards: true,
-            verified: vec![false; store.num_shards()],
             current: None,
             exhausted: false,
             buffer: Vec::new(),
             buf_len: 0,
+            ids: Vec::new(),
             perm: Vec::new(),
             emit_pos: 0,
         })
@@ -202,7 +321,7 @@ impl BatchStream {
     /// time the stream reads it (default: on; one extra read per shard, so
     /// a corrupted store fails the run instead of training on bad data).
     pub fn with_verify_shards(mut self, verify: bool) -> BatchStream {
-        self.verify_shards = verify;
+        self.shards.set_verify(verify);
         self
     }
 
@@ -223,7 +342,7 @@ impl BatchStream {
 
     /// Vectors read per epoch.
     pub fn vectors_per_epoch(&self) -> u64 {
-        self.store.rows() * (self.seq_len - self.skip_positions) as u64
+        self.shards.rows() * (self.seq_len - self.skip_positions) as u64
     }
 
     /// Full batches per epoch (`⌊vectors_per_epoch / batch_size⌋`), plus one
@@ -247,7 +366,7 @@ impl BatchStream {
     }
 
     fn start_epoch(&mut self) {
-        let mut order: Vec<usize> = (0..self.store.num_shards()).collect();
+        let mut order: Vec<usize> = (0..self.shards.num_shards()).collect();
         for i in (1..order.len()).rev() {
             let j = self.below(i as u64 + 1) as usize;
             order.swap(i, j);
@@ -263,59 +382,68 @@ impl BatchStream {
     }
 
     /// Steps 2 and 3: carry the leftover to the front, fill, shuffle.
-    fn refill(&mut self) -> Result<()> {
-        let (d, vb) = (self.d, self.vec_bytes);
+    /// `dry` (a skip) moves the vectors' ids only; [`Self::materialize`]
+    /// reads the bytes of what is left when the skip ends.
+    fn refill(&mut self, dry: bool) -> Result<()> {
+        let vb = self.vec_bytes;
         let words = (self.buffer_vectors * vb).div_ceil(8);
-        if self.buffer.len() < words {
+        if !dry && self.buffer.len() < words {
             self.buffer.resize(words, 0);
         }
-        let buffer: &mut [u8] = bytemuck::cast_slice_mut(&mut self.buffer);
         // Carry the leftover vectors (in shuffled order) to the front.
         let left = &self.perm[self.emit_pos..self.buf_len];
-        let mut carried = vec![0u8; left.len() * vb];
-        for (k, &src) in left.iter().enumerate() {
-            let s = src as usize * vb;
-            carried[k * vb..(k + 1) * vb].copy_from_slice(&buffer[s..s + vb]);
+        let carried_ids: Vec<u64> = left.iter().map(|&k| self.ids[k as usize]).collect();
+        if !dry {
+            let buffer: &mut [u8] = bytemuck::cast_slice_mut(&mut self.buffer);
+            let mut carried = vec![0u8; left.len() * vb];
+            for (k, &src) in left.iter().enumerate() {
+                let s = src as usize * vb;
+                carried[k * vb..(k + 1) * vb].copy_from_slice(&buffer[s..s + vb]);
+            }
+            buffer[..carried.len()].copy_from_slice(&carried);
         }
-        buffer[..carried.len()].copy_from_slice(&carried);
-        let mut len = left.len();
+        let mut len = carried_ids.len();
+        self.ids.clear();
+        self.ids.extend(carried_ids);
 
         // Fill in read order.
         let usable = self.seq_len - self.skip_positions;
         while len < self.buffer_vectors {
-            let Some((reader, next, total)) = self.current.as_mut().filter(|c| c.1 < c.2) else {
+            let Some(cur) = self.current.as_mut().filter(|c| c.next < c.total) else {
                 let Some(&shard) = self.order.get(self.next_in_order) else {
                     self.exhausted = true;
                     break;
                 };
                 self.next_in_order += 1;
-                if self.verify_shards && !self.verified[shard] {
-                    self.store.verify_shard(shard)?;
-                    self.verified[shard] = true;
-                }
-                let reader = self.store.open_shard(shard)?;
-                let total = reader.rows() * usable;
-                self.current = Some((reader, 0, total));
+                let total = self.shards.shard_rows(shard) * usable;
+                self.current = Some(Current {
+                    shard,
+                    reader: None,
+                    next: 0,
+                    total,
+                });
                 continue;
             };
-            let take = (self.buffer_vectors - len).min(*total - *next);
-            let mut done = 0;
-            while done < take {
-                let v = *next + done;
-                let (row, p) = (v / usable, v % usable);
-                let run = (usable - p).min(take - done);
-                let first = (row * self.seq_len + self.skip_positions + p) * d;
-                let src = reader.raw(self.hook_index, first..first + run * d)?;
-                let dst = (len + done) * vb;
-                buffer[dst..dst + run * vb].copy_from_slice(src);
-                done += run;
+            let take = (self.buffer_vectors - len).min(cur.total - cur.next);
+            let tag = (cur.shard as u64) << 32;
+            self.ids
+                .extend((cur.next..cur.next + take).map(|v| tag | v as u64));
+            if !dry {
+                if cur.reader.is_none() {
+                    cur.reader = Some(self.shards.open(cur.shard)?);
+                }
+                if let Some(reader) = cur.reader.as_deref() {
+                    let buffer: &mut [u8] = bytemuck::cast_slice_mut(&mut self.buffer);
+                    let layout = (self.seq_len, self.skip_positions, self.d, vb);
+                    copy_run(reader, layout, cur.next, take, &mut buffer[len * vb..])?;
+                }
             }
-            *next += take;
+            cur.next += take;
             len += take;
         }
         if !self.exhausted
             && self.next_in_order >= self.order.len()
-            && self.current.as_ref().is_none_or(|c| c.1 >= c.2)
+            && self.current.as_ref().is_none_or(|c| c.next >= c.total)
         {
             self.exhausted = true;
         }
@@ -335,6 +463,32 @@ impl BatchStream {
         Ok(())
     }
 
+    /// After a skip: reads the bytes of the buffer slots not yet emitted,
+    /// opening each shard they come from once.
+    fn materialize(&mut self) -> Result<()> {
+        let vb = self.vec_bytes;
+        let words = (self.buffer_vectors * vb).div_ceil(8);
+        if self.buffer.len() < words {
+            self.buffer.resize(words, 0);
+        }
+        let mut by_shard: std::collections::BTreeMap<usize, Vec<(usize, usize)>> =
+            Default::default();
+        for &slot in &self.perm[self.emit_pos..self.buf_len] {
+            let id = self.ids[slot as usize];
+            let (shard, v) = ((id >> 32) as usize, (id & 0xffff_ffff) as usize);
+            by_shard.entry(shard).or_default().push((slot as usize, v));
+        }
+        let layout = (self.seq_len, self.skip_positions, self.d, vb);
+        for (shard, slots) in by_shard {
+            let reader = self.shards.open(shard)?;
+            let buffer: &mut [u8] = bytemuck::cast_slice_mut(&mut self.buffer);
+            for (slot, v) in slots {
+                copy_run(&*reader, layout, v, 1, &mut buffer[slot * vb..])?;
+            }
+        }
+        Ok(())
+    }
+
     fn gather(&self, from: usize, count: usize, out: &mut Vec<f32>) {
         let (d, vb) = (self.d, self.vec_bytes);
         out.clear();
@@ -349,6 +503,30 @@ impl BatchStream {
     /// Write the next batch into `out` (`[n, d]`, `n = batch_size` except a
     /// `keep_last` short batch). Returns `false` when the stream has ended.
     pub fn next_into(&mut self, out: &mut Vec<f32>) -> Result<bool> {
+        self.advance(Some(out))
+    }
+
+    /// Moves past `batches` batches without reading their vectors (only
+    /// those still in the shuffle buffer afterwards are read), ending in
+    /// the state `batches` calls of [`Self::next_into`] would leave.
+    /// Returns the batches skipped (fewer if the stream ended).
+    pub fn skip_batches(&mut self, batches: u64) -> Result<u64> {
+        let mut done = 0;
+        while done < batches && self.advance(None)? {
+            done += 1;
+        }
+        if done > 0 && !self.finished {
+            if let Err(e) = self.materialize() {
+                self.finished = true;
+                return Err(e);
+            }
+        }
+        Ok(done)
+    }
+
+    /// One batch into `out`, or past it (`None`: a skip).
+    fn advance(&mut self, mut out: Option<&mut Vec<f32>>) -> Result<bool> {
+        let dry = out.is_none();
         loop {
             if self.finished {
                 return Ok(false);
@@ -358,24 +536,22 @@ impl BatchStream {
                 self.start_epoch();
             }
             let left = self.buf_len - self.emit_pos;
-            if left >= self.batch_size {
-                self.gather(self.emit_pos, self.batch_size, out);
-                self.emit_pos += self.batch_size;
+            let short = self.exhausted && self.keep_last && left > 0;
+            if left >= self.batch_size || short {
+                let n = left.min(self.batch_size);
+                if let Some(out) = out.as_deref_mut() {
+                    self.gather(self.emit_pos, n, out);
+                }
+                self.emit_pos += n;
                 self.epoch_batches += 1;
                 return Ok(true);
             }
             if !self.exhausted {
-                if let Err(e) = self.refill() {
+                if let Err(e) = self.refill(dry) {
                     self.finished = true;
                     return Err(e);
                 }
                 continue;
-            }
-            if self.keep_last && left > 0 {
-                self.gather(self.emit_pos, left, out);
-                self.emit_pos = self.buf_len;
-                self.epoch_batches += 1;
-                return Ok(true);
             }
             // End of the epoch.
             let emitted = self.epoch_batches;
@@ -388,6 +564,40 @@ impl BatchStream {
             }
             self.start_epoch();
         }
+    }
+}
+
+/// Copies `count` consecutive vectors of `reader`, from vector `first`
+/// (row-major over the usable positions), into `dst`.
+fn copy_run(
+    reader: &dyn ShardVectors,
+    (seq_len, skip, d, vb): (usize, usize, usize, usize),
+    first: usize,
+    count: usize,
+    dst: &mut [u8],
+) -> Result<()> {
+    let usable = seq_len - skip;
+    let mut done = 0;
+    while done < count {
+        let v = first + done;
+        let (row, p) = (v / usable, v % usable);
+        let run = (usable - p).min(count - done);
+        let e = (row * seq_len + skip + p) * d;
+        let src = reader.raw(e..e + run * d)?;
+        dst[done * vb..(done + run) * vb].copy_from_slice(src);
+        done += run;
+    }
+    Ok(())
+}
+
+impl std::fmt::Debug for BatchStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchStream")
+            .field("shards", &self.shards)
+            .field("batch_size", &self.batch_size)
+            .field("buffer_vectors", &self.buffer_vectors)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
     }
 }
 

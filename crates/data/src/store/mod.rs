@@ -95,7 +95,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use batches::BatchStream;
+pub use batches::{BatchStream, ShardProvider, ShardVectors};
 pub use manifest::{
     DatasetInfo, ModelInfo, ShardInfo, StoreDtype, StoreManifest, StoreSpec, MANIFEST_FILE,
     STORE_FORMAT, STORE_FORMAT_VERSION,

@@ -6,6 +6,9 @@
 //! 1. `progress.json` with the run identity (`complete: false`);
 //! 2. metrics lines; every `checkpoint_every` steps a checkpoint, made
 //!    current by switching `checkpoints/LATEST` last (see [`super::checkpoint`]);
+//!    at each of `snapshot_steps` every SAE's files under
+//!    `<name>/snapshots/step-N/` (a replay after a kill rewrites them with
+//!    the same bytes);
 //! 3. the final SAE files of every SAE (each written atomically);
 //! 4. `progress.json` with `complete: true`;
 //! 5. the checkpoints folder is deleted.
@@ -17,7 +20,7 @@
 use super::checkpoint::{self, Checkpoint};
 use super::error::SweepError;
 use super::identity::{ProgressFile, RunIdentity, SaeIdentity};
-use super::layout::PROGRESS_FILE;
+use super::layout::{snapshot_dir, PROGRESS_FILE};
 use super::metrics::MetricsLog;
 use super::progress::{SweepProgress, SweepStart};
 use super::settings::SweepSettings;
@@ -75,6 +78,10 @@ struct Ctx<'a> {
     settings: &'a SweepSettings,
     run_id: RunIdentity,
     steps: u64,
+    /// Seed of the batch order, for the exported cfg.
+    data_seed: u64,
+    /// Where the vectors come from, for the exported cfg.
+    meta: ExportMeta,
 }
 
 /// Trains the SAEs of `plan` on `source` into `out` (see the module doc);
@@ -108,6 +115,8 @@ pub fn run(
         settings,
         run_id,
         steps,
+        data_seed: settings.data_seed_for(plan),
+        meta: source.meta(),
     };
     if open_progress(&ctx)? {
         // Finished before; only the cleanup may be missing.
@@ -126,6 +135,11 @@ pub fn run(
         .iter()
         .map(|p| open_sae(&ctx, p, d, ck.as_ref(), start_step))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(s) = settings.snapshot_steps.iter().find(|&&s| s >= steps) {
+        progress.warn(&format!(
+            "snapshot step {s} is not before the end of the run ({steps} steps): the final SAE stands for it"
+        ));
+    }
     if settings.encoder_precision == EncoderPrecision::Bf16 && !crate::kernels::bf16_available() {
         progress.warn(
             "this CPU has no AVX512_BF16; the bf16 encoder product uses a slow portable kernel (same numbers)",
@@ -145,7 +159,7 @@ pub fn run(
     let trained = train(&ctx, &mut live, source, start_step, progress, stop);
     progress.end();
     trained?;
-    finish(&ctx, plan, &live, &*source)?;
+    finish(&ctx, &live)?;
     let mut s = summary(&ctx, plan, start_step, false, started);
     for (s, l) in s.saes.iter_mut().zip(live) {
         s.last = l.last;
@@ -292,6 +306,11 @@ fn train(
             progress.step(m);
         }
         let done = step + 1;
+        if s.snapshot_steps.contains(&done) && done < steps {
+            for l in live.iter() {
+                save(ctx, l, &snapshot_dir(&l.dir, done))?;
+            }
+        }
         if done.is_multiple_of(s.checkpoint_every) && done < steps {
             write_checkpoint(ctx, live, done)?;
             last_ckpt = done;
@@ -334,28 +353,27 @@ fn write_checkpoint(ctx: &Ctx, live: &[Live], step: u64) -> Result<(), SweepErro
 }
 
 /// Final SAE files, then `complete`, then the checkpoints go.
-fn finish(
-    ctx: &Ctx,
-    plan: &[SaePlan],
-    live: &[Live],
-    source: &dyn BatchSource,
-) -> Result<(), SweepError> {
-    let base = source.meta();
-    let data_seed = ctx.settings.data_seed_for(plan);
+fn finish(ctx: &Ctx, live: &[Live]) -> Result<(), SweepError> {
     for l in live {
         l.log.sync()?;
-        let mut meta: ExportMeta = base.clone();
-        let extra = json!({"saelab_train_config": l.trainer.config(), "data_seed": data_seed,
-                           "steps": ctx.steps, "batch": ctx.settings.batch});
-        if let serde_json::Value::Object(m) = extra {
-            meta.extra.extend(m);
-        }
-        let freq = l.trainer.feature_frequency();
-        save_sae(&l.dir, l.trainer.sae(), &meta, Some(&freq))
-            .map_err(|e| SweepError::sae(&l.name, "saving", e))?;
+        save(ctx, l, &l.dir)?;
     }
     ProgressFile::new(ctx.run_id.clone(), true).save(ctx.out)?;
     checkpoint::remove_all(ctx.out)
+}
+
+/// One SAE as it is now, in the SAELens layout, into `dir`.
+fn save(ctx: &Ctx, l: &Live, dir: &Path) -> Result<(), SweepError> {
+    let mut meta = ctx.meta.clone();
+    let extra = json!({"saelab_train_config": l.trainer.config(), "data_seed": ctx.data_seed,
+                       "steps": ctx.steps, "batch": ctx.settings.batch,
+                       "trained_steps": l.trainer.steps()});
+    if let serde_json::Value::Object(m) = extra {
+        meta.extra.extend(m);
+    }
+    let freq = l.trainer.feature_frequency();
+    save_sae(dir, l.trainer.sae(), &meta, Some(&freq))
+        .map_err(|e| SweepError::sae(&l.name, "saving", e))
 }
 
 fn summary(

@@ -42,6 +42,11 @@ pub struct SweepSettings {
     pub checkpoint_every: u64,
     /// Log metrics every N steps (> 0).
     pub log_every: u64,
+    /// Steps after which every SAE is also saved, as it is then, to
+    /// `<name>/snapshots/step-N/` (convergence curves: one run, several
+    /// budgets). Steps at or past the end are ignored (the final SAE is
+    /// that snapshot).
+    pub snapshot_steps: Vec<u64>,
 }
 
 impl Default for SweepSettings {
@@ -61,6 +66,7 @@ impl Default for SweepSettings {
             data_seed: None,
             checkpoint_every: defaults::CHECKPOINT_EVERY,
             log_every: defaults::LOG_EVERY,
+            snapshot_steps: Vec::new(),
         }
     }
 }
@@ -84,6 +90,9 @@ impl SweepSettings {
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr must be finite and > 0");
+        }
+        if self.snapshot_steps.contains(&0) {
+            return bad("snapshot steps must be ≥ 1 (step 0 is the untrained SAE)");
         }
         Ok(())
     }

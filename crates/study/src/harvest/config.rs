@@ -118,7 +118,7 @@ impl HarvestConfig {
 
     /// The store spec of this harvest: the config plus what identifies the
     /// model weights, the corpus content and the tokenizer.
-    pub(super) fn store_spec(
+    pub(crate) fn store_spec(
         &self,
         model: &Model,
         tokenizer: &Tokenizer,

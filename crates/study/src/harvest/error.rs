@@ -55,7 +55,7 @@ pub enum HarvestError {
 }
 
 impl HarvestError {
-    pub(super) fn model(model: &Model, err: LmError) -> Self {
+    pub(crate) fn model(model: &Model, err: LmError) -> Self {
         HarvestError::Model {
             model: model.info.id.clone(),
             err: Box::new(err),
