@@ -226,7 +226,8 @@ fn recipe(s: &SaeIdentity, batch: u64) -> String {
     if !t.aux.enabled {
         r.push_str(" no AuxK");
     }
-    r.push_str(&format!(" b_dec {:?}", t.b_dec_init).to_lowercase());
+    let b_dec = serde_json::to_value(t.b_dec_init).unwrap_or_default();
+    r.push_str(&format!(" b_dec {}", b_dec.as_str().unwrap_or("?")));
     r
 }
 

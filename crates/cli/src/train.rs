@@ -34,10 +34,11 @@ pub struct TrainArgs {
     /// Activation store written by `saelab harvest`.
     #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
     pub store: Option<PathBuf>,
-    /// Hook to train on (default: the store's first hook; streamed:
-    /// blocks.8.hook_resid_pre).
-    #[arg(long)]
-    pub hook: Option<String>,
+    /// Hook to train on (default: the store's first hook). Streamed: repeat
+    /// for several layers from one forward pass (every SAE of the grid at
+    /// each, in `<hook>-<name>/` folders; default blocks.8.hook_resid_pre).
+    #[arg(long = "hook")]
+    pub hooks: Vec<String>,
     #[command(flatten)]
     pub stream: StreamArgs,
     /// Architecture(s) (repeat for a grid).
@@ -343,9 +344,14 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     let s = match (&a.store, &a.stream.dataset) {
         (Some(store), _) => {
             let bar = Bar::new(store.display().to_string());
+            if a.hooks.len() > 1 {
+                anyhow::bail!(
+                    "--hook: one hook per run from a store (several: stream with --dataset)"
+                );
+            }
             saelab_study::sources::train_from_store(
                 store,
-                a.hook.as_deref(),
+                a.hooks.first().map(String::as_str),
                 plan,
                 &settings,
                 &a.out,
@@ -354,11 +360,10 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             )?
         }
         (None, Some(dataset)) => {
-            let hook: HookPoint = a
-                .hook
-                .as_deref()
-                .unwrap_or("blocks.8.hook_resid_pre")
-                .parse()?;
+            let hooks: Vec<HookPoint> = match a.hooks.as_slice() {
+                [] => vec!["blocks.8.hook_resid_pre".parse()?],
+                h => h.iter().map(|h| h.parse()).collect::<Result<_, _>>()?,
+            };
             let model = std::sync::Arc::new(crate::rows::load_model(
                 &a.stream.model,
                 a.stream.precision,
@@ -369,7 +374,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
                 model,
                 &corpus,
                 &a.stream.config(dataset),
-                hook,
+                &hooks,
                 plan,
                 &settings,
                 &a.out,

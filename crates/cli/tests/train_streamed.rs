@@ -2,7 +2,8 @@
 //! and `saelab converge`, end to end on a tiny generated GPT-2:
 //! - a streamed run gives the same weights, bit for bit, as a run from an
 //!   f32 store harvested with the same flags (same tokens, same order), over
-//!   more than one epoch;
+//!   more than one epoch; with two hooks, each hook's SAEs are those of a
+//!   one-hook run;
 //! - a streamed run killed (SIGKILL) at random points resumes to the bytes
 //!   of an uninterrupted one;
 //! - a snapshot at step s holds the weights of a run stopped at s;
@@ -172,6 +173,29 @@ fn a_streamed_run_equals_the_store_backed_run() {
         cfg.contains("\"streamed\": true") || cfg.contains("\"streamed\":true"),
         "{cfg}"
     );
+
+    // Two hooks from one forward pass: each lane's SAEs are those of a
+    // one-hook run at that hook.
+    let two = dir.path().join("two-hooks");
+    let mut t2 = streamed(&model, &corpus, 40, &two);
+    t2.extend(strings(&["--hook", "blocks.1.hook_resid_pre"]));
+    ok(&t2);
+    for n in NAMES {
+        for f in ["sae_weights.safetensors", "metrics.jsonl"] {
+            let lane = two.join(format!("blocks.2.hook_resid_pre-{n}")).join(f);
+            assert!(
+                read(&lane) == read(&from_model.join(n).join(f)),
+                "two hooks: {n}/{f}"
+            );
+        }
+        let other = two.join(format!("blocks.1.hook_resid_pre-{n}"));
+        let cfg = String::from_utf8(read(&other.join("cfg.json"))).unwrap();
+        assert!(cfg.contains("blocks.1.hook_resid_pre"), "{cfg}");
+        assert!(
+            read(&other.join("sae_weights.safetensors"))
+                != read(&from_model.join(n).join("sae_weights.safetensors"))
+        );
+    }
 
     // Another pos-intervention is another stream: the weights differ.
     let shuffled = dir.path().join("shuffled");

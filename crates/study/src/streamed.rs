@@ -1,7 +1,8 @@
 //! Training straight from the model, without an activation store:
-//! [`ModelSource`] serves one hook of a model's forward pass over a corpus
-//! to `saelab_sae::sweep`, and [`train_streamed`] is the call behind
-//! `saelab train --dataset …`.
+//! [`ModelSource`] serves hooks of a model's forward pass over a corpus to
+//! `saelab_sae::sweep` (one lane per hook: several layers from one forward
+//! pass, SAEs for each trained side by side, as sparsify does), and
+//! [`train_streamed`] is the call behind `saelab train --dataset …`.
 //!
 //! The token rows are packed exactly as `saelab harvest` packs them and cut
 //! into virtual shards of `rows_per_shard` rows; a shard's activations are
@@ -9,7 +10,9 @@
 //! ([`BatchStream`], the same algorithm as for a store) first reads it, and
 //! dropped after. So a streamed run sees the vectors an f32 store of the
 //! same harvest config holds, in the same order: the same seed gives the
-//! same weights as training from that store. Another epoch runs the model
+//! same weights as training from that store. With several hooks the
+//! shuffle runs once over vectors that hold every hook's activation side by
+//! side, so each lane gets the batches a one-hook run would. Another epoch runs the model
 //! again. Resume replays the token stream position: the shuffle's state
 //! depends on counts only, so only the shards still in the shuffle buffer
 //! at the checkpoint are recomputed (at most ⌈buffer / shard⌉ + 1 shards:
@@ -98,12 +101,12 @@ pub fn token_rows(
     Ok(TokenRows { tokens, rows, spec })
 }
 
-/// Shards of one hook computed by the model on demand (the last one kept:
-/// a resume reads the shard it stopped in twice).
+/// Shards computed by the model on demand, each vector the activations of
+/// every hook of `cfg` side by side (the last shard is kept: a resume reads
+/// the shard it stopped in twice).
 struct ModelShards {
     model: Arc<Model>,
     cfg: HarvestConfig,
-    hook: HookPoint,
     rows: Rc<TokenRows>,
     /// Named in errors (the run's output folder).
     dest: PathBuf,
@@ -114,7 +117,7 @@ impl std::fmt::Debug for ModelShards {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ModelShards")
             .field("model", &self.model.info.id)
-            .field("hook", &self.hook.to_string())
+            .field("hooks", &self.cfg.hooks.len())
             .field("rows", &self.rows.rows)
             .finish_non_exhaustive()
     }
@@ -131,13 +134,22 @@ impl ModelShards {
         let (seq, br) = (self.cfg.seq_len, self.cfg.batch_rows as u64);
         let range = self.shard_range(index);
         let d = self.model.info.d_model;
-        let mut out = Vec::with_capacity((range.end - range.start) as usize * seq * d);
+        let lanes = self.cfg.hooks.len();
+        let mut out = Vec::with_capacity((range.end - range.start) as usize * seq * d * lanes);
         let mut row = range.start;
         while row < range.end {
             let n = br.min(range.end - row) as usize;
             let t = &self.rows.tokens[row as usize * seq..(row as usize + n) * seq];
             let mut acts = forward_rows(&self.model, &self.cfg, t, n, row, &self.dest)?;
-            out.append(&mut acts[0]);
+            if let [one] = acts.as_mut_slice() {
+                out.append(one);
+            } else {
+                for v in 0..n * seq {
+                    for a in &acts {
+                        out.extend_from_slice(&a[v * d..(v + 1) * d]);
+                    }
+                }
+            }
             row += n as u64;
         }
         Ok(out)
@@ -190,17 +202,20 @@ impl ShardVectors for ComputedShard {
     }
 }
 
-/// Shuffled batches of one hook of a model's forward pass over a corpus
-/// (endless: more steps than one pass run the model over the corpus again).
+/// Shuffled batches of hooks of a model's forward pass over a corpus, one
+/// lane per hook (endless: more steps than one pass run the model over the
+/// corpus again).
 ///
 /// Its identity is the sha256 of the store spec an f32 harvest of the same
 /// config would write (model weights hash, corpus content hash, packing,
-/// intervention, batch and shard sizes), the row count, the hook, the data
+/// intervention, batch and shard sizes, the hooks), the row count, the data
 /// seed and the buffer.
 #[derive(Debug)]
 pub struct ModelSource {
     stream: BatchStream,
-    hook: HookPoint,
+    hooks: Vec<HookPoint>,
+    /// One batch of all lanes side by side.
+    wide: Vec<f32>,
     spec_sha256: String,
     rows: u64,
     cfg: HarvestConfig,
@@ -210,19 +225,19 @@ pub struct ModelSource {
 }
 
 impl ModelSource {
-    /// Streams `hook` of `model` over `corpus` packed by `cfg` (its `hooks`
+    /// Streams `hooks` of `model` over `corpus` packed by `cfg` (its `hooks`
     /// and `dtype` are ignored), `batch` vectors at a time shuffled with
     /// `data_seed` through `buffer_vectors`; errors name `dest`.
     pub fn open(
         model: Arc<Model>,
         corpus: &Path,
         cfg: &HarvestConfig,
-        hook: HookPoint,
+        hooks: &[HookPoint],
         (batch, data_seed, buffer_vectors): (usize, u64, usize),
         dest: &Path,
     ) -> Result<ModelSource, TrainError> {
         let cfg = HarvestConfig {
-            hooks: vec![hook],
+            hooks: hooks.to_vec(),
             dtype: StoreDtype::F32,
             ..cfg.clone()
         };
@@ -235,14 +250,13 @@ impl ModelSource {
         let shards = ModelShards {
             model,
             cfg: cfg.clone(),
-            hook,
             rows: Rc::new(rows),
             dest: dest.to_path_buf(),
             last: None,
         };
         let stream = BatchStream::from_provider(
             Box::new(shards),
-            (d, seq, StoreDtype::F32),
+            (d * hooks.len(), seq, StoreDtype::F32),
             batch,
             data_seed,
             None,
@@ -250,7 +264,8 @@ impl ModelSource {
         )?;
         Ok(ModelSource {
             stream,
-            hook,
+            hooks: hooks.to_vec(),
+            wide: Vec::new(),
             spec_sha256,
             rows: n_rows,
             cfg,
@@ -279,7 +294,31 @@ impl BatchSource for ModelSource {
     }
 
     fn next_into(&mut self, batch: &mut Vec<f32>) -> Result<bool, SourceError> {
-        Ok(self.stream.next_into(batch)?)
+        match self.hooks.len() {
+            1 => Ok(self.stream.next_into(batch)?),
+            n => Err(format!("a {n}-hook stream serves lanes (next_lanes), not one batch").into()),
+        }
+    }
+
+    fn lanes(&self) -> usize {
+        self.hooks.len()
+    }
+
+    fn next_lanes(&mut self, batches: &mut [Vec<f32>]) -> Result<bool, SourceError> {
+        if let [one] = batches {
+            return self.next_into(one);
+        }
+        if !self.stream.next_into(&mut self.wide)? {
+            return Ok(false);
+        }
+        let (d, lanes) = (self.d, self.hooks.len());
+        for (l, b) in batches.iter_mut().enumerate() {
+            b.clear();
+            for v in self.wide.chunks_exact(d * lanes) {
+                b.extend_from_slice(&v[l * d..(l + 1) * d]);
+            }
+        }
+        Ok(true)
     }
 
     fn identity(&self) -> Value {
@@ -287,19 +326,27 @@ impl BatchSource for ModelSource {
             "kind": "model_stream",
             "spec_sha256": self.spec_sha256,
             "rows": self.rows,
-            "hook": self.hook.to_string(),
+            "hooks": self.hooks.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
             "data_seed": self.data_seed,
             "buffer_vectors": self.buffer_vectors,
         })
     }
 
     fn meta(&self) -> ExportMeta {
+        self.meta_lane(0)
+    }
+
+    fn meta_lane(&self, lane: usize) -> ExportMeta {
         let mut extra = serde_json::Map::new();
         extra.insert("streamed".into(), json!(true));
         extra.insert("harvest_config".into(), json!(self.cfg));
         ExportMeta {
             model_name: self.cfg.model.clone(),
-            hook_name: self.hook.to_string(),
+            hook_name: self
+                .hooks
+                .get(lane)
+                .map(|h| h.to_string())
+                .unwrap_or_default(),
             context_size: self.cfg.seq_len,
             prepend_bos: true,
             dataset_path: self.cfg.dataset.clone(),
@@ -308,15 +355,16 @@ impl BatchSource for ModelSource {
     }
 }
 
-/// Trains the SAEs of `plan` on `hook` of `model` run over `corpus` (packed
-/// by `cfg`) into `out` with [`saelab_sae::sweep::run`]: resumes a run cut
-/// off in `out`, returns at once if it is complete.
+/// Trains the SAEs of `plan` at each of `hooks` of `model` run over
+/// `corpus` (packed by `cfg`) into `out` with [`saelab_sae::sweep::run`]
+/// (with several hooks each SAE's folder is prefixed with its hook's name):
+/// resumes a run cut off in `out`, returns at once if it is complete.
 #[allow(clippy::too_many_arguments)]
 pub fn train_streamed(
     model: Arc<Model>,
     corpus: &Path,
     cfg: &HarvestConfig,
-    hook: HookPoint,
+    hooks: &[HookPoint],
     plan: PlanRequest<'_>,
     settings: &SweepSettings,
     out: &Path,
@@ -324,13 +372,14 @@ pub fn train_streamed(
     stop: &AtomicBool,
 ) -> Result<SweepSummary, TrainError> {
     settings.validate()?;
-    let plan = plan.resolve(model.info.d_model)?;
+    let names: Vec<String> = hooks.iter().map(|h| h.to_string()).collect();
+    let plan = sweep::plan_per_lane(&plan.resolve(model.info.d_model)?, &names);
     let order = (
         settings.batch,
         settings.data_seed_for(&plan),
         settings.effective_buffer(),
     );
-    let mut source = ModelSource::open(model, corpus, cfg, hook, order, out)?;
+    let mut source = ModelSource::open(model, corpus, cfg, hooks, order, out)?;
     Ok(sweep::run(
         out,
         &plan,

@@ -28,6 +28,14 @@ pub struct RunIdentity {
 pub struct SaeIdentity {
     pub name: String,
     pub train: TrainConfig,
+    /// The source lane (hook) it trains on; absent for lane 0, so one-hook
+    /// runs keep the identity they had before lanes existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lane: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl RunIdentity {

@@ -31,4 +31,4 @@ pub use progress::{NoProgress, SweepProgress, SweepStart};
 pub use runner::{run, SaeSummary, SweepSummary};
 pub use settings::SweepSettings;
 pub use source::{BatchSource, MemorySource};
-pub use spec::{ArchDefaults, GridSpec, PlanRequest, SaePlan, SaeSpec, SweepSpec};
+pub use spec::{plan_per_lane, ArchDefaults, GridSpec, PlanRequest, SaePlan, SaeSpec, SweepSpec};

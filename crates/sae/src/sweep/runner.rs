@@ -66,6 +66,8 @@ pub struct SaeSummary {
 /// One SAE while training.
 struct Live {
     name: String,
+    /// The source lane it trains on.
+    lane: usize,
     dir: PathBuf,
     trainer: Trainer,
     log: MetricsLog,
@@ -80,8 +82,8 @@ struct Ctx<'a> {
     steps: u64,
     /// Seed of the batch order, for the exported cfg.
     data_seed: u64,
-    /// Where the vectors come from, for the exported cfg.
-    meta: ExportMeta,
+    /// Where the vectors of each lane come from, for the exported cfg.
+    meta: Vec<ExportMeta>,
 }
 
 /// Trains the SAEs of `plan` on `source` into `out` (see the module doc);
@@ -97,7 +99,7 @@ pub fn run(
 ) -> Result<SweepSummary, SweepError> {
     let started = std::time::Instant::now();
     settings.validate()?;
-    check_plan(plan)?;
+    check_plan(plan, source.lanes())?;
     let d = source.d();
     let steps = settings.total_steps(source.vectors_per_epoch())?;
     // Before anything is written: a typo must not claim the folder.
@@ -116,7 +118,7 @@ pub fn run(
         run_id,
         steps,
         data_seed: settings.data_seed_for(plan),
-        meta: source.meta(),
+        meta: (0..source.lanes()).map(|l| source.meta_lane(l)).collect(),
     };
     if open_progress(&ctx)? {
         // Finished before; only the cleanup may be missing.
@@ -167,8 +169,9 @@ pub fn run(
     Ok(s)
 }
 
-/// Names must be plain and unique (a plan may be built without a spec).
-fn check_plan(plan: &[SaePlan]) -> Result<(), SweepError> {
+/// Names must be plain and unique (a plan may be built without a spec),
+/// lanes within the source's.
+fn check_plan(plan: &[SaePlan], lanes: usize) -> Result<(), SweepError> {
     if plan.is_empty() {
         return Err(SweepError::BadSpec {
             origin: "sweep".into(),
@@ -177,6 +180,15 @@ fn check_plan(plan: &[SaePlan]) -> Result<(), SweepError> {
     }
     for (i, p) in plan.iter().enumerate() {
         check_name(&p.name)?;
+        if p.lane >= lanes {
+            return Err(SweepError::BadSpec {
+                origin: "sweep".into(),
+                msg: format!(
+                    "{} trains on lane {}; the source serves {lanes}",
+                    p.name, p.lane
+                ),
+            });
+        }
         if plan[..i].iter().any(|q| q.name == p.name) {
             return Err(SweepError::BadSpec {
                 origin: "sweep".into(),
@@ -203,6 +215,7 @@ fn identity(
             .map(|p| SaeIdentity {
                 name: p.name.clone(),
                 train: settings.train_config(d, p),
+                lane: p.lane,
             })
             .collect(),
     }
@@ -254,6 +267,7 @@ fn open_sae(
     }
     Ok(Live {
         name: p.name.clone(),
+        lane: p.lane,
         log: MetricsLog::open_truncated(&dir, start_step)?,
         dir,
         trainer,
@@ -272,7 +286,7 @@ fn train(
 ) -> Result<(), SweepError> {
     let (steps, s) = (ctx.steps, ctx.settings);
     let want = s.batch * source.d();
-    let mut batch = Vec::with_capacity(want);
+    let mut batches = vec![Vec::with_capacity(want); source.lanes()];
     let mut last_ckpt = start_step;
     for step in start_step..steps {
         if stop.load(Ordering::SeqCst) {
@@ -286,21 +300,21 @@ fn train(
                 out: ctx.out.to_path_buf(),
             });
         }
-        let more = source.next_into(&mut batch).map_err(|e| {
+        let more = source.next_lanes(&mut batches).map_err(|e| {
             SweepError::source(&format!("reading the batch of step {}", step + 1), e)
         })?;
         if !more {
             return Err(SweepError::SourceEnded { step, steps });
         }
-        if batch.len() != want {
+        if let Some(b) = batches.iter().find(|b| b.len() != want) {
             return Err(SweepError::BatchShape {
                 step: step + 1,
-                got: batch.len(),
+                got: b.len(),
                 want,
             });
         }
         for l in live.iter_mut() {
-            step_one(ctx, l, &batch, last_ckpt)?;
+            step_one(ctx, l, &batches[l.lane], last_ckpt)?;
         }
         if let Some(m) = live.first().and_then(|l| l.last.as_ref()) {
             progress.step(m);
@@ -364,7 +378,7 @@ fn finish(ctx: &Ctx, live: &[Live]) -> Result<(), SweepError> {
 
 /// One SAE as it is now, in the SAELens layout, into `dir`.
 fn save(ctx: &Ctx, l: &Live, dir: &Path) -> Result<(), SweepError> {
-    let mut meta = ctx.meta.clone();
+    let mut meta = ctx.meta[l.lane].clone();
     let extra = json!({"saelab_train_config": l.trainer.config(), "data_seed": ctx.data_seed,
                        "steps": ctx.steps, "batch": ctx.settings.batch,
                        "trained_steps": l.trainer.steps()});

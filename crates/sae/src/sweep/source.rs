@@ -27,6 +27,24 @@ pub trait BatchSource {
     /// Where the vectors come from, for the SAELens cfg (`extra` keys are
     /// kept and the sweep's own are added).
     fn meta(&self) -> ExportMeta;
+    /// Lanes: hook points served side by side, one batch each per step
+    /// (several hooks of one forward pass). SAEs name theirs in
+    /// [`super::SaePlan::lane`].
+    fn lanes(&self) -> usize {
+        1
+    }
+    /// The next batch of every lane (`batches.len() == lanes()`), each
+    /// `[batch, d]`; `false` at the end.
+    fn next_lanes(&mut self, batches: &mut [Vec<f32>]) -> Result<bool, SourceError> {
+        match batches {
+            [one] => self.next_into(one),
+            _ => Err(format!("a one-lane source was asked for {} lanes", batches.len()).into()),
+        }
+    }
+    /// [`Self::meta`] of one lane (its hook).
+    fn meta_lane(&self, _lane: usize) -> ExportMeta {
+        self.meta()
+    }
 }
 
 /// Row-major `[rows, d]` vectors served in order, `batch` at a time,

@@ -127,6 +127,29 @@ pub struct SaePlan {
     pub n: usize,
     /// Initialization seed.
     pub seed: u64,
+    /// Which of the source's lanes (hook points) it trains on; 0 for a
+    /// one-hook source.
+    #[serde(default)]
+    pub lane: usize,
+}
+
+/// The plan repeated for each of `lanes` hooks: lane `i`'s SAEs are named
+/// `<prefix_i>-<name>` (with more than one lane; one keeps the names).
+pub fn plan_per_lane(plan: &[SaePlan], prefixes: &[String]) -> Vec<SaePlan> {
+    if prefixes.len() <= 1 {
+        return plan.to_vec();
+    }
+    prefixes
+        .iter()
+        .enumerate()
+        .flat_map(|(lane, prefix)| {
+            plan.iter().map(move |p| SaePlan {
+                name: format!("{prefix}-{}", p.name),
+                lane,
+                ..p.clone()
+            })
+        })
+        .collect()
 }
 
 impl SweepSpec {
@@ -265,6 +288,7 @@ fn resolve_one(s: &SaeSpec, d: usize, dflt: &ArchDefaults) -> SaePlan {
         }
     });
     SaePlan {
+        lane: 0,
         name,
         arch,
         n,

@@ -46,12 +46,14 @@ fn plan() -> Vec<SaePlan> {
             arch: ArchSpec::TopK { k: 2 },
             n: 16,
             seed: 1,
+            lane: 0,
         },
         SaePlan {
             name: "relu".into(),
             arch: ArchSpec::Relu { l1_coeff: 1e-3 },
             n: 16,
             seed: 2,
+            lane: 0,
         },
     ]
 }

@@ -29,6 +29,7 @@ pub fn run(ctx: &Ctx, stage: &Stage, w: &TrainWork, dir: &Path) -> Result<Vec<St
             arch: arch_spec(&s.key),
             n: s.key.n,
             seed: s.key.seed,
+            lane: 0,
         })
         .collect();
     let settings = settings(w, &store)?;
