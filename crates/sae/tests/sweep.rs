@@ -336,3 +336,95 @@ fn a_broken_latest_pointer_is_named_and_a_locked_folder_refused() {
     );
     drop(lock);
 }
+
+#[test]
+fn lanes_are_named_per_hook_and_checked_against_the_source() {
+    let base = plan();
+    let hooks = [
+        "blocks.1.hook_resid_pre".to_string(),
+        "blocks.2.hook_resid_pre".to_string(),
+    ];
+    let two = sweep::plan_per_lane(&base, &hooks);
+    assert_eq!(two.len(), 2 * base.len());
+    assert_eq!(
+        two[0].name,
+        format!("blocks.1.hook_resid_pre-{}", base[0].name)
+    );
+    assert_eq!(two[base.len()].lane, 1);
+    assert_eq!(
+        sweep::plan_per_lane(&base, &hooks[..1]),
+        base,
+        "one lane keeps the names"
+    );
+    // A one-lane source refuses SAEs of lane 1, before writing anything.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let s = settings();
+    let e = sweep::run(
+        &out,
+        &two,
+        &s,
+        &mut source(s.batch),
+        &NoProgress,
+        &AtomicBool::new(false),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("lane 1") && e.contains("serves 1"), "{e}");
+    assert!(!out.join("progress.json").exists());
+}
+
+#[test]
+fn snapshots_are_the_run_stopped_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = dir.path().join("long");
+    let s = SweepSettings {
+        snapshot_steps: vec![4, 11, 50],
+        ..settings()
+    };
+    sweep::run(
+        &long,
+        &plan(),
+        &s,
+        &mut source(s.batch),
+        &NoProgress,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let short = dir.path().join("short");
+    let s4 = SweepSettings {
+        steps: Some(4),
+        ..settings()
+    };
+    sweep::run(
+        &short,
+        &plan(),
+        &s4,
+        &mut source(s.batch),
+        &NoProgress,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    for p in plan() {
+        let snap = long
+            .join(&p.name)
+            .join("snapshots/step-00000004/sae_weights.safetensors");
+        let want = std::fs::read(short.join(&p.name).join("sae_weights.safetensors")).unwrap();
+        assert!(std::fs::read(&snap).unwrap() == want, "{}", p.name);
+        // At or past the end: the final SAE stands for it, no snapshot.
+        assert!(!long.join(&p.name).join("snapshots/step-00000011").exists());
+    }
+    let bad = SweepSettings {
+        snapshot_steps: vec![0],
+        ..settings()
+    };
+    let e = sweep::run(
+        &dir.path().join("bad"),
+        &plan(),
+        &bad,
+        &mut source(16),
+        &NoProgress,
+        &AtomicBool::new(false),
+    );
+    assert!(e.unwrap_err().to_string().contains("snapshot"));
+}
