@@ -178,14 +178,15 @@ fn measure_run(run: &Path, opts: &ConvergenceOptions) -> Result<Vec<ConvergenceP
     Ok(out)
 }
 
-/// Pairs of SAEs equal up to the seed, each group in seed order.
+/// Pairs of SAEs equal up to the seed (same lane, i.e. hook), each group in
+/// seed order; equal seeds are not a pair.
 fn seed_pairs(saes: &[SaeIdentity]) -> Vec<(&SaeIdentity, &SaeIdentity)> {
     let key = |s: &SaeIdentity| {
         let mut t = s.train.clone();
         t.seed = 0;
-        serde_json::to_string(&t).unwrap_or_default()
+        (s.lane, serde_json::to_string(&t).unwrap_or_default())
     };
-    let mut groups: Vec<(String, Vec<&SaeIdentity>)> = Vec::new();
+    let mut groups: Vec<((usize, String), Vec<&SaeIdentity>)> = Vec::new();
     for s in saes {
         let k = key(s);
         match groups.iter_mut().find(|(g, _)| *g == k) {
@@ -196,6 +197,7 @@ fn seed_pairs(saes: &[SaeIdentity]) -> Vec<(&SaeIdentity, &SaeIdentity)> {
     let mut pairs = Vec::new();
     for (_, mut g) in groups {
         g.sort_by_key(|s| s.train.seed);
+        g.dedup_by_key(|s| s.train.seed);
         pairs.extend(g.windows(2).map(|w| (w[0], w[1])));
     }
     pairs
@@ -253,9 +255,9 @@ fn snapshot_steps(sae_dir: &Path) -> Result<Vec<u64>> {
             .strip_prefix("step-")
             .and_then(|s| s.parse::<u64>().ok())
         {
-            // Only finished snapshots: the weights file is written last but
-            // one (cfg.json is last), each atomically.
-            if name == step_dir_name(s) && dir.join(&*name).join("cfg.json").is_file() {
+            // A snapshot folder is renamed into place whole, so one named
+            // step-N is complete.
+            if name == step_dir_name(s) && dir.join(&*name).is_dir() {
                 steps.push(s);
             }
         }
@@ -314,16 +316,23 @@ fn compare_pair(a: &Path, b: &Path, opts: &ConvergenceOptions) -> Result<Converg
 fn read_metrics(sae_dir: &Path) -> Result<Vec<StepMetrics>> {
     let path = sae_dir.join(METRICS_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| run_err(&path, e))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| ConvergenceError::Run {
-                path: path.clone(),
-                msg: format!("line {}: {e}", i + 1),
-            })
-        })
-        .collect()
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        match serde_json::from_str(l) {
+            Ok(m) => out.push(m),
+            // A run still going (or killed) may have a half-written last
+            // line; the resume cuts it.
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(e) => {
+                return Err(ConvergenceError::Run {
+                    path: path.clone(),
+                    msg: format!("line {}: {e}", i + 1),
+                })
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Mean of the logged metrics in `(step·(1 − FVU_WINDOW), step]` (the

@@ -140,8 +140,8 @@ pub struct StreamArgs {
     /// Model to stream from.
     #[arg(long, default_value = "smollm2-135m", requires = "dataset")]
     pub model: String,
-    /// Distinct tokens per epoch (rounded to whole forward batches); 0 =
-    /// the whole corpus. Training longer than one epoch runs the model
+    /// Distinct tokens per epoch (rounded up to whole rows); 0 = the whole
+    /// corpus. Training longer than one epoch runs the model
     /// over them again.
     #[arg(long, default_value_t = 0, requires = "dataset")]
     pub corpus_tokens: u64,
@@ -218,6 +218,12 @@ fn settings(a: &TrainArgs) -> Result<SweepSettings> {
     let steps = a.steps.or(a.tokens.map(|t| t / a.batch.max(1) as u64));
     if a.lr_decay != Decay::None && steps.is_none() {
         anyhow::bail!("--lr-decay needs the run's length: give --steps or --tokens");
+    }
+    if a.lr_decay != Decay::None && steps.is_some_and(|s| s <= a.lr_warmup_steps) {
+        anyhow::bail!(
+            "--lr-decay: the warm-up ({} steps) leaves no steps to decay over",
+            a.lr_warmup_steps
+        );
     }
     if a.snapshot_tokens.iter().any(|&t| t < a.batch as u64) {
         anyhow::bail!(
@@ -364,6 +370,13 @@ pub fn run(a: &TrainArgs) -> Result<()> {
                 [] => vec!["blocks.8.hook_resid_pre".parse()?],
                 h => h.iter().map(|h| h.parse()).collect::<Result<_, _>>()?,
             };
+            if let Some(h) = hooks
+                .iter()
+                .enumerate()
+                .find(|(i, h)| hooks[..*i].contains(h))
+            {
+                anyhow::bail!("--hook {} is given twice", h.1);
+            }
             let model = std::sync::Arc::new(crate::rows::load_model(
                 &a.stream.model,
                 a.stream.precision,

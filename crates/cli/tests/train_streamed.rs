@@ -197,6 +197,31 @@ fn a_streamed_run_equals_the_store_backed_run() {
         );
     }
 
+    // converge pairs seeds within a hook, never across hooks.
+    let conv = dir.path().join("conv-two");
+    ok(&strings(&[
+        "converge",
+        &two.to_string_lossy(),
+        "--no-assignment",
+        "--out",
+        &conv.to_string_lossy(),
+    ]));
+    let table: serde_json::Value =
+        serde_json::from_slice(&read(&conv.join("convergence.json"))).unwrap();
+    let pairs: Vec<&str> = table["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pair"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            "blocks.2.hook_resid_pre-topk-n128-k8-s1 vs blocks.2.hook_resid_pre-topk-n128-k8-s2",
+            "blocks.1.hook_resid_pre-topk-n128-k8-s1 vs blocks.1.hook_resid_pre-topk-n128-k8-s2"
+        ]
+    );
+
     // Another pos-intervention is another stream: the weights differ.
     let shuffled = dir.path().join("shuffled");
     let mut s = streamed(&model, &corpus, 40, &shuffled);

@@ -355,8 +355,6 @@ pub(crate) fn forward_rows(
     Ok(acts)
 }
 
-impl Harvest<'_> {}
-
 /// A NaN or infinity names the model, hook and global row.
 fn check_finite(
     model: &Model,

@@ -17,6 +17,12 @@
 //! depends on counts only, so only the shards still in the shuffle buffer
 //! at the checkpoint are recomputed (at most ⌈buffer / shard⌉ + 1 shards:
 //! keep `buffer_vectors` small when the model is slow).
+//!
+//! Memory: the shuffle buffer holds f32 vectors of every hook
+//! (`buffer_vectors · d · 4 · hooks` bytes: 1.5 GB per hook at the default
+//! 655,360 vectors and d 576), plus one computed shard (`rows_per_shard ·
+//! seq_len · d · 4 · hooks`: 300 MB per hook at 1024 × 128 × 576) and the
+//! corpus's token ids. Not `Send` (shards are shared through `Rc`).
 
 use crate::harvest::{forward_rows, HarvestConfig, HarvestError};
 use crate::sources::TrainError;
@@ -79,10 +85,8 @@ pub fn token_rows(
     let target = cfg.target_rows().unwrap_or(u64::MAX);
     let mut tokens = Vec::new();
     let mut rows = 0u64;
-    for row in packer.rows(corpus.documents(), tokenize) {
-        if rows >= target {
-            break;
-        }
+    let target = usize::try_from(target).unwrap_or(usize::MAX);
+    for row in packer.rows(corpus.documents(), tokenize).take(target) {
         tokens.extend(row?);
         rows += 1;
     }
@@ -171,6 +175,7 @@ impl ShardProvider for ModelShards {
         let data = match &self.last {
             Some((i, data)) if *i == index => Rc::clone(data),
             _ => {
+                self.last = None; // one computed shard in memory at a time
                 let data = Rc::new(
                     self.compute(index)
                         .map_err(|e| StoreError::BadStream(e.to_string()))?,

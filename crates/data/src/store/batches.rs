@@ -69,7 +69,8 @@ pub trait ShardProvider: std::fmt::Debug {
     /// Rows of shard `index` (known without opening it).
     fn shard_rows(&self, index: usize) -> usize;
     /// Opens shard `index` (once per shard per epoch, in the stream's
-    /// shard order).
+    /// shard order; after a skip, the shards still buffered are opened
+    /// again, the one being read last).
     fn open(&mut self, index: usize) -> Result<Box<dyn ShardVectors>>;
     /// Whether to check shard checksums on first open (stores only).
     fn set_verify(&mut self, _verify: bool) {}
@@ -416,6 +417,13 @@ impl BatchStream {
                 };
                 self.next_in_order += 1;
                 let total = self.shards.shard_rows(shard) * usable;
+                // Buffer slots record `shard << 32 | vector`.
+                if total > u32::MAX as usize || shard > u32::MAX as usize {
+                    return Err(StoreError::BadStream(format!(
+                        "shard {shard} holds {total} vectors; at most {} per shard",
+                        u32::MAX
+                    )));
+                }
                 self.current = Some(Current {
                     shard,
                     reader: None,
@@ -479,11 +487,24 @@ impl BatchStream {
             by_shard.entry(shard).or_default().push((slot as usize, v));
         }
         let layout = (self.seq_len, self.skip_positions, self.d, vb);
-        for (shard, slots) in by_shard {
+        // The shard being read goes last and stays open for the next fill
+        // (a computed shard is then not computed twice).
+        let current = self.current.as_ref().map(|c| c.shard);
+        let mut shards: Vec<(usize, Vec<(usize, usize)>)> = by_shard.into_iter().collect();
+        if let Some(pos) = shards.iter().position(|(s, _)| Some(*s) == current) {
+            let cur = shards.remove(pos);
+            shards.push(cur);
+        } else if let Some(c) = current {
+            shards.push((c, Vec::new()));
+        }
+        for (shard, slots) in shards {
             let reader = self.shards.open(shard)?;
             let buffer: &mut [u8] = bytemuck::cast_slice_mut(&mut self.buffer);
             for (slot, v) in slots {
                 copy_run(&*reader, layout, v, 1, &mut buffer[slot * vb..])?;
+            }
+            if let Some(c) = self.current.as_mut().filter(|c| c.shard == shard) {
+                c.reader = Some(reader);
             }
         }
         Ok(())

@@ -21,8 +21,7 @@ fn series(t: &ConvergenceTable) -> Vec<(String, Vec<&ConvergencePoint>)> {
 }
 
 fn series_label(p: &ConvergencePoint) -> String {
-    let run = p.run.file_name().map(|s| s.to_string_lossy().into_owned());
-    format!("{} ({})", p.recipe, run.unwrap_or_default())
+    format!("{} · {} ({})", p.recipe, p.pair, p.run.display())
 }
 
 /// Mean of the two directions' ratios.

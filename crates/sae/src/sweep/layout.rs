@@ -6,7 +6,8 @@
 //! <out>/<name>/{cfg.json, sae_weights.safetensors, sparsity.safetensors,
 //!               saelab_cfg.json}        the final SAE (SAELens layout)
 //! <out>/<name>/snapshots/step-NNNNNNNN/ the SAE as it was after that step
-//!                                       (same files; `snapshot_steps`)
+//!                                       (same files; `snapshot_steps`;
+//!                                       written as `.step-N.tmp`, renamed)
 //! <out>/checkpoints/LATEST              name of the current checkpoint dir
 //! <out>/checkpoints/step-NNNNNNNN/      one checkpoint of the whole grid:
 //!     state.json                        step + run identity

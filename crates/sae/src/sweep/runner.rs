@@ -322,7 +322,7 @@ fn train(
         let done = step + 1;
         if s.snapshot_steps.contains(&done) && done < steps {
             for l in live.iter() {
-                save(ctx, l, &snapshot_dir(&l.dir, done))?;
+                save_snapshot(ctx, l, done)?;
             }
         }
         if done.is_multiple_of(s.checkpoint_every) && done < steps {
@@ -374,6 +374,25 @@ fn finish(ctx: &Ctx, live: &[Live]) -> Result<(), SweepError> {
     }
     ProgressFile::new(ctx.run_id.clone(), true).save(ctx.out)?;
     checkpoint::remove_all(ctx.out)
+}
+
+/// The SAE as it is after `step`, into `snapshots/step-N/`: written into a
+/// temporary folder renamed into place whole, so a `step-N` folder is
+/// always complete (a replay after a kill finds it there and keeps it).
+fn save_snapshot(ctx: &Ctx, l: &Live, step: u64) -> Result<(), SweepError> {
+    let dir = snapshot_dir(&l.dir, step);
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(&l.dir).to_path_buf();
+    let tmp = parent.join(format!(".{}.tmp", super::layout::step_dir_name(step)));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| SweepError::io(&tmp, e))?;
+    }
+    save(ctx, l, &tmp)?;
+    std::fs::rename(&tmp, &dir).map_err(|e| SweepError::io(&dir, e))?;
+    saelab_fsio::sync_dir(&parent)?;
+    Ok(())
 }
 
 /// One SAE as it is now, in the SAELens layout, into `dir`.
