@@ -127,14 +127,7 @@ pub fn run(
             Vec::new()
         }
     };
-    let packer =
-        RowPacker::new(cfg.packing, cfg.seq_len, tokenizer.bos, tokenizer.eos).map_err(|e| {
-            HarvestError::Config {
-                field: "seq_len",
-                value: cfg.seq_len.to_string(),
-                msg: e.to_string(),
-            }
-        })?;
+    let packer = row_packer(cfg, tokenizer)?;
     let mut rows = packer.rows(corpus.documents(), tokenize);
     skip_rows(&mut rows, skip, corpus.path())?;
 
@@ -162,6 +155,20 @@ pub fn run(
         .map(|f| f.path.clone())
         .collect();
     Ok(s)
+}
+
+/// The row packer of `cfg` (the harvest's and a streamed run's).
+pub(crate) fn row_packer(
+    cfg: &HarvestConfig,
+    tokenizer: &saelab_lm::Tokenizer,
+) -> Result<RowPacker, HarvestError> {
+    RowPacker::new(cfg.packing, cfg.seq_len, tokenizer.bos, tokenizer.eos).map_err(|e| {
+        HarvestError::Config {
+            field: "seq_len",
+            value: cfg.seq_len.to_string(),
+            msg: e.to_string(),
+        }
+    })
 }
 
 fn summary(

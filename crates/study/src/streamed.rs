@@ -24,10 +24,9 @@
 //! seq_len · d · 4 · hooks`: 300 MB per hook at 1024 × 128 × 576) and the
 //! corpus's token ids. Not `Send` (shards are shared through `Rc`).
 
-use crate::harvest::{forward_rows, HarvestConfig, HarvestError};
+use crate::harvest::{forward_rows, row_packer, HarvestConfig, HarvestError};
 use crate::sources::TrainError;
 use saelab_data::corpus::Corpus;
-use saelab_data::packing::RowPacker;
 use saelab_data::store::{BatchStream, ShardProvider, ShardVectors, StoreDtype, StoreError};
 use saelab_lm::{HookPoint, Model};
 use saelab_sae::sweep::{
@@ -66,14 +65,7 @@ pub fn token_rows(
         .map_err(|e| HarvestError::model(model, e))?;
     let corpus = Corpus::open(corpus)?.with_text_field(&cfg.text_field);
     let spec = cfg.store_spec(model, tokenizer, &corpus)?;
-    let packer =
-        RowPacker::new(cfg.packing, cfg.seq_len, tokenizer.bos, tokenizer.eos).map_err(|e| {
-            HarvestError::Config {
-                field: "seq_len",
-                value: cfg.seq_len.to_string(),
-                msg: e.to_string(),
-            }
-        })?;
+    let packer = row_packer(cfg, tokenizer)?;
     let tok_err: RefCell<Option<String>> = RefCell::new(None);
     let tokenize = |text: &str| match tokenizer.encode(text) {
         Ok(ids) => ids,
@@ -82,10 +74,11 @@ pub fn token_rows(
             Vec::new()
         }
     };
-    let target = cfg.target_rows().unwrap_or(u64::MAX);
+    let target = cfg
+        .target_rows()
+        .map_or(usize::MAX, |t| usize::try_from(t).unwrap_or(usize::MAX));
     let mut tokens = Vec::new();
     let mut rows = 0u64;
-    let target = usize::try_from(target).unwrap_or(usize::MAX);
     for row in packer.rows(corpus.documents(), tokenize).take(target) {
         tokens.extend(row?);
         rows += 1;
