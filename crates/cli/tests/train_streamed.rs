@@ -246,8 +246,9 @@ fn a_killed_streamed_run_resumes_bit_identically() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20_261_128);
     // Kills after which a checkpoint was there to resume from (the resume
     // then recomputes the shards still in the shuffle buffer).
-    let (mut kills, mut fresh, mut resumable) = (0, 0, 0);
-    while kills < 5 && fresh < 10 {
+    let (mut kills, mut fresh, mut resumable, mut tries) = (0, 0, 0, 0);
+    while (kills < 5 || resumable < 2) && tries < 30 {
+        tries += 1;
         let mut child = Command::new(env!("CARGO_BIN_EXE_saelab"))
             .args(streamed(&model, &corpus, 40, &out))
             .env("RAYON_NUM_THREADS", "2")
