@@ -20,7 +20,7 @@ pub struct StudyArgs {
 pub enum StudyCmd {
     /// List the stages of a study: kind, hash, state (done / partial / to run), estimated time.
     Plan {
-        /// Spec file or preset name (smoke, quick, study-gpt2).
+        /// Spec file or preset name (smoke, quick, study-smollm2, study-gpt2).
         #[arg(default_value = presets::DEFAULT_PRESET)]
         spec: String,
         /// Machine-readable output (schema saelab.plan.v1, see the README).
@@ -29,7 +29,7 @@ pub enum StudyCmd {
     },
     /// Run what is missing (or one stage), then write results.json.
     Run {
-        /// Spec file or preset name (smoke, quick, study-gpt2).
+        /// Spec file or preset name (smoke, quick, study-smollm2, study-gpt2).
         #[arg(default_value = presets::DEFAULT_PRESET)]
         spec: String,
         /// Run only this stage (hash or its first 16 digits), whose inputs are complete.
@@ -38,7 +38,7 @@ pub enum StudyCmd {
     },
     /// Rebuild results.json and report.html from the finished stages (runs nothing).
     Report {
-        /// Spec file or preset name (smoke, quick, study-gpt2).
+        /// Spec file or preset name (smoke, quick, study-smollm2, study-gpt2).
         #[arg(default_value = presets::DEFAULT_PRESET)]
         spec: String,
     },

@@ -216,6 +216,87 @@ fn killed_runs_resume_to_the_same_results() {
     );
 }
 
+/// `sae_weights.safetensors` of every SAE under `cache`, by SAE folder name.
+fn weights_by_label(cache: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for stage in std::fs::read_dir(cache).unwrap().filter_map(|e| e.ok()) {
+        if !stage.file_name().to_string_lossy().starts_with("train-") {
+            continue;
+        }
+        for sae in std::fs::read_dir(stage.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+        {
+            let w = sae.path().join("sae_weights.safetensors");
+            if w.exists() {
+                let label = sae.file_name().to_string_lossy().to_string();
+                assert!(out.insert(label, std::fs::read(w).unwrap()).is_none());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_study_trained_from_the_model_matches_one_trained_from_f32_stores() {
+    // From stores: only the harvest and train stages.
+    let stored = tempfile::tempdir().unwrap();
+    setup(stored.path());
+    let text = run_ok(stored.path(), &["study", "plan", "study.toml", "--json"]);
+    let plan: Value = serde_json::from_str(&text[..text.rfind('}').unwrap() + 1]).unwrap();
+    for kind in ["harvest", "train"] {
+        for s in plan["stages"].as_array().unwrap() {
+            if s["kind"] == kind {
+                let hash = s["hash"].as_str().unwrap();
+                run_ok(
+                    stored.path(),
+                    &["study", "run", "study.toml", "--stage", hash],
+                );
+            }
+        }
+    }
+    // From the model: the whole study, no store on disk.
+    let streamed = tempfile::tempdir().unwrap();
+    let spec = setup(streamed.path());
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace("[train]\n", "[train]\nsource = \"model\"\n"),
+    )
+    .unwrap();
+    let text = run_ok(streamed.path(), &["study", "plan", "study.toml", "--json"]);
+    let plan: Value = serde_json::from_str(&text[..text.rfind('}').unwrap() + 1]).unwrap();
+    let kinds: Vec<&str> = plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert!(!kinds.contains(&"harvest"), "{kinds:?}");
+    // Corpus a's four SAEs (three layers) train in one stage, b's in another.
+    assert_eq!(kinds.iter().filter(|k| **k == "train").count(), 2);
+    run_ok(streamed.path(), &["study", "run", "study.toml"]);
+    assert_eq!(results(streamed.path())["missing"], Value::Array(vec![]));
+    assert_eq!(
+        count_named(&streamed.path().join("runs/cache"), "manifest.json"),
+        0
+    );
+
+    let want = weights_by_label(&stored.path().join("runs/cache"));
+    let got = weights_by_label(&streamed.path().join("runs/cache"));
+    assert_eq!(want.len(), 5);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (label, w) in &want {
+        assert!(
+            got[label] == *w,
+            "{label}: weights differ between store and model"
+        );
+    }
+}
+
 #[test]
 fn plan_json_and_single_stage_runs() {
     let d = tempfile::tempdir().unwrap();

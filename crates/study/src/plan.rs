@@ -1,13 +1,15 @@
 //! The planner: a validated [`Spec`] expands into a graph of stages —
 //! harvest (per corpus, all the hooks its SAEs read, one forward pass),
-//! train (all SAEs that read one store with one schedule, side by side),
+//! train (all SAEs that read one store with one schedule, side by side; with
+//! `train.source = "model"`, all SAEs of one corpus and schedule, every hook
+//! from one forward pass, and no harvest stage),
 //! eval (per evaluation corpus: the train × eval matrix), stats (per
 //! intervention, the baseline SAE of each stats layer), match (one stage
 //! per pair of SAEs that the comparison categories need). Each stage's hash
 //! covers its inputs and its upstream hashes ([`crate::identity`]).
 //!
-//! An SAE is known downstream by its id: the hash of its store stage, hook,
-//! training settings and axis values. Analyses are keyed by SAE ids, so an
+//! An SAE is known downstream by its id: the hash of its store stage (or
+//! streamed rows), hook, training settings and axis values. Analyses are keyed by SAE ids, so an
 //! SAE that is retrained bit-identically in a larger group (adding an SAE
 //! changes the train stage's hash) keeps its matches.
 
@@ -15,6 +17,7 @@ use crate::grid::{self, SaeKey};
 use crate::identity::{corpus_identity, model_identity, stage_hash};
 use crate::spec::{Spec, TrainSpec};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// What a plan could not resolve (an unreadable local model or corpus).
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +110,13 @@ pub struct PlannedSae {
     /// Its sub-folder in the train stage.
     pub name: String,
     pub key: SaeKey,
+    /// Its hook's index in the stage's `stream.hooks` (0 for a store).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub lane: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,6 +127,10 @@ pub struct TrainWork {
     pub lr: f64,
     pub settings: TrainSettings,
     pub saes: Vec<PlannedSae>,
+    /// With `train.source = "model"`: the rows to run through the model
+    /// and every hook of the stage (then `hook` is empty).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stream: Option<Box<HarvestWork>>,
     #[serde(skip)]
     pub cadence: Option<Cadence>,
 }
@@ -256,8 +270,11 @@ pub fn plan(spec: &Spec) -> Result<Plan, PlanError> {
     let keys = grid::expand(spec);
     let model_id = ident(model_identity(&spec.model.name))?;
     let mut stages: Vec<Stage> = Vec::new();
-    let mut harvest_of: std::collections::BTreeMap<String, String> = Default::default();
-    // Harvest: one store per corpus holding every layer its SAEs read.
+    let mut harvest_of: BTreeMap<String, String> = Default::default();
+    let mut rows_of: BTreeMap<String, HarvestWork> = Default::default();
+    // Harvest: one store per corpus holding every layer its SAEs read (with
+    // `train.source = "model"` the train stages run these rows themselves).
+    let from_model = spec.train.source == "model";
     for (name, corpus) in &spec.corpora {
         let mut layers: Vec<usize> = keys
             .iter()
@@ -287,6 +304,10 @@ pub fn plan(spec: &Spec) -> Result<Plan, PlanError> {
             rows_per_shard: h.rows_per_shard,
             seed: spec.baseline.seed,
         };
+        if from_model {
+            rows_of.insert(name.clone(), work);
+            continue;
+        }
         let hash = stage_hash("harvest", &work, &[]);
         harvest_of.insert(name.clone(), hash.clone());
         stages.push(Stage {
@@ -299,7 +320,11 @@ pub fn plan(spec: &Spec) -> Result<Plan, PlanError> {
             }),
         });
     }
-    let (train_stages, entries) = plan_train(spec, &keys, &harvest_of);
+    let (train_stages, entries) = if from_model {
+        plan_train_from_model(spec, &keys, &rows_of)
+    } else {
+        plan_train(spec, &keys, &harvest_of)
+    };
     stages.extend(train_stages);
     let sae_ref = |i: usize| SaeRef {
         id: entries[i].id.clone(),
@@ -318,56 +343,139 @@ pub fn plan(spec: &Spec) -> Result<Plan, PlanError> {
     })
 }
 
-/// Train stages: SAEs grouped by (store, hook); ids per SAE.
+/// SAEs trained in one pass: over one store's hook, or over every hook
+/// of one corpus's forward pass (`stream`).
+struct TrainGroup {
+    /// The store stage's hash, or the identity of the streamed rows.
+    source: String,
+    /// The store's hook (empty when streamed: each SAE has its own).
+    hook: String,
+    lr: f64,
+    members: Vec<usize>,
+    stream: Option<HarvestWork>,
+}
+
+/// Train stages: SAEs grouped by (store, hook, lr); ids per SAE.
 fn plan_train(
     spec: &Spec,
     keys: &[SaeKey],
-    harvest_of: &std::collections::BTreeMap<String, String>,
+    harvest_of: &BTreeMap<String, String>,
 ) -> (Vec<Stage>, Vec<SaeEntry>) {
-    let data_seed = spec.train.data_seed.unwrap_or(spec.baseline.seed);
-    let settings = settings(&spec.train, data_seed);
-    let mut groups: Vec<(String, String, f64, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<TrainGroup> = Vec::new();
     for (i, k) in keys.iter().enumerate() {
-        let store = harvest_of[&k.dataset].clone();
+        let store = &harvest_of[&k.dataset];
         let hook = spec.hook(k.layer);
         match groups
             .iter_mut()
-            .find(|g| g.0 == store && g.1 == hook && g.2 == k.lr)
+            .find(|g| &g.source == store && g.hook == hook && g.lr == k.lr)
         {
-            Some(g) => g.3.push(i),
-            None => groups.push((store, hook, k.lr, vec![i])),
+            Some(g) => g.members.push(i),
+            None => groups.push(TrainGroup {
+                source: store.clone(),
+                hook,
+                lr: k.lr,
+                members: vec![i],
+                stream: None,
+            }),
         }
     }
+    train_stages(spec, keys, groups)
+}
+
+/// Train stages with `train.source = "model"`: SAEs grouped by (corpus,
+/// lr), every layer of a group from one forward pass (a lane per hook).
+fn plan_train_from_model(
+    spec: &Spec,
+    keys: &[SaeKey],
+    rows_of: &BTreeMap<String, HarvestWork>,
+) -> (Vec<Stage>, Vec<SaeEntry>) {
+    let mut groups: Vec<(String, f64, Vec<usize>)> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        match groups.iter_mut().find(|g| g.0 == k.dataset && g.1 == k.lr) {
+            Some(g) => g.2.push(i),
+            None => groups.push((k.dataset.clone(), k.lr, vec![i])),
+        }
+    }
+    let groups = groups
+        .into_iter()
+        .map(|(corpus, lr, members)| {
+            let mut layers: Vec<usize> = members.iter().map(|&i| keys[i].layer).collect();
+            layers.sort_unstable();
+            layers.dedup();
+            // The vectors served are f32 whatever the harvest's dtype.
+            let rows = HarvestWork {
+                hooks: vec![],
+                dtype: "f32".into(),
+                ..rows_of[&corpus].clone()
+            };
+            TrainGroup {
+                source: stage_hash("rows", &rows, &[]),
+                hook: String::new(),
+                lr,
+                members,
+                stream: Some(HarvestWork {
+                    hooks: layers.iter().map(|&l| spec.hook(l)).collect(),
+                    ..rows
+                }),
+            }
+        })
+        .collect();
+    train_stages(spec, keys, groups)
+}
+
+/// One train stage per group, and the entries of every SAE.
+fn train_stages(
+    spec: &Spec,
+    keys: &[SaeKey],
+    groups: Vec<TrainGroup>,
+) -> (Vec<Stage>, Vec<SaeEntry>) {
+    let data_seed = spec.train.data_seed.unwrap_or(spec.baseline.seed);
+    let settings = settings(&spec.train, data_seed);
     let mut entries: Vec<Option<SaeEntry>> = vec![None; keys.len()];
     let mut stages = Vec::new();
-    for (store, hook, lr, members) in groups {
-        let saes: Vec<PlannedSae> = members
+    for g in groups {
+        let saes: Vec<PlannedSae> = g
+            .members
             .iter()
             .map(|&i| {
+                let hook = spec.hook(keys[i].layer);
                 let id = stage_hash(
                     "sae",
                     &serde_json::json!({"hook": hook, "settings": settings, "key": keys[i]}),
-                    std::slice::from_ref(&store),
+                    std::slice::from_ref(&g.source),
                 );
+                let lane = g
+                    .stream
+                    .as_ref()
+                    .map_or(0, |s| s.hooks.iter().position(|h| *h == hook).unwrap_or(0));
                 PlannedSae {
                     id,
                     name: keys[i].label(),
                     key: keys[i].clone(),
+                    lane,
                 }
             })
             .collect();
         let work = TrainWork {
-            hook: hook.clone(),
-            lr,
+            hook: g.hook.clone(),
+            lr: g.lr,
             settings: settings.clone(),
             saes,
+            stream: g.stream.clone().map(Box::new),
             cadence: Some(Cadence {
                 checkpoint_every: spec.train.checkpoint_every,
                 log_every: spec.train.log_every,
             }),
         };
-        let hash = stage_hash("train", &work, std::slice::from_ref(&store));
-        for (sae, &i) in work.saes.iter().zip(&members) {
+        // A store stage's hash is the train stage's upstream; streamed rows
+        // are part of the work itself, named by their corpus after hashing.
+        let deps = if g.stream.is_some() {
+            vec![]
+        } else {
+            vec![g.source.clone()]
+        };
+        let hash = stage_hash("train", &work, &deps);
+        for (sae, &i) in work.saes.iter().zip(&g.members) {
             entries[i] = Some(SaeEntry {
                 id: sae.id.clone(),
                 label: sae.name.clone(),
@@ -375,10 +483,14 @@ fn plan_train(
                 key: keys[i].clone(),
             });
         }
+        let mut work = work;
+        if let Some(s) = work.stream.as_mut() {
+            s.corpus = keys[g.members[0]].dataset.clone();
+        }
         stages.push(Stage {
             kind: "train".into(),
             hash,
-            deps: vec![store],
+            deps,
             work: Work::Train(work),
         });
     }

@@ -10,6 +10,10 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("smoke", include_str!("../../../experiments/smoke.toml")),
     ("quick", include_str!("../../../experiments/quick.toml")),
     (
+        "study-smollm2",
+        include_str!("../../../experiments/study-smollm2.toml"),
+    ),
+    (
         "study-gpt2",
         include_str!("../../../experiments/study-gpt2.toml"),
     ),

@@ -164,6 +164,12 @@ impl Default for HarvestSpec {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSpec {
+    /// Where the activations come from: `store` (a harvest stage per
+    /// corpus; shared between train stages and studies) or `model` (a
+    /// forward pass per batch of rows, every hook of a corpus in one pass,
+    /// no store on disk: `saelab train --dataset`).
+    #[serde(default = "d_source")]
+    pub source: String,
     /// Activation vectors per step.
     #[serde(default = "d_batch")]
     pub batch: usize,
@@ -209,6 +215,9 @@ fn d_batch() -> usize {
 fn d_lr() -> f64 {
     f32_default(defaults::LR)
 }
+fn d_source() -> String {
+    "store".into()
+}
 fn d_decay() -> String {
     "none".into()
 }
@@ -231,6 +240,7 @@ fn d_log() -> u64 {
 impl Default for TrainSpec {
     fn default() -> Self {
         TrainSpec {
+            source: d_source(),
             batch: d_batch(),
             tokens: None,
             steps: None,

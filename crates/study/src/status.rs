@@ -51,15 +51,9 @@ pub struct SaeView {
 /// units per second.
 fn units(stage: &Stage) -> (f64, f64) {
     match &stage.work {
-        // SmolLM2 to blocks.8 ≈ 2600 tokens/s; deeper hooks cost more.
         Work::Harvest(h) => {
-            let deepest = h
-                .hooks
-                .iter()
-                .filter_map(|s| s.split('.').nth(1)?.parse::<f64>().ok())
-                .fold(0.0, f64::max);
             let tokens = if h.tokens == 0 { 1e6 } else { h.tokens as f64 };
-            (tokens * (deepest + 1.0) / 9.0, 2600.0)
+            forward_units(&h.hooks, tokens)
         }
         // One step of TopK costs ≈ 1.0e-8 s per batch row × latent at d
         // 768 (n 12288, B 4096: 0.49 s); units are row × latent × d/768.
@@ -76,7 +70,12 @@ fn units(stage: &Stage) -> (f64, f64) {
                 * t.settings.batch as f64
                 * 576.0
                 / 768.0;
-            (steps * per_step, 1e8)
+            // Streamed: the forward pass of every batch, in train units.
+            let forward = t.stream.as_ref().map_or(0.0, |h| {
+                let (tokens, rate) = forward_units(&h.hooks, steps * t.settings.batch as f64);
+                tokens * 1e8 / rate
+            });
+            (steps * per_step + forward, 1e8)
         }
         // One clean, one zero-ablated and one spliced pass per SAE, with
         // logits: ≈ 2000 tokens/s per pass.
@@ -94,6 +93,16 @@ fn units(stage: &Stage) -> (f64, f64) {
             (n, 2304.0 * 2304.0 / 2.0)
         }
     }
+}
+
+/// A forward pass over `tokens` to the deepest of `hooks`: SmolLM2 to
+/// blocks.8 ≈ 2600 tokens/s; deeper hooks cost more.
+fn forward_units(hooks: &[String], tokens: f64) -> (f64, f64) {
+    let deepest = hooks
+        .iter()
+        .filter_map(|s| s.split('.').nth(1)?.parse::<f64>().ok())
+        .fold(0.0, f64::max);
+    (tokens * (deepest + 1.0) / 9.0, 2600.0)
 }
 
 /// Work units and seconds of the stage's run, for its record.

@@ -30,7 +30,8 @@ use saelab_data::corpus::Corpus;
 use saelab_data::store::{BatchStream, ShardProvider, ShardVectors, StoreDtype, StoreError};
 use saelab_lm::{HookPoint, Model};
 use saelab_sae::sweep::{
-    self, BatchSource, PlanRequest, SourceError, SweepProgress, SweepSettings, SweepSummary,
+    self, BatchSource, PlanRequest, SaePlan, SourceError, SweepProgress, SweepSettings,
+    SweepSummary,
 };
 use saelab_sae::ExportMeta;
 use serde_json::{json, Value};
@@ -369,18 +370,39 @@ pub fn train_streamed(
     progress: &dyn SweepProgress,
     stop: &AtomicBool,
 ) -> Result<SweepSummary, TrainError> {
-    settings.validate()?;
     let names: Vec<String> = hooks.iter().map(|h| h.to_string()).collect();
     let plan = sweep::plan_per_lane(&plan.resolve(model.info.d_model)?, &names);
+    let cfg = HarvestConfig {
+        hooks: hooks.to_vec(),
+        ..cfg.clone()
+    };
+    train_lanes(model, corpus, &cfg, &plan, settings, out, progress, stop)
+}
+
+/// Trains `plan` on the hooks of `cfg` (SAE `lane` i reads `cfg.hooks[i]`),
+/// all from one forward pass: the study runner's streamed train stage.
+#[allow(clippy::too_many_arguments)]
+pub fn train_lanes(
+    model: Arc<Model>,
+    corpus: &Path,
+    cfg: &HarvestConfig,
+    plan: &[SaePlan],
+    settings: &SweepSettings,
+    out: &Path,
+    progress: &dyn SweepProgress,
+    stop: &AtomicBool,
+) -> Result<SweepSummary, TrainError> {
+    settings.validate()?;
+    let hooks = &cfg.hooks;
     let order = (
         settings.batch,
-        settings.data_seed_for(&plan),
+        settings.data_seed_for(plan),
         settings.effective_buffer(),
     );
     let mut source = ModelSource::open(model, corpus, cfg, hooks, order, out)?;
     Ok(sweep::run(
         out,
-        &plan,
+        plan,
         settings,
         &mut source,
         progress,

@@ -102,6 +102,7 @@ fn check_harvest(spec: &Spec, c: &Check) -> Result<(), SpecError> {
 
 fn check_train(spec: &Spec, c: &Check) -> Result<(), SpecError> {
     let t = &spec.train;
+    c.one_of("train.source", &t.source, &["store", "model"])?;
     c.positive("train.batch", t.batch as u64)?;
     c.positive("train.checkpoint_every", t.checkpoint_every)?;
     c.positive("train.log_every", t.log_every)?;

@@ -200,7 +200,12 @@ fn two_specs_that_need_the_same_store_share_its_stage() {
 
 #[test]
 fn every_preset_plans() {
-    for p in ["smoke.toml", "quick.toml", "study-gpt2.toml"] {
+    for p in [
+        "smoke.toml",
+        "quick.toml",
+        "study-smollm2.toml",
+        "study-gpt2.toml",
+    ] {
         let spec = load(p);
         let pl = plan(&spec).unwrap();
         for kind in ["harvest", "train", "eval", "stats", "match"] {
@@ -210,4 +215,44 @@ fn every_preset_plans() {
             );
         }
     }
+}
+
+#[test]
+fn training_from_the_model_plans_no_store_and_one_stage_per_corpus() {
+    let stored = with(|t| t.to_string());
+    let streamed = with(|t| t.replace("[train]\n", "[train]\nsource = \"model\"\n"));
+    assert!(!streamed.stages.iter().any(|s| s.kind == "harvest"));
+    let train: Vec<&saelab_study::plan::TrainWork> = streamed
+        .stages
+        .iter()
+        .filter_map(|s| match &s.work {
+            saelab_study::plan::Work::Train(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    // One stage per corpus, every layer of it a lane of one forward pass.
+    assert_eq!(train.len(), 3);
+    let wiki = train
+        .iter()
+        .find(|t| t.stream.as_ref().unwrap().corpus == "wiki")
+        .unwrap();
+    let hooks = &wiki.stream.as_ref().unwrap().hooks;
+    assert_eq!(hooks.len(), 4, "{hooks:?}");
+    for sae in &wiki.saes {
+        let hook = &hooks[sae.lane];
+        assert_eq!(hook, &format!("blocks.{}.hook_resid_pre", sae.key.layer));
+    }
+    // Streamed SAEs are other SAEs (f32 vectors, not the f16 store's):
+    // no id is shared, and the analyses follow them.
+    let ids = |p: &Plan| -> BTreeSet<String> { p.saes.iter().map(|s| s.id.clone()).collect() };
+    assert!(ids(&stored).is_disjoint(&ids(&streamed)));
+    // The corpus's size changes its train stage.
+    let more = with(|t| {
+        t.replace("[train]\n", "[train]\nsource = \"model\"\n")
+            .replacen("tokens = 131_072", "tokens = 65_536", 1)
+    });
+    assert_eq!(
+        changed(&streamed, &more),
+        BTreeSet::from(["train", "eval", "stats", "match", "umap"].map(String::from))
+    );
 }

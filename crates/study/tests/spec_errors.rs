@@ -109,6 +109,8 @@ fn empty_axis_and_zero_values() {
     assert_names(&m, &["train.checkpoint_every", "at least 1"]);
     let m = err(&format!("{BASE}\n[train]\ntokens = 100\nsteps = 3\n"));
     assert_names(&m, &["train", "not both"]);
+    let m = err(&format!("{BASE}\n[train]\nsource = \"disk\"\n"));
+    assert_names(&m, &["train.source", "`disk` is not one of"]);
 }
 
 #[test]

@@ -34,7 +34,9 @@ pub fn run(ctx: &Ctx, w: &HarvestWork, dir: &Path) -> Result<Vec<String>, StageE
     }
 }
 
-fn config(w: &HarvestWork) -> Result<HarvestConfig, StageError> {
+/// The harvest config of a stage's work (also the rows of a streamed
+/// train stage).
+pub(crate) fn config(w: &HarvestWork) -> Result<HarvestConfig, StageError> {
     let parse = |what: &str, e: String| StageError::msg(format!("{what}: {e}"));
     Ok(HarvestConfig {
         model: w.model.clone(),

@@ -1,26 +1,23 @@
 //! The train stage: every SAE that reads one store (one hook, one
 //! schedule) trained side by side in one pass, through
 //! [`crate::sources::train_from_store`] (what `saelab train` calls), into
-//! `<stage>/<sae label>/`; checkpoints and resume are the sweep's.
+//! `<stage>/<sae label>/`; checkpoints and resume are the sweep's. With
+//! `train.source = "model"` the stage's SAEs of every hook of a corpus train
+//! side by side on one forward pass, through [`crate::streamed::train_lanes`]
+//! (what `saelab train --dataset` calls).
 
-use super::StageError;
+use super::{corpus_path, load_model, StageError};
 use crate::exec::Ctx;
 use crate::grid::SaeKey;
-use crate::plan::{Stage, TrainWork, Work};
+use crate::plan::{HarvestWork, Stage, TrainWork, Work};
 use crate::results::{SaeTraining, TrainResult};
-use saelab_sae::sweep::{PlanRequest, SaePlan, SweepError, SweepProgress, SweepSettings};
+use saelab_sae::sweep::{
+    PlanRequest, SaePlan, SweepError, SweepProgress, SweepSettings, SweepSummary,
+};
 use saelab_sae::{ArchSpec, BDecInit, Decay, EncoderPrecision, LrSchedule, StepMetrics};
 use std::path::Path;
 
 pub fn run(ctx: &Ctx, stage: &Stage, w: &TrainWork, dir: &Path) -> Result<Vec<String>, StageError> {
-    let store_stage = ctx
-        .plan
-        .stage(&stage.deps[0])
-        .ok_or_else(|| StageError::msg("the store stage is missing from the plan"))?;
-    let store = ctx.cache.stage_dir(store_stage).join("store");
-    if !matches!(store_stage.work, Work::Harvest(_)) {
-        return Err(StageError::msg("a train stage must read a harvest stage"));
-    }
     let plan: Vec<SaePlan> = w
         .saes
         .iter()
@@ -29,29 +26,14 @@ pub fn run(ctx: &Ctx, stage: &Stage, w: &TrainWork, dir: &Path) -> Result<Vec<St
             arch: arch_spec(&s.key),
             n: s.key.n,
             seed: s.key.seed,
-            lane: 0,
+            lane: s.lane,
         })
         .collect();
-    let settings = settings(w, &store)?;
-    let progress = Bar {
-        ctx,
-        steps: settings.steps.unwrap_or(0),
+    let trained = match &w.stream {
+        Some(rows) => from_model(ctx, w, rows, &plan, dir),
+        None => from_store(ctx, stage, w, &plan, dir),
     };
-    let summary = match crate::sources::train_from_store(
-        &store,
-        Some(&w.hook),
-        PlanRequest::Plan(&plan),
-        &settings,
-        dir,
-        &progress,
-        ctx.stop,
-    ) {
-        Ok(s) => s,
-        Err(crate::sources::TrainError::Sweep(SweepError::Interrupted { .. })) => {
-            return Err(StageError::Stopped)
-        }
-        Err(e) => return Err(StageError::msg(e)),
-    };
+    let summary = trained?;
     let result = TrainResult {
         steps: summary.steps,
         saes: w
@@ -80,6 +62,76 @@ pub fn run(ctx: &Ctx, stage: &Stage, w: &TrainWork, dir: &Path) -> Result<Vec<St
         }
     }
     Ok(outputs)
+}
+
+type Trained = Result<SweepSummary, StageError>;
+
+/// Trains the plan on the store of the stage's harvest stage.
+fn from_store(ctx: &Ctx, stage: &Stage, w: &TrainWork, plan: &[SaePlan], dir: &Path) -> Trained {
+    let store_stage = ctx
+        .plan
+        .stage(&stage.deps[0])
+        .filter(|s| matches!(s.work, Work::Harvest(_)))
+        .ok_or_else(|| StageError::msg("a train stage must read a harvest stage"))?;
+    let store = ctx.cache.stage_dir(store_stage).join("store");
+    let default_steps = || {
+        saelab_data::store::StoreManifest::load(&store)
+            .map(|m| m.tokens / w.settings.batch as u64)
+            .map_err(StageError::msg)
+    };
+    let settings = settings(w, default_steps)?;
+    let progress = Bar {
+        ctx,
+        steps: settings.steps.unwrap_or(0),
+    };
+    crate::sources::train_from_store(
+        &store,
+        Some(&w.hook),
+        PlanRequest::Plan(plan),
+        &settings,
+        dir,
+        &progress,
+        ctx.stop,
+    )
+    .map_err(sweep_error)
+}
+
+/// Trains the plan on activations computed by the model, every hook of
+/// the stage (one lane each) from one forward pass.
+fn from_model(
+    ctx: &Ctx,
+    w: &TrainWork,
+    rows: &HarvestWork,
+    plan: &[SaePlan],
+    dir: &Path,
+) -> Trained {
+    let default_steps = || match rows.tokens / w.settings.batch as u64 {
+        0 => Err(StageError::msg(format!(
+            "corpus `{}` reads to its end (tokens 0): give train.tokens or train.steps",
+            rows.corpus
+        ))),
+        steps => Ok(steps),
+    };
+    let settings = settings(w, default_steps)?;
+    let model = std::sync::Arc::new(load_model(&rows.model, &rows.precision)?);
+    let corpus = corpus_path(&rows.source)?;
+    let cfg = super::harvest::config(rows)?;
+    let progress = Bar {
+        ctx,
+        steps: settings.steps.unwrap_or(0),
+    };
+    crate::streamed::train_lanes(
+        model, &corpus, &cfg, plan, &settings, dir, &progress, ctx.stop,
+    )
+    .map_err(sweep_error)
+}
+
+/// A stop request is the stage's `Stopped`, anything else its message.
+fn sweep_error(e: crate::sources::TrainError) -> StageError {
+    match e {
+        crate::sources::TrainError::Sweep(SweepError::Interrupted { .. }) => StageError::Stopped,
+        e => StageError::msg(e),
+    }
 }
 
 /// The architecture with its coefficients.
@@ -117,15 +169,15 @@ pub(crate) fn arch_spec(k: &SaeKey) -> ArchSpec {
 
 /// Sweep settings of a train stage; `steps` resolved here so a decay
 /// schedule knows where it ends.
-fn settings(w: &TrainWork, store: &Path) -> Result<SweepSettings, StageError> {
+fn settings(
+    w: &TrainWork,
+    default_steps: impl FnOnce() -> Result<u64, StageError>,
+) -> Result<SweepSettings, StageError> {
     let t = &w.settings;
     let steps = match (t.steps, t.tokens) {
         (Some(s), _) => s,
         (None, Some(tok)) => tok / t.batch as u64,
-        (None, None) => {
-            let m = saelab_data::store::StoreManifest::load(store).map_err(StageError::msg)?;
-            m.tokens / t.batch as u64
-        }
+        (None, None) => default_steps()?,
     };
     let decay = match t.lr_decay.as_str() {
         "cosine" => Decay::Cosine,
