@@ -243,11 +243,13 @@ def gpt2_param_shapes(n_layer=3, d=64, vocab=50257, n_pos=64):
     return shapes
 
 
-def np_gpt2_forward(W: dict, tokens: np.ndarray, n_layer=3, n_head=4, eps=1e-5, zero_wpe=False):
-    """Plain float64 numpy GPT-2 written from SPEC §1.1 (independent of transformers)."""
+def np_gpt2_forward(W: dict, tokens: np.ndarray, n_layer=3, n_head=4, eps=1e-5, zero_wpe=False, pos=None):
+    """Plain float64 numpy GPT-2 written from SPEC §1.1 (independent of transformers).
+    `pos[t]` is the position id at token t (default t): the shuffle intervention is wpe[σ(t)]."""
     W = {k: v.astype(np.float64) for k, v in W.items()}
     B, T = tokens.shape
-    x = W["wte.weight"][tokens] + (0.0 if zero_wpe else W["wpe.weight"][:T][None])
+    pos = np.arange(T) if pos is None else np.asarray(pos)
+    x = W["wte.weight"][tokens] + (0.0 if zero_wpe else W["wpe.weight"][pos][None])
     d = x.shape[-1]
     hd = d // n_head
 
@@ -278,18 +280,20 @@ def np_gpt2_forward(W: dict, tokens: np.ndarray, n_layer=3, n_head=4, eps=1e-5, 
     return acts, logits
 
 
-def np_llama_forward_gguf(G: dict, tokens: np.ndarray):
-    """Plain float64 numpy Llama on the GGUF layout: permuted q/k + interleaved-pair RoPE (llama.cpp style)."""
+def np_llama_forward_gguf(G: dict, tokens: np.ndarray, pos=None):
+    """Plain float64 numpy Llama on the GGUF layout: permuted q/k + interleaved-pair RoPE (llama.cpp style).
+    `pos[t]` is the position id (rotation angle index) at token t (default t)."""
     G = {k: v.astype(np.float64) for k, v in G.items()}
     H, KV, hd, eps, theta = LL["heads"], LL["kv"], LL["hd"], LL["eps"], LL["theta"]
     B, T = tokens.shape
+    pos = np.arange(T) if pos is None else np.asarray(pos)
     x = G["token_embd.weight"][tokens]
 
     def rms(v, w):
         return v / np.sqrt((v ** 2).mean(-1, keepdims=True) + eps) * w
 
     inv = theta ** (-np.arange(0, hd, 2) / hd)
-    ang = np.arange(T)[:, None] * inv[None]
+    ang = pos[:, None] * inv[None]
     cos, sin = np.cos(ang)[None, :, None], np.sin(ang)[None, :, None]
 
     def rope(t):  # t [B,T,h,hd]; pairs (2i, 2i+1)
@@ -330,6 +334,14 @@ def assert_close(name, ref: np.ndarray, got: np.ndarray, tol: float) -> float:
     return err
 
 
+# The permutation of the shuffle-intervention fixtures: σ(t) = (5t + 3) mod 16
+# (a bijection of 0..15; the Rust tests rebuild it from the same formula and
+# from the fixture's `perm`).
+PERM16 = [(5 * t + 3) % 16 for t in range(16)]
+PERM12 = [(5 * t + 3) % 12 for t in range(12)]
+assert sorted(PERM16) == list(range(16)) and sorted(PERM12) == list(range(12))
+
+
 def gen_gpt2(out: Path, gpt2_tok) -> dict:
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -363,14 +375,17 @@ def gen_gpt2(out: Path, gpt2_tok) -> dict:
     assert tokens.shape == (2, 16)
     logit_ids = fixed_ids(50257, 256, seed=7)
 
-    res = {"tokens": tokens.to(torch.int32).numpy(), "logit_ids": logit_ids}
-    for prefix in ("", "zero_wpe."):
-        if prefix:
+    res = {"tokens": tokens.to(torch.int32).numpy(), "logit_ids": logit_ids,
+           "perm": np.array(PERM16, dtype=np.int32)}
+    for prefix in ("", "perm.", "zero_wpe."):
+        if prefix == "zero_wpe.":
             with torch.no_grad():
                 model.transformer.wpe.weight.zero_()
+        pos = PERM16 if prefix == "perm." else None
+        position_ids = None if pos is None else torch.tensor([pos, pos], dtype=torch.int64)
         cap = ResidCapture(model.transformer.h, "ln_2")
         with torch.no_grad():
-            o = model(input_ids=tokens, output_hidden_states=True)
+            o = model(input_ids=tokens, position_ids=position_ids, output_hidden_states=True)
         cap.remove()
         # sanity: HF hidden_states[L] == resid_pre L ; hidden_states[-1] == ln_f(resid_post last)
         for L in range(3):
@@ -378,7 +393,8 @@ def gen_gpt2(out: Path, gpt2_tok) -> dict:
         lnf = model.transformer.ln_f(cap.store["blocks.2.hook_resid_post"])
         assert torch.allclose(o.hidden_states[-1], lnf)
         res.update(cap.numpy(prefix))
-        np_acts, np_logits = np_gpt2_forward({k: v.numpy() for k, v in sd.items()}, tokens.numpy(), zero_wpe=bool(prefix))
+        np_acts, np_logits = np_gpt2_forward({k: v.numpy() for k, v in sd.items()}, tokens.numpy(),
+                                             zero_wpe=prefix == "zero_wpe.", pos=pos)
         err = max(assert_close(k, np_acts[k], cap.store[k].numpy(), 1e-4) for k in np_acts)
         err = max(err, assert_close("logits", np_logits, o.logits.numpy(), 1e-4))
         print(f"  {prefix or 'clean '} numpy-from-SPEC forward vs transformers: max |diff| {err:.2e}")
@@ -625,6 +641,41 @@ def gen_llama(out: Path) -> None:
                 "logsumexp": s["logsumexp"], "ce": s["ce"]})
     res.update(cap.numpy())
     print(f"  mean CE {s['ce'].mean():.5f}")
+
+    # positional interventions on RoPE: every angle 0 ("zero") and position ids σ(t) ("perm"),
+    # through transformers' position_ids, checked against the numpy forward with the same ids
+    res["perm"] = np.array(PERM12, dtype=np.int32)
+    for prefix, pos in (("zero_pos.", [0] * 12), ("perm.", PERM12)):
+        cap = ResidCapture(model.model.layers, "post_attention_layernorm")
+        with torch.no_grad():
+            op = model(input_ids=tokens, position_ids=torch.tensor([pos, pos], dtype=torch.int64))
+        cap.remove()
+        np_acts, np_logits = np_llama_forward_gguf(deq, tokens.numpy(), pos=pos)
+        err = max(assert_close(k, np_acts[k], cap.store[k].numpy(), 1e-4) for k in np_acts)
+        err = max(err, assert_close("logits", np_logits, op.logits.numpy(), 1e-4))
+        assert not np.allclose(op.logits.numpy(), o.logits.numpy(), atol=1e-3), prefix
+        sp = logits_summary(op.logits, tokens, None)
+        res.update({prefix + "logits": op.logits.numpy(), prefix + "ce": sp["ce"]})
+        res.update(cap.numpy(prefix))
+        print(f"  {prefix} numpy forward vs transformers: max |diff| {err:.2e}; mean CE {sp['ce'].mean():.5f}")
+
+    # the same weights as an HF folder (half-split RoPE, unpermuted q/k): Rust loads it and must
+    # give this fixture's numbers; no tokenizer.json (the model runs on token ids)
+    hf_dir = out / "llama_tiny_hf"
+    hf_dir.mkdir(exist_ok=True)
+    save_st(hf_dir / "model.safetensors", {n: state[n].numpy() for n in sorted(state)},
+            metadata={"format": "pt", "generator": "scripts/reference/gen_lm_fixtures.py"})
+    hf_cfg = {k: v for k, v in json.loads(cfg.to_json_string()).items()
+              if k not in ("transformers_version", "_name_or_path")}
+    hf_cfg["architectures"] = ["LlamaForCausalLM"]
+    write_json(hf_dir / "config.json", hf_cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m3 = LlamaForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32, attn_implementation="eager").eval()
+    with torch.no_grad():
+        diff = (m3(input_ids=tokens).logits - o.logits).abs().max().item()
+    print(f"  transformers on llama_tiny_hf/: max |logit diff| = {diff:.3g}")
+    assert diff == 0.0
 
     # optional cross-check: transformers' own GGUF loader on the file we wrote
     try:

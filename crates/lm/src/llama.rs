@@ -184,11 +184,7 @@ impl Llama {
 
     /// Loads an HF `LlamaForCausalLM` folder (config.json + safetensors).
     pub fn from_hf(config_path: &Path, mut t: TensorMap) -> Result<Self> {
-        let text = std::fs::read_to_string(config_path).map_err(|e| LmError::io(config_path, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| LmError::Config {
-            path: config_path.to_path_buf(),
-            msg: e.to_string(),
-        })?;
+        let v = read_config(config_path)?;
         let get = |k: &str| -> Result<usize> {
             v.get(k)
                 .and_then(|x| x.as_u64())
@@ -219,10 +215,7 @@ impl Llama {
                 .get("rms_norm_eps")
                 .and_then(|x| x.as_f64())
                 .unwrap_or(1e-5) as f32,
-            rope_theta: v
-                .get("rope_theta")
-                .and_then(|x| x.as_f64())
-                .unwrap_or(10000.0) as f32,
+            rope_theta: rope_theta(&v, config_path)?,
             n_ctx: get("max_position_embeddings").unwrap_or(2048),
             rope_style: RopeStyle::Half,
         };
@@ -398,4 +391,41 @@ impl Llama {
         };
         Ok(run.finish(logits))
     }
+}
+
+fn read_config(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| LmError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| LmError::Config {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+/// The RoPE base of an HF config: `rope_theta` at the top (transformers
+/// < 5) or in `rope_parameters` (transformers ≥ 5), 10000 when neither
+/// says. Scaled RoPE variants (llama3, yarn, …) are refused, not run as
+/// plain RoPE.
+fn rope_theta(v: &serde_json::Value, path: &Path) -> Result<f32> {
+    let params = v.get("rope_parameters").or_else(|| v.get("rope_scaling"));
+    if let Some(kind) = params
+        .and_then(|p| p.get("rope_type").or_else(|| p.get("type")))
+        .and_then(|t| t.as_str())
+    {
+        if kind != "default" {
+            return Err(LmError::Config {
+                path: path.to_path_buf(),
+                msg: format!("rope_type `{kind}` is not supported (only default RoPE)"),
+            });
+        }
+    }
+    let theta = v
+        .get("rope_theta")
+        .or_else(|| params.and_then(|p| p.get("rope_theta")))
+        .map(|x| x.as_f64().ok_or("rope_theta is not a number"))
+        .transpose()
+        .map_err(|m| LmError::Config {
+            path: path.to_path_buf(),
+            msg: m.into(),
+        })?;
+    Ok(theta.unwrap_or(10000.0) as f32)
 }

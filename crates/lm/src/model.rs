@@ -149,12 +149,22 @@ impl Model {
             }
             "llama" => {
                 let l = Llama::from_hf(&config, load_safetensors(&files)?)?;
-                let tokenizer = Tokenizer::from_hf_file(&tok_json, None, None)?;
+                // A folder without tokenizer.json still runs token ids
+                // (harvest of pre-tokenized rows, tests); text needs one.
+                let (tokenizer, tokenizer_error) = if tok_json.exists() {
+                    (Some(Tokenizer::from_hf_file(&tok_json, None, None)?), None)
+                } else {
+                    let msg = format!(
+                        "{}: no such file (the model has no tokenizer)",
+                        tok_json.display()
+                    );
+                    (None, Some(msg))
+                };
                 Ok(Model {
                     info: llama_info(id, &l, files, sha),
                     arch: Arch::Llama(l),
-                    tokenizer: Some(tokenizer),
-                    tokenizer_error: None,
+                    tokenizer,
+                    tokenizer_error,
                 })
             }
             other => Err(LmError::Config {

@@ -128,6 +128,18 @@ fn zero_intervention_equals_zeroed_weights_bitwise() {
 }
 
 #[test]
+fn shuffle_matches_transformers_with_permuted_position_ids() {
+    // The shuffle intervention is wpe[σ(t)]: transformers with
+    // `position_ids = σ` (σ(t) = (5t + 3) mod 16, stored in the fixture).
+    let (_d, m) = tiny_gpt2("");
+    let fx = load_fixture(&fixtures().join("gpt2_tiny_ref.safetensors"));
+    let perm: Vec<usize> = (0..16).map(|t| (5 * t + 3) % 16).collect();
+    let stored: Vec<usize> = fx.ints["perm"].1.iter().map(|&x| x as usize).collect();
+    assert_eq!(perm, stored);
+    check_against(&m, &fx, "perm.", Positions::Permuted(perm));
+}
+
+#[test]
 fn shuffle_is_reproducible_and_differs_from_clean() {
     let (_d, m) = tiny_gpt2("");
     let tokens: Vec<u32> = (0..2 * 16).map(|i| (i * 104729 % VOCAB) as u32).collect();

@@ -1,6 +1,8 @@
 //! Llama-family parity: a tiny GGUF mixing F32/F16/Q8_0/Q4_1 tensors against
-//! HF transformers on its dequantized weights, and the real SmolLM2-135M GGUF
-//! (when its asset is present) against transformers' GGUF loader.
+//! HF transformers on its dequantized weights (also under the RoPE
+//! interventions, as transformers `position_ids`), the same weights as an HF
+//! folder, and the real SmolLM2-135M GGUF (when its asset is present)
+//! against transformers' GGUF loader.
 
 mod common;
 use common::*;
@@ -11,24 +13,36 @@ use saelab_lm::{ForwardSpec, HookPoint, Model, Positions, Site};
 /// tensor (`max|Δ| / max|x| ≤ tol`) and every position's vector
 /// (`‖Δ‖/‖x‖ ≤ row_tol`). Returns the logits.
 fn check_hooks(m: &Model, fx: &Fixture, hooks: &[HookPoint], tol: f64, row_tol: f64) -> Vec<f32> {
+    check_hooks_at(m, fx, hooks, (tol, row_tol), "", Positions::Normal)
+}
+
+/// [`check_hooks`] under `positions`, against the fixture's `prefix` tensors.
+fn check_hooks_at(
+    m: &Model,
+    fx: &Fixture,
+    hooks: &[HookPoint],
+    (tol, row_tol): (f64, f64),
+    prefix: &str,
+    positions: Positions,
+) -> Vec<f32> {
     let (b, t, tokens) = fx.tokens();
     let mut spec = ForwardSpec {
         reads: hooks.to_vec(),
         splice: None,
         logits: true,
-        positions: Positions::Normal,
+        positions,
     };
     let out = m.forward(&tokens, b, t, &mut spec).unwrap();
     let mut worst = 0f64;
     for &h in hooks {
-        let (_, want) = fx.f(&h.to_string());
+        let (_, want) = fx.f(&format!("{prefix}{h}"));
         let got = out.hook(h).unwrap();
         let e = rel_err(got, want);
-        assert!(e <= tol, "{h}: relative error {e}");
+        assert!(e <= tol, "{prefix}{h}: relative error {e}");
         let (e_row, pos) = row_rel_err(got, want, m.info.d_model);
         assert!(
             e_row <= row_tol,
-            "{h}: position {pos}: ‖Δ‖/‖x‖ = {e_row:.3e} > {row_tol:e}"
+            "{prefix}{h}: position {pos}: ‖Δ‖/‖x‖ = {e_row:.3e} > {row_tol:e}"
         );
         worst = worst.max(e_row);
     }
@@ -104,18 +118,88 @@ fn tiny_gguf_dequantizes_like_gguf_py() {
 fn tiny_gguf_matches_transformers() {
     let fx = load_fixture(&fixtures().join("llama_tiny_ref.safetensors"));
     let m = Model::load(fixtures().join("llama_tiny.gguf").to_str().unwrap()).unwrap();
-    let hooks: Vec<HookPoint> = (0..2)
-        .flat_map(|l| {
-            [Site::ResidPre, Site::ResidMid, Site::ResidPost].map(|s| HookPoint::new(l, s))
-        })
-        .collect();
-    let logits = check_hooks(&m, &fx, &hooks, 1e-4, 1e-4);
+    let logits = check_hooks(&m, &fx, &tiny_hooks(), 1e-4, 1e-4);
     let (_, want) = fx.f("logits");
     let e = rel_err(&logits, want);
     assert!(e <= 1e-4, "logits: relative error {e}");
     let (b, t, tokens) = fx.tokens();
     let ce = saelab_lm::ops::next_token_ce(&logits, &tokens, b, t, 256);
     assert!(rel_err(&ce, &fx.f("ce").1) <= 1e-4);
+}
+
+fn tiny_hooks() -> Vec<HookPoint> {
+    (0..2)
+        .flat_map(|l| {
+            [Site::ResidPre, Site::ResidMid, Site::ResidPost].map(|s| HookPoint::new(l, s))
+        })
+        .collect()
+}
+
+/// Hooks, logits and CE of the tiny Llama under `positions` against the
+/// fixture's `prefix` tensors (transformers run with those position ids).
+fn check_tiny(m: &Model, fx: &Fixture, prefix: &str, positions: Positions) {
+    let logits = check_hooks_at(m, fx, &tiny_hooks(), (1e-4, 1e-4), prefix, positions);
+    let e = rel_err(&logits, &fx.f(&format!("{prefix}logits")).1);
+    assert!(e <= 1e-4, "{prefix}logits: relative error {e}");
+    let (b, t, tokens) = fx.tokens();
+    let ce = saelab_lm::ops::next_token_ce(&logits, &tokens, b, t, 256);
+    let e = rel_err(&ce, &fx.f(&format!("{prefix}ce")).1);
+    assert!(e <= 1e-4, "{prefix}ce: relative error {e}");
+}
+
+/// σ(t) = (5t + 3) mod 12, the generator's permutation, checked against the
+/// one stored in the fixture.
+fn perm12(fx: &Fixture) -> Vec<usize> {
+    let p: Vec<usize> = (0..12).map(|t| (5 * t + 3) % 12).collect();
+    let stored: Vec<usize> = fx.ints["perm"].1.iter().map(|&x| x as usize).collect();
+    assert_eq!(p, stored);
+    p
+}
+
+#[test]
+fn rope_interventions_match_transformers_position_ids() {
+    // Zero: every token at angle 0 (position id 0); shuffle: position ids
+    // σ(t). The reference runs transformers with those `position_ids` (and
+    // the generator checks it against a numpy forward with the same ids).
+    let fx = load_fixture(&fixtures().join("llama_tiny_ref.safetensors"));
+    let m = Model::load(fixtures().join("llama_tiny.gguf").to_str().unwrap()).unwrap();
+    check_tiny(&m, &fx, "zero_pos.", Positions::Zero);
+    check_tiny(&m, &fx, "perm.", Positions::Permuted(perm12(&fx)));
+}
+
+#[test]
+fn hf_folder_matches_transformers() {
+    // The tiny model's weights as transformers saves them (half-split RoPE,
+    // q/k not permuted, rope_theta inside `rope_parameters`), no tokenizer.
+    let fx = load_fixture(&fixtures().join("llama_tiny_ref.safetensors"));
+    let m = Model::load(fixtures().join("llama_tiny_hf").to_str().unwrap()).unwrap();
+    assert_eq!(m.info.arch, "llama");
+    check_tiny(&m, &fx, "", Positions::Normal);
+    check_tiny(&m, &fx, "perm.", Positions::Permuted(perm12(&fx)));
+    let err = m.tokenizer().err().unwrap().to_string();
+    assert!(err.contains("tokenizer.json"), "{err}");
+}
+
+#[test]
+fn hf_folder_with_scaled_rope_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let src = fixtures().join("llama_tiny_hf");
+    std::fs::copy(
+        src.join("model.safetensors"),
+        d.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(src.join("config.json")).unwrap();
+    let cfg = cfg.replace("\"rope_type\": \"default\"", "\"rope_type\": \"llama3\"");
+    std::fs::write(d.path().join("config.json"), cfg).unwrap();
+    let err = Model::load(d.path().to_str().unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("config.json") && err.contains("rope_type `llama3`"),
+        "{err}"
+    );
 }
 
 #[test]
