@@ -5,7 +5,8 @@ crates/analysis/tests/eval_saelens_fixture.rs.
 Output (default crates/analysis/tests/fixtures/saelens_tiny/):
   <name>/sae_weights.safetensors, <name>/cfg.json   one SAE per case
   reference.json   {"generator", "d_in", "d_sae", "inputs": [[f32; d]; B],
-                    "cases": {name: {"codes": [[f32; n]; B], "note"}}}
+                    "cases": {name: {"codes": [[f32; n]; B],
+                                     "recon": [[f32; d]; B], "note"}}}
 
 Cases (d 16, n 48, float32):
   standard          standard/ReLU, apply_b_dec_to_input = true
@@ -16,11 +17,13 @@ Cases (d 16, n 48, float32):
 
 With sae-lens importable (`pip install sae-lens`, used for the committed
 fixture: sae-lens 6.54.12) the SAEs are built, saved (`save_model`) and
-reloaded (`SAE.load_from_disk`) by SAELens itself and the codes are its
-`encode`. Without it, the same files are written with safetensors + json and
-the codes come from a numpy transcription of SAELens 6.x's encode
-(`process_sae_in` -> `x @ W_enc + b_enc` -> activation), and `generator`
-says so.
+reloaded (`SAE.load_from_disk`) by SAELens itself, the codes are its
+`encode` and the reconstructions its `forward` (decode of the codes, with
+the layer-norm undone). Without it, the same files are written with
+safetensors + json and both come from a numpy transcription of SAELens 6.x
+(`process_sae_in` -> `x @ W_enc + b_enc` -> activation; `codes @ W_dec +
+b_dec`, times the input's std plus its mean for layer_norm), and
+`generator` says so.
 
 Weights are drawn so no pre-activation lies within 1e-3 of a decision
 boundary (0, a JumpReLU threshold, the k-th / (k+1)-th TopK gap), so f32
@@ -78,6 +81,16 @@ def numpy_encode(case, w, x):
         x = x - w["b_dec"]
     pre = x @ w["W_enc"] + w["b_enc"]
     return pre, activate(case, w, pre)
+
+
+def numpy_decode(case, w, x, codes):
+    out = codes.astype(np.float64) @ w["W_dec"] + w["b_dec"]
+    if case["normalize_activations"] == "layer_norm":
+        # run_time_activation_ln_out: x * std + mu of the encoded input
+        x = x.astype(np.float64)
+        mu = x.mean(-1, keepdims=True)
+        out = out * ((x - mu).std(-1, ddof=1, keepdims=True) + 1e-5) + mu
+    return out
 
 
 def activate(case, w, pre):
@@ -162,7 +175,8 @@ def saelens_write_and_encode(dirp, case, w, x):
     loaded = SAE.load_from_disk(dirp)
     with torch.no_grad():
         codes = loaded.encode(torch.from_numpy(x)).numpy()
-    return codes
+        recon = loaded(torch.from_numpy(x)).numpy()
+    return codes, recon
 
 
 def main():
@@ -179,7 +193,7 @@ def main():
     try:
         import sae_lens
 
-        generator = f"sae-lens {sae_lens.__version__} (save_model, load_from_disk, encode)"
+        generator = f"sae-lens {sae_lens.__version__} (save_model, load_from_disk, encode, forward)"
         use_saelens = True
     except ImportError:
         generator = "numpy transcription of SAELens 6.x encode (sae-lens not installed)"
@@ -200,15 +214,18 @@ def main():
             raise RuntimeError(f"no safe draw for {name}")
         dirp = out / name
         dirp.mkdir()
+        recon_np = numpy_decode(case, w, x, codes_np)
         if use_saelens:
-            codes = saelens_write_and_encode(dirp, case, w, x)
+            codes, recon = saelens_write_and_encode(dirp, case, w, x)
             # The transcription must agree with SAELens itself.
             assert np.allclose(codes, codes_np, atol=1e-4), name
+            assert np.allclose(recon, recon_np, atol=1e-4), name
         else:
             write_plain(dirp, case, w)
-            codes = codes_np
+            codes, recon = codes_np, recon_np
         ref["cases"][name] = {
             "codes": np.asarray(codes, dtype=np.float32).tolist(),
+            "recon": np.asarray(recon, dtype=np.float32).tolist(),
             "nonzeros": int(np.count_nonzero(codes)),
             "config": case,
         }

@@ -1,6 +1,7 @@
 //! SAELens v6 files written by SAELens itself
 //! (`scripts/reference/gen_saelens_fixture.py`, sae-lens 6.54.12) load with
-//! `saelab_sae::load_sae` and encode to SAELens's own codes.
+//! `saelab_sae::load_sae`, encode to SAELens's own codes and reconstruct to
+//! its own `forward`.
 
 use saelab_analysis::eval::saelens_center_writing_weights;
 use serde_json::Value;
@@ -43,6 +44,18 @@ fn check_case(name: &str) {
             "{name}: code {k} (row {}, latent {}) = {g}, SAELens {w}",
             k / 48,
             k % 48
+        );
+    }
+    // SAELens's forward: decode of those codes (layer-norm undone).
+    let want = rows(&r["cases"][name]["recon"]);
+    let got = sae.reconstruct(&x).unwrap();
+    assert_eq!(got.len(), want.len());
+    for (k, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+            "{name}: reconstruction {k} (row {}, dim {}) = {g}, SAELens {w}",
+            k / 16,
+            k % 16
         );
     }
 }
