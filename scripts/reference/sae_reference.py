@@ -6,7 +6,9 @@ JumpReLU / Matryoshka BatchTopK (nested prefix losses) / ReLU with
 decoder-norm-weighted L1, AuxK (BatchTopK-codebase variant), decoder unit norm with gradient
 projection, torch.optim.Adam. From the same f32 initial weights and the same
 three batches it records the parameters after each of 3 Adam steps;
-crates/sae/tests/reference.rs replays them in Rust.
+crates/sae/tests/reference.rs replays them in Rust. `study_topk.*` is TopK
+as the study's own code (bartbussmann/BatchTopK) trains it, transcribed
+line by line (see `run_study_code`).
 
 Never needed at build or test time: the output fixture is committed.
 
@@ -138,6 +140,58 @@ def run(arch, init, batches):
     return out
 
 
+def run_study_code(init, batches):
+    """TopK as the study's own code trains it: a float64 transcription of
+    bartbussmann/BatchTopK at b454c16 (`sae.py`: BaseAutoencoder.preprocess_input,
+    TopKSAE.forward / get_loss_dict / get_auxiliary_loss,
+    make_decoder_weights_and_grad_unit_norm, update_inactive_features;
+    `training.py`: loss.backward, clip_grad_norm_, the decoder constraint,
+    optimizer.step over sae.parameters()), config `input_unit_norm` True,
+    `l1_coeff` 0, `max_grad_norm` 1e5, with this file's k, k_aux, dead_after
+    and Adam settings. Unlike `run`, W_dec is renormalized only before the
+    step: the next forward sees the rows Adam moved."""
+    p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in init.items()}
+    params = [p["b_dec"], p["b_enc"], p["W_enc"], p["W_dec"]]  # sae.parameters() order
+    opt = torch.optim.Adam(params, lr=LR, betas=BETAS, eps=EPS)
+    not_active = torch.zeros(N, dtype=torch.float64)
+    out = {}
+    for step, xb in enumerate(batches):
+        x = torch.tensor(xb, dtype=torch.float64)
+        x = x - x.mean(dim=-1, keepdim=True)
+        x = x / (x.std(dim=-1, keepdim=True) + 1e-5)
+        acts = torch.relu((x - p["b_dec"]) @ p["W_enc"])
+        t = torch.topk(acts, K, dim=-1)
+        acts_topk = torch.zeros_like(acts).scatter(-1, t.indices, t.values)
+        x_rec = acts_topk @ p["W_dec"] + p["b_dec"]
+        # update_inactive_features, before the auxiliary loss
+        not_active += (acts_topk.sum(0) == 0).to(not_active.dtype)
+        not_active[acts_topk.sum(0) > 0] = 0
+        l2 = (x_rec - x).pow(2).mean()
+        l1 = 0.0 * acts_topk.abs().sum(-1).mean()
+        dead = not_active >= DEAD_AFTER
+        if dead.sum() > 0:
+            residual = x - x_rec
+            ta = torch.topk(acts[:, dead], min(K_AUX, int(dead.sum())), dim=-1)
+            acts_aux = torch.zeros_like(acts[:, dead]).scatter(-1, ta.indices, ta.values)
+            aux = AUX_COEFF * (acts_aux @ p["W_dec"][dead] - residual).pow(2).mean()
+        else:
+            aux = torch.tensor(0.0, dtype=torch.float64)
+        loss = l2 + l1 + aux
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 100000.0)
+        with torch.no_grad():
+            wn = p["W_dec"] / p["W_dec"].norm(dim=-1, keepdim=True)
+            p["W_dec"].grad -= (p["W_dec"].grad * wn).sum(-1, keepdim=True) * wn
+            p["W_dec"].data = wn
+        opt.step()
+        opt.zero_grad()
+        for k in p:
+            out[f"study_topk.step{step + 1}.{k}"] = p[k].detach().numpy().astype(np.float32)
+        out[f"study_topk.step{step + 1}.loss"] = np.array([float(loss.detach())], dtype=np.float32)
+        out[f"study_topk.step{step + 1}.aux"] = np.array([float(aux.detach())], dtype=np.float32)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="tests/fixtures/sae/reference_trajectory.safetensors")
@@ -164,6 +218,7 @@ def main():
     out.update(run("batchtopk", init, batches))
     out.update(run("matryoshka", init, batches))
     out.update(run("relu", init, batches))
+    out.update(run_study_code(init, batches))
     jr = dict(init)
     jr["log_threshold"] = np.full(N, np.log(JR_INIT), dtype=np.float32)
     out["init.log_threshold"] = jr["log_threshold"]

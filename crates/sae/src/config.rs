@@ -164,6 +164,12 @@ pub struct TrainConfig {
     pub max_grad_norm: Option<f32>,
     /// Keep decoder rows unit-norm (project gradients, renormalize).
     pub decoder_unit_norm: bool,
+    /// With `decoder_unit_norm`, renormalize the rows after Adam too, so
+    /// every forward pass and saved file sees unit rows (saelab's default).
+    /// `false` is the study's code exactly: rows are renormalized only
+    /// before the step, and the next forward sees the rows Adam moved.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub renormalize_after_step: bool,
     /// AuxK and dead-latent settings.
     pub aux: AuxConfig,
     /// How b_dec is set before the first step (zeros: the study's codebase).
@@ -256,6 +262,7 @@ impl TrainConfig {
             coeff_warmup_steps: 0,
             max_grad_norm: None,
             decoder_unit_norm: true,
+            renormalize_after_step: true,
             aux: AuxConfig::default(),
             b_dec_init: BDecInit::Zeros,
             encoder_precision: EncoderPrecision::F32,
@@ -288,4 +295,12 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
 }

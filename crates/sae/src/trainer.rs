@@ -6,7 +6,8 @@
 //! Decoder constraint order: before Adam the rows are renormalized and the
 //! component of each row's gradient parallel to its row removed (as in the
 //! BatchTopK codebase); after Adam the rows are renormalized again so every
-//! forward pass, and every saved file, sees unit-norm rows.
+//! forward pass, and every saved file, sees unit-norm rows (unless
+//! `renormalize_after_step` is off: the study's code exactly).
 
 use crate::config::{BDecInit, TrainConfig};
 use crate::engine::{loss_and_grads_with, LossParts};
@@ -235,7 +236,7 @@ impl Trainer {
             cfg.beta2,
             cfg.eps,
         );
-        if cfg.decoder_unit_norm {
+        if cfg.decoder_unit_norm && cfg.renormalize_after_step {
             normalize_rows_unit(&mut self.sae.params.w_dec, d);
         }
         let LossParts {

@@ -4,7 +4,9 @@
 //! fixture tests/fixtures/sae/reference_trajectory.safetensors) for TopK,
 //! BatchTopK, JumpReLU, Matryoshka BatchTopK (nested prefix losses) and
 //! ReLU with decoder-norm-weighted L1, including input normalization, AuxK
-//! and the decoder constraint.
+//! and the decoder constraint; and TopK against a transcription of the
+//! study's own code (bartbussmann/BatchTopK), which renormalizes the decoder
+//! before Adam only.
 
 use saelab_sae::params::transpose;
 use saelab_sae::{ArchSpec, AuxConfig, SaeConfig, SaeParams, TrainConfig, Trainer};
@@ -39,6 +41,10 @@ fn rel_err(got: &[f32], want: &[f32]) -> f64 {
 }
 
 fn run(arch_name: &str, spec: ArchSpec) {
+    run_with(arch_name, spec, |_| {});
+}
+
+fn run_with(arch_name: &str, spec: ArchSpec, edit: impl Fn(&mut TrainConfig)) {
     let bytes = std::fs::read(FIXTURE).expect("fixture present");
     let st = SafeTensors::deserialize(&bytes).expect("valid fixture");
     let (d, n) = (16, 64);
@@ -64,11 +70,15 @@ fn run(arch_name: &str, spec: ArchSpec) {
         dead_after: 1,
         ..AuxConfig::default()
     };
+    edit(&mut cfg);
     let mut t = Trainer::with_params(cfg, params).unwrap();
     for step in 1..=3 {
         let batch = get(&st, &format!("batch{}", step - 1));
         let m = t.step(&batch).unwrap();
-        if matches!(arch_name, "topk" | "batchtopk" | "matryoshka") {
+        if matches!(
+            arch_name,
+            "topk" | "study_topk" | "batchtopk" | "matryoshka"
+        ) {
             assert!(m.aux_loss > 0.0, "the trajectory should exercise AuxK");
         }
         let want_loss = get(&st, &format!("{arch_name}.step{step}.loss"))[0] as f64;
@@ -112,6 +122,24 @@ fn run(arch_name: &str, spec: ArchSpec) {
 #[test]
 fn reference_topk() {
     run("topk", ArchSpec::TopK { k: 4 });
+}
+
+#[test]
+fn study_code_topk() {
+    run_with("study_topk", ArchSpec::TopK { k: 4 }, |c| {
+        c.renormalize_after_step = false;
+    });
+}
+
+#[test]
+fn study_code_differs_from_the_default_only_by_the_renormalization() {
+    // saelab's default (rows renormalized after Adam too) leaves the study
+    // code's trajectory: the option is what makes `study_code_topk` pass.
+    let r = std::panic::catch_unwind(|| run("study_topk", ArchSpec::TopK { k: 4 }));
+    assert!(
+        r.is_err(),
+        "the default should not follow the study code's trajectory"
+    );
 }
 
 #[test]
