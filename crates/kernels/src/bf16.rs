@@ -31,10 +31,24 @@
 //!   (k + 2)·2⁻²⁴·Σ|x̃ᵢw̃ᵢ| (the tests' bound). This is why the path is
 //!   opt-in: f32 stays the research default.
 //!
-//! Without AVX512_BF16 (or on other architectures) [`gemm_bf16`] falls back
-//! to a portable kernel over the same packed data that computes the same
-//! thing (slowly; [`gemm_bf16_portable`] forces it). On Zen 4 both give
-//! bit-identical results.
+//! # Paths
+//!
+//! [`gemm_bf16`] runs the fastest path the CPU has ([`bf16_path`], chosen at
+//! run time; `SAELAB_BF16_PATH=amx|avx512|portable` or [`gemm_bf16_with`]
+//! forces a slower one):
+//! * **AMX-BF16** (Sapphire Rapids and later, Linux): `tdpbf16ps` on 16 × 16
+//!   f32 tiles, 16 rows × 48 columns per microkernel call (module `amx`). On
+//!   the 2-core Xeon of bench/RESULTS.md it runs 2.4–4.9× the f32 rate. The
+//!   hardware sums inside a tile in its own order, so its results agree with
+//!   the other paths to f32 rounding, not bit for bit.
+//! * **AVX512_BF16** (Zen 4, Cooper Lake, Sapphire Rapids and later):
+//!   `vdpbf16ps` (below).
+//! * **portable**: the same packed data and the same accumulation order as
+//!   the AVX512_BF16 kernel, scalar (slowly; [`gemm_bf16_portable`] forces
+//!   it). On Zen 4 and on the Xeon both give bit-identical results.
+//!
+//! Each path is deterministic and independent of the thread count (k is
+//! never split between tasks).
 //!
 //! # Structure
 //!
@@ -60,6 +74,11 @@ const NV: usize = NR / 16;
 /// Rows of x per microkernel tile (`MR × NV` accumulators + `NV` W vectors
 /// of the 32 zmm registers).
 const MR: usize = 8;
+/// k pairs per AMX tile step (16 rows of 64 bytes).
+const AMX_PAIRS: usize = 16;
+/// Rows of x per AMX microkernel tile (one A tile).
+const MR_AMX: usize = 16;
+
 /// Maximum k pairs per cache block: the W chunk (`KC·NR·4` = 96 KiB) and
 /// the packed x block (`MC·KC·4` = 128 KiB) stay in L2 (1 MiB on Zen 4)
 /// while all row tiles of a task reuse the chunk. 512 measured faster than
@@ -122,8 +141,11 @@ pub struct PackedBf16 {
     data: Vec<Line>,
     k: usize,
     n: usize,
-    /// `k.div_ceil(2)`: pairs per panel.
+    /// `k.div_ceil(2)`: pairs of W.
     kp: usize,
+    /// `kp` rounded up to whole AMX tiles (16 pairs): pairs stored per
+    /// panel, the padding rows zero.
+    kp_pad: usize,
     /// `n.div_ceil(NR)`.
     panels: usize,
 }
@@ -157,9 +179,10 @@ impl PackedBf16 {
 
     fn pack(k: usize, n: usize, get: impl Fn(usize, usize) -> f32 + Sync) -> Self {
         let kp = k.div_ceil(2);
+        let kp_pad = kp.div_ceil(AMX_PAIRS) * AMX_PAIRS;
         let panels = n.div_ceil(NR);
-        // Panel size in lines: kp·NR u32 = kp·NV lines.
-        let panel_lines = kp * NV;
+        // Panel size in lines: kp_pad·NR u32 = kp_pad·NV lines.
+        let panel_lines = kp_pad * NV;
         let mut data = vec![Line([0; 16]); panels * panel_lines];
         if panel_lines > 0 {
             data.par_chunks_mut(panel_lines)
@@ -167,7 +190,7 @@ impl PackedBf16 {
                 .for_each(|(j, panel)| {
                     let c0 = j * NR;
                     let cols = NR.min(n - c0);
-                    for (p, row) in panel.chunks_exact_mut(NV).enumerate() {
+                    for (p, row) in panel.chunks_exact_mut(NV).take(kp).enumerate() {
                         let k0 = 2 * p;
                         for c in 0..cols {
                             let lo = f32_to_bf16_rne(get(k0, c0 + c));
@@ -186,6 +209,7 @@ impl PackedBf16 {
             k,
             n,
             kp,
+            kp_pad,
             panels,
         }
     }
@@ -207,7 +231,7 @@ impl PackedBf16 {
 
     /// The packed pairs of panel `j`, k pairs `[p0, p0 + len)`.
     fn chunk(&self, j: usize, p0: usize, len: usize) -> &[u32] {
-        let all: &[Line] = &self.data[j * self.kp * NV..(j + 1) * self.kp * NV];
+        let all: &[Line] = &self.data[j * self.kp_pad * NV..(j + 1) * self.kp_pad * NV];
         // SAFETY: `Line` is `repr(C)` around `[u32; 16]` (size 64 = its
         // alignment, so no padding): the lines are a contiguous run of u32.
         let flat =
@@ -224,31 +248,124 @@ fn check_len(what: &str, len: usize, rows: usize, cols: usize) {
     );
 }
 
-/// Which microkernel runs the tiles.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kernel {
-    #[cfg(target_arch = "x86_64")]
+/// Which microkernel runs the tiles: the fastest the CPU has, unless the
+/// environment variable `SAELAB_BF16_PATH` (`amx`, `avx512`, `portable`)
+/// asks for a slower one (forced fallbacks, for tests and comparisons).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bf16Path {
+    /// AMX-BF16 tiles (`tdpbf16ps`): Sapphire Rapids and later.
+    Amx,
+    /// AVX512_BF16 (`vdpbf16ps`): Zen 4, Cooper Lake, Sapphire Rapids and later.
     Avx512,
+    /// Scalar code with `vdpbf16ps` semantics: any CPU.
     Portable,
 }
 
+impl Bf16Path {
+    /// Its name (`amx`, `avx512_bf16`, `portable`), for records of which
+    /// path ran.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bf16Path::Amx => "amx",
+            Bf16Path::Avx512 => "avx512_bf16",
+            Bf16Path::Portable => "portable",
+        }
+    }
+
+    /// Whether this CPU (and, for AMX, the OS) can run it.
+    pub fn available(self) -> bool {
+        match self {
+            Bf16Path::Amx => amx_available(),
+            Bf16Path::Avx512 => bf16_available(),
+            Bf16Path::Portable => true,
+        }
+    }
+}
+
+/// Every path this machine can run, fastest first.
+pub fn bf16_paths() -> Vec<Bf16Path> {
+    [Bf16Path::Amx, Bf16Path::Avx512, Bf16Path::Portable]
+        .into_iter()
+        .filter(|p| p.available())
+        .collect()
+}
+
+/// The path [`gemm_bf16`] takes: the fastest available, or the one
+/// `SAELAB_BF16_PATH` names if it is available (an unknown or unavailable
+/// name falls back to the fastest, with a warning on stderr once).
+pub fn bf16_path() -> Bf16Path {
+    static PATH: std::sync::OnceLock<Bf16Path> = std::sync::OnceLock::new();
+    *PATH.get_or_init(|| {
+        let best = bf16_paths()[0];
+        let Ok(want) = std::env::var("SAELAB_BF16_PATH") else {
+            return best;
+        };
+        let asked = match want.as_str() {
+            "amx" => Some(Bf16Path::Amx),
+            "avx512" | "avx512_bf16" => Some(Bf16Path::Avx512),
+            "portable" => Some(Bf16Path::Portable),
+            _ => None,
+        };
+        match asked {
+            Some(p) if p.available() => p,
+            _ => {
+                eprintln!(
+                    "warning: SAELAB_BF16_PATH={want} is not available here (amx, avx512, portable); using {}",
+                    best.name()
+                );
+                best
+            }
+        }
+    })
+}
+
+/// Whether the AMX-BF16 path can run: the CPU has AMX-TILE and AMX-BF16
+/// and Linux granted this process the tile state (`arch_prctl`).
+pub fn amx_available() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(amx::detect)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    {
+        false
+    }
+}
+
 /// `y[m, n] = x[m, k]·W` (or `y += x·W` when `accumulate`), `x` and `y`
-/// row-major, with `x` rounded to bf16 and f32 accumulation (module docs).
-/// Runs on the current rayon pool; the result does not depend on its size.
+/// row-major, with `x` rounded to bf16 and f32 accumulation (module docs),
+/// on [`bf16_path`]. Runs on the current rayon pool; the result does not
+/// depend on its size.
 ///
 /// Panics if `x.len() != m·k` or `y.len() != m·n` (`k`, `n` from `w`).
 pub fn gemm_bf16(m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], accumulate: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if bf16_available() {
-        return run(Kernel::Avx512, m, x, w, y, accumulate);
-    }
-    run(Kernel::Portable, m, x, w, y, accumulate)
+    run(bf16_path(), m, x, w, y, accumulate)
 }
 
 /// [`gemm_bf16`] with the portable kernel whatever the CPU: the reference
 /// for the AVX-512 path (same rounding, same accumulation order), and slow.
 pub fn gemm_bf16_portable(m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], accumulate: bool) {
-    run(Kernel::Portable, m, x, w, y, accumulate)
+    run(Bf16Path::Portable, m, x, w, y, accumulate)
+}
+
+/// [`gemm_bf16`] on a chosen path.
+///
+/// Panics as [`gemm_bf16`], and if `path` is not available here.
+pub fn gemm_bf16_with(
+    path: Bf16Path,
+    m: usize,
+    x: &[f32],
+    w: &PackedBf16,
+    y: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(
+        path.available(),
+        "bf16 path {} is not available",
+        path.name()
+    );
+    run(path, m, x, w, y, accumulate)
 }
 
 /// A raw output pointer shared by tasks that write disjoint tiles.
@@ -260,7 +377,7 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
-fn run(kernel: Kernel, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], accumulate: bool) {
+fn run(kernel: Bf16Path, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], accumulate: bool) {
     let (k, n) = (w.k, w.n);
     check_len("gemm_bf16: x", x.len(), m, k);
     check_len("gemm_bf16: y", y.len(), m, n);
@@ -284,13 +401,16 @@ fn run(kernel: Kernel, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], accum
     };
     let panels_per_cb = w.panels.div_ceil(want_cb);
     let col_blocks = w.panels.div_ceil(panels_per_cb);
-    // Even k blocks of at most KC_MAX pairs.
+    // Even k blocks of at most KC_MAX pairs (whole AMX tiles for AMX).
     let nkb = w.kp.div_ceil(KC_MAX);
-    let kc = w.kp.div_ceil(nkb);
+    let kc = match kernel {
+        Bf16Path::Amx => w.kp.div_ceil(nkb).div_ceil(AMX_PAIRS) * AMX_PAIRS,
+        _ => w.kp.div_ceil(nkb),
+    };
 
     let out = OutPtr(y.as_mut_ptr());
     (0..row_blocks * col_blocks).into_par_iter().for_each_init(
-        || vec![0u32; MC * kc],
+        || vec![0u32; MC * (kc + AMX_PAIRS)],
         |xa, t| {
             let (rb, cb) = (t / col_blocks, t % col_blocks);
             let r0 = rb * MC;
@@ -312,7 +432,7 @@ fn run(kernel: Kernel, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], accum
 /// task's rectangle during the call.
 #[allow(clippy::too_many_arguments)]
 unsafe fn task(
-    kernel: Kernel,
+    kernel: Bf16Path,
     x: &[f32],
     w: &PackedBf16,
     out: OutPtr,
@@ -326,26 +446,33 @@ unsafe fn task(
     xa: &mut Vec<u32>,
 ) {
     let (k, n) = (w.k, w.n);
-    let tiles = rows.div_ceil(MR);
-    let mut tile = [0f32; MR * NR];
+    let mr = tile_rows(kernel);
+    let tiles = rows.div_ceil(mr);
+    let mut tile = [0f32; MR_AMX * NR];
     let mut pk0 = 0;
     while pk0 < w.kp {
         let kcur = kc.min(w.kp - pk0);
-        pack_x(x, k, r0, rows, pk0, kcur, xa);
+        // AMX reads whole tiles of 16 pairs: zero pairs past kcur (W is
+        // zero-padded to match).
+        let kpad = match kernel {
+            Bf16Path::Amx => kcur.div_ceil(AMX_PAIRS) * AMX_PAIRS,
+            _ => kcur,
+        };
+        pack_x(x, k, (r0, rows, mr), (pk0, kcur, kpad), xa);
         let load_c = accumulate || pk0 > 0;
         for j in j0..j1 {
-            let b = w.chunk(j, pk0, kcur);
+            let b = w.chunk(j, pk0, kpad);
             let c0 = j * NR;
             let cols = NR.min(n - c0);
             for t in 0..tiles {
-                let rr = r0 + t * MR;
-                let trows = MR.min(m - rr);
-                let a = &xa[t * kcur * MR..(t + 1) * kcur * MR];
-                if trows == MR && cols == NR {
-                    // SAFETY: the MR × NR tile at (rr, c0) lies inside `y`
-                    // (rr + MR ≤ m, c0 + NR ≤ n) and in this task's
+                let rr = r0 + t * mr;
+                let trows = mr.min(m - rr);
+                let a = &xa[t * kpad * mr..(t + 1) * kpad * mr];
+                if trows == mr && cols == NR {
+                    // SAFETY: the mr × NR tile at (rr, c0) lies inside `y`
+                    // (rr + mr ≤ m, c0 + NR ≤ n) and in this task's
                     // rectangle (caller's contract).
-                    unsafe { microkernel(kernel, kcur, a, b, out.0.add(rr * n + c0), n, load_c) };
+                    unsafe { microkernel(kernel, kpad, a, b, out.0.add(rr * n + c0), n, load_c) };
                 } else {
                     // Edge tile: through a full-size scratch tile.
                     if load_c {
@@ -357,8 +484,8 @@ unsafe fn task(
                             tile[r * NR..r * NR + cols].copy_from_slice(src);
                         }
                     }
-                    // SAFETY: `tile` is an MR × NR block with row stride NR.
-                    unsafe { microkernel(kernel, kcur, a, b, tile.as_mut_ptr(), NR, load_c) };
+                    // SAFETY: `tile` holds an mr × NR block with row stride NR.
+                    unsafe { microkernel(kernel, kpad, a, b, tile.as_mut_ptr(), NR, load_c) };
                     for r in 0..trows {
                         // SAFETY: as for the read above; this task owns it.
                         let dst = unsafe {
@@ -374,19 +501,26 @@ unsafe fn task(
 }
 
 /// Pack rows `[r0, r0 + rows)`, k pairs `[pk0, pk0 + kcur)` of `x` as bf16
-/// pairs, per tile of MR rows `[row][pair]` (rows past `rows` zero): each row
-/// is one contiguous (vectorized) conversion.
-fn pack_x(x: &[f32], k: usize, r0: usize, rows: usize, pk0: usize, kcur: usize, xa: &mut Vec<u32>) {
-    let len = rows.div_ceil(MR) * MR * kcur;
+/// pairs, per tile of `mr` rows `[row][pair]` with `kpad ≥ kcur` pairs per
+/// row (rows past `rows` and pairs past `kcur` zero): each row is one
+/// contiguous (vectorized) conversion.
+fn pack_x(
+    x: &[f32],
+    k: usize,
+    (r0, rows, mr): (usize, usize, usize),
+    (pk0, kcur, kpad): (usize, usize, usize),
+    xa: &mut Vec<u32>,
+) {
+    let len = rows.div_ceil(mr) * mr * kpad;
     if xa.len() < len {
         xa.resize(len, 0);
     }
     let xa = &mut xa[..len];
     // Padding rows of the last tile.
-    xa[rows * kcur..].fill(0);
+    xa[rows * kpad..].fill(0);
     let k_lo = 2 * pk0;
     let k_hi = (2 * (pk0 + kcur)).min(k);
-    for (r, dst) in xa.chunks_exact_mut(kcur).take(rows).enumerate() {
+    for (r, dst) in xa.chunks_exact_mut(kpad).take(rows).enumerate() {
         let src = &x[(r0 + r) * k + k_lo..(r0 + r) * k + k_hi];
         let whole = src.chunks_exact(2);
         if let [last] = whole.remainder() {
@@ -395,18 +529,28 @@ fn pack_x(x: &[f32], k: usize, r0: usize, rows: usize, pk0: usize, kcur: usize, 
         for (o, v) in dst.iter_mut().zip(whole) {
             *o = u32::from(f32_to_bf16_rne(v[0])) | (u32::from(f32_to_bf16_rne(v[1])) << 16);
         }
+        dst[kcur..].fill(0);
     }
 }
 
-/// `c[MR × NR] (+)= a·b` over `kc` pairs: `a` is `[MR][kc]` packed x pairs,
-/// `b` is `[kc][NR]` packed W pairs, `c` has row stride `ldc`; when
-/// `!load_c` the old contents of `c` are ignored.
+/// Rows of `y` per microkernel call.
+fn tile_rows(kernel: Bf16Path) -> usize {
+    match kernel {
+        Bf16Path::Amx => MR_AMX,
+        _ => MR,
+    }
+}
+
+/// `c[mr × NR] (+)= a·b` over `kc` pairs (`mr` = [`tile_rows`]): `a` is
+/// `[mr][kc]` packed x pairs, `b` is `[kc][NR]` packed W pairs, `c` has row
+/// stride `ldc`; when `!load_c` the old contents of `c` are ignored. For
+/// AMX, `kc` is a multiple of 16.
 ///
 /// # Safety
-/// `c` must be valid for reads and writes of an MR × NR tile with row
-/// stride `ldc`; `kernel` must be supported by the CPU.
+/// `c` must be valid for reads and writes of an mr × NR tile with row
+/// stride `ldc`; `kernel` must be available.
 unsafe fn microkernel(
-    kernel: Kernel,
+    kernel: Bf16Path,
     kc: usize,
     a: &[u32],
     b: &[u32],
@@ -416,14 +560,33 @@ unsafe fn microkernel(
 ) {
     // The kernels read exactly these extents (cheap next to kc·24 dot
     // products; guards the asm against a slicing bug).
-    assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+    assert!(a.len() >= kc * tile_rows(kernel) && b.len() >= kc * NR);
     match kernel {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        Bf16Path::Amx => {
+            assert!(kc.is_multiple_of(AMX_PAIRS) && kc > 0);
+            // SAFETY: forwarded contract; Amx is only run after
+            // `amx_available()` (asserted by every entry point).
+            unsafe {
+                amx::kernel(
+                    kc / AMX_PAIRS,
+                    a.as_ptr(),
+                    kc * 4,
+                    b.as_ptr(),
+                    c,
+                    ldc * 4,
+                    load_c,
+                )
+            }
+        }
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: forwarded contract; Avx512 is only chosen after
+        // SAFETY: forwarded contract; Avx512 is only run after
         // `bf16_available()`.
-        Kernel::Avx512 => unsafe { avx::kernel(kc, a.as_ptr(), kc, b.as_ptr(), c, ldc, load_c) },
+        Bf16Path::Avx512 => unsafe { avx::kernel(kc, a.as_ptr(), kc, b.as_ptr(), c, ldc, load_c) },
         // SAFETY: forwarded contract.
-        Kernel::Portable => unsafe { portable_kernel(kc, a, b, c, ldc, load_c) },
+        Bf16Path::Portable => unsafe { portable_kernel(kc, a, b, c, ldc, load_c) },
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("bf16 path {} on a CPU without it", kernel.name()),
     }
 }
 
@@ -593,6 +756,148 @@ mod avx {
                 inout("rsi") a => _,
                 inout("rdi") b => _,
                 clobber_abi("C"),
+                options(nostack),
+            );
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod amx {
+    //! The AMX-BF16 microkernel, in `asm!` (the AMX intrinsics are
+    //! unstable). One call computes a 16 × 48 block of `y` as three 16 × 16
+    //! f32 tiles (tmm0–2); per 16 k pairs it loads one tile of x (tmm3: 16
+    //! rows × 16 pairs, straight from the packed `[row][pair]` block) and
+    //! three tiles of W (tmm4–6: 16 pairs × 16 columns, straight from the
+    //! packed panel, whose rows are 48 columns = 192 bytes apart), and runs
+    //! three `tdpbf16ps`. Within a tile the hardware's accumulation order is
+    //! its own (even element first, where `vdpbf16ps` takes the odd one
+    //! first), so AMX and AVX-512 results agree to f32 rounding, not bit for
+    //! bit; each is deterministic and independent of the thread count.
+    //!
+    //! Linux gives a process the 8 KiB tile state only on request
+    //! (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`); without it
+    //! the first tile instruction raises SIGILL, so [`detect`] asks once and
+    //! reports the path unavailable when the kernel refuses.
+    use super::{AMX_PAIRS, MR_AMX, NR};
+    use core::arch::asm;
+
+    const _: () = assert!(MR_AMX == 16 && NR == 48 && AMX_PAIRS == 16);
+
+    /// The tile configuration (palette 1): tmm0–6 are 16 rows × 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        colsb: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    static CONFIG: TileConfig = TileConfig {
+        palette: 1,
+        start_row: 0,
+        reserved: [0; 14],
+        colsb: [64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        rows: [16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    };
+
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+
+    /// AMX-TILE (CPUID.7.0:EDX[24]) and AMX-BF16 (EDX[22]), the OS's tile
+    /// state in XCR0 (bits 17, 18), and Linux's permission for this
+    /// process.
+    #[allow(unused_unsafe)]
+    pub(super) fn detect() -> bool {
+        use core::arch::x86_64::{__cpuid_count, __get_cpuid_max};
+        // SAFETY: CPUID exists on every x86_64 CPU.
+        let (max_leaf, _) = unsafe { __get_cpuid_max(0) };
+        if max_leaf < 0xD {
+            return false;
+        }
+        // SAFETY: leaf 7 is supported (checked).
+        let edx = unsafe { __cpuid_count(7, 0) }.edx;
+        if edx & (1 << 24) == 0 || edx & (1 << 22) == 0 {
+            return false;
+        }
+        // XCR0 as CPUID leaf 0xD sub-leaf 0 reports it (EAX: the states the
+        // OS may enable): both tile components must be there.
+        // SAFETY: leaf 0xD is supported (checked).
+        let xcr0 = unsafe { __cpuid_count(0xD, 0) }.eax;
+        if xcr0 & (0b11 << 17) != 0b11 << 17 {
+            return false;
+        }
+        // SAFETY: a plain syscall with integer arguments.
+        unsafe {
+            libc::syscall(
+                libc::SYS_arch_prctl,
+                ARCH_REQ_XCOMP_PERM,
+                XFEATURE_XTILEDATA,
+            ) == 0
+        }
+    }
+
+    /// `c[16 × 48] (+)= a·b` over `steps` × 16 k pairs: `a` is 16 rows of
+    /// pairs with row stride `lda` bytes, `b` the packed panel's pairs (192
+    /// bytes per pair), `c` 16 rows of 48 f32 with row stride `ldc` bytes.
+    ///
+    /// # Safety
+    /// `detect()` returned true in this process; `steps ≥ 1`; `a` holds 16
+    /// rows of `16·steps` u32 at stride `lda`, `b` holds `16·steps·48` u32;
+    /// `c` is valid for reads and writes of the 16 × 48 tile.
+    pub(super) unsafe fn kernel(
+        steps: usize,
+        a: *const u32,
+        lda: usize,
+        b: *const u32,
+        c: *mut f32,
+        ldc: usize,
+        load_c: bool,
+    ) {
+        // SAFETY: the caller's contract covers every address read or
+        // written (tile loads read 16 rows × 64 bytes at the given strides,
+        // stores write the 16 × 48 f32 block of `c`); the tile registers
+        // are not visible to the compiler and are released at the end; the
+        // general registers used are operands; no stack is used.
+        unsafe {
+            asm!(
+                "ldtilecfg [{cfg}]",
+                "test {load}, {load}",
+                "jz 2f",
+                "tileloadd tmm0, [{c} + {ldc}*1]",
+                "tileloadd tmm1, [{c} + {ldc}*1 + 64]",
+                "tileloadd tmm2, [{c} + {ldc}*1 + 128]",
+                "jmp 3f",
+                "2:",
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "3:",
+                "tileloadd tmm3, [{a} + {lda}*1]",
+                "tileloadd tmm4, [{b} + {ldb}*1]",
+                "tileloadd tmm5, [{b} + {ldb}*1 + 64]",
+                "tileloadd tmm6, [{b} + {ldb}*1 + 128]",
+                "tdpbf16ps tmm0, tmm3, tmm4",
+                "tdpbf16ps tmm1, tmm3, tmm5",
+                "tdpbf16ps tmm2, tmm3, tmm6",
+                "add {a}, 64",
+                "add {b}, 3072",
+                "dec {steps}",
+                "jnz 3b",
+                "tilestored [{c} + {ldc}*1], tmm0",
+                "tilestored [{c} + {ldc}*1 + 64], tmm1",
+                "tilestored [{c} + {ldc}*1 + 128], tmm2",
+                "tilerelease",
+                cfg = in(reg) &CONFIG,
+                load = in(reg) usize::from(load_c),
+                c = in(reg) c,
+                ldc = in(reg) ldc,
+                lda = in(reg) lda,
+                ldb = in(reg) NR * 4,
+                a = inout(reg) a => _,
+                b = inout(reg) b => _,
+                steps = inout(reg) steps => _,
                 options(nostack),
             );
         }

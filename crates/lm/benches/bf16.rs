@@ -1,11 +1,13 @@
-//! GEMM rate (GFLOP/s) of the opt-in bf16 path (`saelab_lm::bf16::gemm_bf16`,
-//! weights packed once) against the f32 product `ops::matmul` as
-//! `Linear::forward_into` calls it, on the dense products of a forward pass,
-//! with 2 rayon threads. Packing time (once per weight at model load) is
-//! reported separately and not in the rate.
-//! Run: `cargo bench -p saelab-lm --bench bf16`.
+//! GEMM rate (GFLOP/s) of the opt-in bf16 paths (`saelab_lm::bf16`, weights
+//! packed once; every path this CPU has: AMX, AVX512_BF16, portable when
+//! nothing else) against the f32 product `ops::matmul` as
+//! `Linear::forward_into` calls it, on the dense products of a forward pass
+//! and the SAE encoder, with 2 rayon threads. Packing time (once per weight
+//! at model load) is reported separately and not in the rate.
+//! Run: `cargo bench -p saelab-lm --bench bf16` (or `bench/gemm.sh`, which
+//! runs PyTorch's matmul on the same shapes in the same run).
 
-use saelab_lm::bf16::{bf16_available, gemm_bf16, PackedBf16};
+use saelab_lm::bf16::{bf16_paths, gemm_bf16_with, Bf16Path, PackedBf16};
 use saelab_lm::ops::{matmul, MatRef};
 use std::time::Instant;
 
@@ -35,7 +37,13 @@ fn main() {
         ("smollm2 gate_up (W^T)", 2048, 3072, 576, true),
         ("smollm2 down (W^T)", 2048, 576, 1536, true),
         ("smollm2 qkv (W^T)", 2048, 960, 576, true),
+        ("sae encoder (W^T)", 4096, 12288, 768, true),
     ];
+    // Without AMX or AVX512_BF16 the portable kernel is the only path (slow).
+    let paths: Vec<Bf16Path> = bf16_paths()
+        .into_iter()
+        .filter(|p| *p != Bf16Path::Portable || bf16_paths().len() == 1)
+        .collect();
     let pool = match rayon::ThreadPoolBuilder::new().num_threads(THREADS).build() {
         Ok(p) => p,
         Err(e) => {
@@ -44,20 +52,20 @@ fn main() {
         }
     };
     println!(
-        "bf16 kernel: {} ({THREADS} rayon threads; GFLOP/s median (best) of {REPS})",
-        if bf16_available() {
-            "AVX512_BF16"
-        } else {
-            "portable fallback"
-        }
+        "bf16 paths: {} ({THREADS} rayon threads; GFLOP/s median (best) of {REPS})",
+        paths
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
-        "| {:22} | {:15} | {:15} | {:15} | {:5} | {:8} | {:8} |",
-        "shape", "m×n×k", "f32 matmul", "bf16", "ratio", "pack ms", "rel err"
+        "| {:22} | {:15} | {:15} | {:11} | {:15} | {:5} | {:8} | {:8} |",
+        "shape", "m×n×k", "f32 matmul", "bf16 path", "bf16", "ratio", "pack ms", "rel err"
     );
     println!(
-        "|{:-<24}|{:-<17}|{:-<17}|{:-<17}|{:-<7}|{:-<10}|{:-<10}|",
-        "", "", "", "", "", "", ""
+        "|{:-<24}|{:-<17}|{:-<17}|{:-<13}|{:-<17}|{:-<7}|{:-<10}|{:-<10}|",
+        "", "", "", "", "", "", "", ""
     );
     pool.install(|| {
         for (name, m, n, k, t) in shapes {
@@ -93,25 +101,29 @@ fn main() {
                 PackedBf16::from_in_out(&b, k, n)
             };
             let pack_ms = t0.elapsed().as_secs_f64() * 1e3;
-            let mut c16 = vec![0.0f32; m * n];
-            let (h_med, h_best) = rate(flop, || gemm_bf16(m, &a, &packed, &mut c16, false));
-            let num: f64 = c16
-                .iter()
-                .zip(&c32)
-                .map(|(&p, &q)| (f64::from(p) - f64::from(q)).powi(2))
-                .sum();
-            let den: f64 = c32.iter().map(|&q| f64::from(q).powi(2)).sum();
-            println!(
-                "| {name:22} | {:15} | {:6.1} ({:6.1}) | {:6.1} ({:6.1}) | {:4.2}× | {:8.1} | {:8.2e} |",
-                format!("{m}×{n}×{k}"),
-                f_med,
-                f_best,
-                h_med,
-                h_best,
-                h_med / f_med,
-                pack_ms,
-                (num / den).sqrt()
-            );
+            for &path in &paths {
+                let mut c16 = vec![0.0f32; m * n];
+                let (h_med, h_best) =
+                    rate(flop, || gemm_bf16_with(path, m, &a, &packed, &mut c16, false));
+                let num: f64 = c16
+                    .iter()
+                    .zip(&c32)
+                    .map(|(&p, &q)| (f64::from(p) - f64::from(q)).powi(2))
+                    .sum();
+                let den: f64 = c32.iter().map(|&q| f64::from(q).powi(2)).sum();
+                println!(
+                    "| {name:22} | {:15} | {:6.1} ({:6.1}) | {:11} | {:6.1} ({:6.1}) | {:4.2}× | {:8.1} | {:8.2e} |",
+                    format!("{m}×{n}×{k}"),
+                    f_med,
+                    f_best,
+                    path.name(),
+                    h_med,
+                    h_best,
+                    h_med / f_med,
+                    pack_ms,
+                    (num / den).sqrt()
+                );
+            }
         }
     });
 }

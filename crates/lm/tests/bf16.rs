@@ -14,7 +14,8 @@ use common::notice_skipped;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use saelab_lm::bf16::{
-    bf16_available, bf16_to_f32, f32_to_bf16_rne, gemm_bf16, gemm_bf16_portable, PackedBf16,
+    bf16_path, bf16_paths, bf16_to_f32, f32_to_bf16_rne, gemm_bf16, gemm_bf16_portable,
+    gemm_bf16_with, Bf16Path, PackedBf16,
 };
 
 /// Round to bf16 (nearest, ties to even), written independently of the
@@ -42,11 +43,32 @@ fn ref_round(x: f32) -> f64 {
     }
 }
 
-/// A bf16 GEMM entry point: `(m, x, w, y, accumulate)`.
-type Gemm = fn(usize, &[f32], &PackedBf16, &mut [f32], bool);
+/// Every path this CPU can run (AMX, AVX512_BF16, portable; the portable
+/// one always), each forced, plus `gemm_bf16` itself (its own choice), as
+/// `(name, path)`; `None` is `gemm_bf16`.
+fn kernels() -> Vec<(&'static str, Option<Bf16Path>)> {
+    let mut v: Vec<(&str, Option<Bf16Path>)> = bf16_paths()
+        .into_iter()
+        .map(|p| (p.name(), Some(p)))
+        .collect();
+    v.push(("gemm_bf16", None));
+    for missing in [Bf16Path::Amx, Bf16Path::Avx512] {
+        if !missing.available() {
+            notice_skipped(&format!(
+                "bf16: this CPU cannot run the {} path; it was not tested here",
+                missing.name()
+            ));
+        }
+    }
+    v
+}
 
-/// `gemm_bf16` (AVX-512 when available) and the portable kernel.
-const KERNELS: [(&str, Gemm); 2] = [("gemm_bf16", gemm_bf16), ("portable", gemm_bf16_portable)];
+fn gemm(path: Option<Bf16Path>, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], acc: bool) {
+    match path {
+        Some(p) => gemm_bf16_with(p, m, x, w, y, acc),
+        None => gemm_bf16(m, x, w, y, acc),
+    }
+}
 
 fn normal(rng: &mut ChaCha8Rng) -> f32 {
     // Box–Muller.
@@ -138,15 +160,15 @@ fn matches_reference_on_odd_shapes() {
                         } else {
                             vec![f32::NAN; m * n]
                         };
-                        gemm_bf16(m, &x, p, &mut y, accumulate);
-                        check(&what, &y, &want, &tol);
-                        let mut yp = if accumulate {
-                            y0.clone()
-                        } else {
-                            vec![f32::NAN; m * n]
-                        };
-                        gemm_bf16_portable(m, &x, p, &mut yp, accumulate);
-                        check(&format!("{what} (portable)"), &yp, &want, &tol);
+                        for (name, path) in kernels() {
+                            y.copy_from_slice(&if accumulate {
+                                y0.clone()
+                            } else {
+                                vec![f32::NAN; m * n]
+                            });
+                            gemm(path, m, &x, p, &mut y, accumulate);
+                            check(&format!("{what} ({name})"), &y, &want, &tol);
+                        }
                     }
                 }
             }
@@ -155,36 +177,39 @@ fn matches_reference_on_odd_shapes() {
 }
 
 #[test]
-fn avx_path_equals_portable_path() {
+fn every_path_agrees_with_the_portable_one() {
+    // The same rounded operands: every path within the f32-accumulation
+    // bound of the f64 reference, and of each other. AVX-512 and portable
+    // share the accumulation order (bitwise equal on Zen 4); AMX sums
+    // inside a tile in its own order.
     let (m, k, n) = (70, 1031, 130);
     let x = randn(m * k, 11);
     let w = randn(k * n, 12);
     let p = PackedBf16::from_in_out(&w, k, n);
     let (want, tol) = reference(m, k, n, &x, |kk, c| w[kk * n + c], None);
-    let mut a = vec![0f32; m * n];
-    let mut b = vec![0f32; m * n];
-    gemm_bf16(m, &x, &p, &mut a, false);
-    gemm_bf16_portable(m, &x, &p, &mut b, false);
-    check("gemm_bf16", &a, &want, &tol);
-    check("portable", &b, &want, &tol);
-    if !bf16_available() {
-        notice_skipped(
-            "bf16 avx_path_equals_portable_path: this CPU has no AVX512_BF16, \
-             the AVX-512 kernel was not tested (the portable one was)",
+    let mut portable = vec![0f32; m * n];
+    gemm_bf16_portable(m, &x, &p, &mut portable, false);
+    check("portable", &portable, &want, &tol);
+    for path in bf16_paths() {
+        let mut y = vec![0f32; m * n];
+        gemm_bf16_with(path, m, &x, &p, &mut y, false);
+        check(path.name(), &y, &want, &tol);
+        for (i, ((&u, &v), &t)) in y.iter().zip(&portable).zip(&tol).enumerate() {
+            assert!(
+                f64::from((u - v).abs()) <= 2.0 * t,
+                "element {i}: {} {u} vs portable {v}",
+                path.name()
+            );
+        }
+        let differ = y.iter().zip(&portable).filter(|(u, v)| u != v).count();
+        println!(
+            "{} vs portable: {differ} of {} elements differ bitwise",
+            path.name(),
+            m * n
         );
-        return;
     }
-    for (i, ((&u, &v), &t)) in a.iter().zip(&b).zip(&tol).enumerate() {
-        assert!(
-            f64::from((u - v).abs()) <= t,
-            "element {i}: avx {u} vs portable {v}"
-        );
-    }
-    let differ = a.iter().zip(&b).filter(|(u, v)| u != v).count();
-    println!(
-        "avx512 vs portable: {differ} of {} elements differ bitwise",
-        m * n
-    );
+    // gemm_bf16 takes the fastest path (no SAELAB_BF16_PATH in tests).
+    assert_eq!(bf16_path(), bf16_paths()[0]);
 }
 
 #[test]
@@ -194,14 +219,14 @@ fn result_does_not_depend_on_thread_count() {
     let w = randn(n * k, 22);
     let p = PackedBf16::from_out_in(&w, k, n);
     let y0 = randn(m * n, 23);
-    for (name, gemm) in KERNELS {
+    for (name, path) in kernels() {
         let run = |threads: usize, accumulate: bool| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .expect("thread pool");
             let mut y = y0.clone();
-            pool.install(|| gemm(m, &x, &p, &mut y, accumulate));
+            pool.install(|| gemm(path, m, &x, &p, &mut y, accumulate));
             y
         };
         for accumulate in [false, true] {
@@ -225,9 +250,9 @@ fn relative_error_against_exact_f32_product_is_small() {
     let x = randn(m * k, 31);
     let w = randn(k * n, 32);
     let p = PackedBf16::from_in_out(&w, k, n);
-    for (name, gemm) in KERNELS {
+    for (name, path) in kernels() {
         let mut y = vec![0f32; m * n];
-        gemm(m, &x, &p, &mut y, false);
+        gemm(path, m, &x, &p, &mut y, false);
         check_against_exact(name, (m, k, n), &x, &w, &y);
     }
 }
@@ -267,18 +292,18 @@ fn check_against_exact(
 
 #[test]
 fn zero_inner_dimension_and_empty_shapes() {
-    for (name, gemm) in KERNELS {
+    for (name, path) in kernels() {
         let p = PackedBf16::from_in_out(&[], 0, 5);
         let mut y = vec![1.0f32; 15];
-        gemm(3, &[], &p, &mut y, true);
+        gemm(path, 3, &[], &p, &mut y, true);
         assert!(y.iter().all(|&v| v == 1.0), "{name}");
-        gemm(3, &[], &p, &mut y, false);
+        gemm(path, 3, &[], &p, &mut y, false);
         assert!(y.iter().all(|&v| v == 0.0), "{name}");
         let p = PackedBf16::from_out_in(&[], 4, 0);
         assert_eq!(p.bytes(), 0);
-        gemm(3, &[0.0; 12], &p, &mut [], false);
+        gemm(path, 3, &[0.0; 12], &p, &mut [], false);
         let p = PackedBf16::from_in_out(&[1.0; 8], 4, 2);
-        gemm(0, &[], &p, &mut [], false);
+        gemm(path, 0, &[], &p, &mut [], false);
     }
 }
 
