@@ -14,4 +14,8 @@ pub struct Machine {
     /// CPU features the kernels can use (avx2, fma, avx512f, avx512bf16,
     /// amx-bf16), in that order, present ones only.
     pub features: Vec<String>,
+    /// The bf16 GEMM path of this process (`amx`, `avx512_bf16`,
+    /// `portable`): what `--precision bf16` and the bf16 encoder ran on.
+    #[serde(default)]
+    pub bf16_path: String,
 }

@@ -1,5 +1,5 @@
 //! The machine a stage ran on: CPU model, cores, the vector extensions the
-//! arithmetic paths dispatch on. Recorded in every `stage.json` and the
+//! arithmetic paths dispatch on and the bf16 path taken. Recorded in every `stage.json` and the
 //! report header, because speed numbers mean nothing without it.
 
 pub use saelab_results::Machine;
@@ -11,6 +11,7 @@ pub fn detect() -> Machine {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         threads: rayon_threads(),
         features: features(),
+        bf16_path: saelab_lm::bf16::bf16_path().name().to_string(),
     }
 }
 

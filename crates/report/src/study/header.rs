@@ -84,15 +84,18 @@ fn paths(m: &Machine, precision: &str) -> String {
         "portable"
     };
     let mut s = format!("f32 GEMM: gemm crate, {f32_path} kernels");
+    let bf16 = match m.bf16_path.as_str() {
+        "amx" => "AMX-BF16 (tdpbf16ps) kernel",
+        "avx512_bf16" => "AVX512_BF16 (vdpbf16ps) kernel",
+        "portable" => "rounded operands, portable kernel",
+        _ => "not recorded",
+    };
     if precision == "bf16" {
-        s.push_str(if has("avx512bf16") {
-            "; bf16 model products: AVX512_BF16 (vdpbf16ps) kernel"
-        } else {
-            "; bf16 model products: rounded operands, portable kernel"
-        });
-    }
-    if has("amx-bf16") {
-        s.push_str("; AMX-BF16 present, not used");
+        s.push_str(&format!("; bf16 model products: {bf16}"));
+    } else {
+        s.push_str(&format!(
+            "; bf16 products (bf16 encoder, when asked for): {bf16}"
+        ));
     }
     s
 }
