@@ -3,6 +3,7 @@
 //! (values from SPEC §6), notes for missing parts, figures saved beside the
 //! page, and the page written last.
 
+use saelab_report::study::findings::{findings, Verdict, FINDINGS_FILE};
 use saelab_report::study::{build, write, FIGURES_DIR, REPORT_FILE};
 use saelab_results::*;
 use std::path::PathBuf;
@@ -165,4 +166,117 @@ fn missing_parts_get_notes_and_the_page_is_written_last() {
     assert!(dir.path().join(FIGURES_DIR).is_dir());
     // Same results, same bytes.
     assert_eq!(build(&r).html, std::fs::read_to_string(page).unwrap());
+}
+
+fn verdicts(r: &Results) -> Vec<(char, Verdict)> {
+    findings(r).iter().map(|f| (f.key, f.verdict)).collect()
+}
+
+fn stats_entry(intervention: &str, layer: usize, curve: Vec<f64>) -> PositionEntry {
+    PositionEntry {
+        intervention: intervention.into(),
+        stage: "s".into(),
+        stats: LayerStats {
+            id: "a".into(),
+            layer,
+            position_mean: curve,
+            position_std: vec![],
+            position_density: vec![],
+            position_mean_ma: vec![],
+            feature_mean: vec![],
+            feature_std: vec![],
+            feature_density: vec![],
+            deciles: vec![],
+            ce_per_position: None,
+            fvu: None,
+        },
+    }
+}
+
+#[test]
+fn findings_follow_their_rules() {
+    use Verdict::*;
+    let mut r = results();
+    // Dataset 10 % < seed 50 %; 3072 in 6144 80 % > 6144 in 3072 40 %.
+    assert_eq!(
+        verdicts(&r),
+        [
+            ('a', Holds),
+            ('b', Holds),
+            ('c', NotMeasured),
+            ('d', NotMeasured),
+            ('e', NotMeasured),
+            ('f', NotMeasured),
+            ('g', NotMeasured)
+        ]
+    );
+    // A dataset pair above the seed pair makes (a) unclear; a second
+    // seed pair at 6144 sharing more than at 3072 contradicts (c).
+    let (base, seed2) = (r.saes[0].clone(), r.saes[1].clone());
+    let big2 = sae("e", key("web", 6144, 42));
+    let big = r.saes[2].clone();
+    let other2 = sae("f", key("stories2", 3072, 49));
+    r.table1.push(row("dataset", &base, &other2, 0.7, 0.6));
+    r.table1.push(row("seed", &big, &big2, 0.6, 0.6));
+    r.saes.extend([big2, other2]);
+    let v = verdicts(&r);
+    assert_eq!(v[0], ('a', Unclear));
+    assert_eq!(v[2], ('c', DoesNotHold));
+    // (d): sparsity pairs above every dataset pair.
+    let k32 = sae(
+        "g",
+        SaeKey {
+            k: Some(32),
+            ..key("web", 3072, 49)
+        },
+    );
+    r.table1.push(row("sparsity", &base, &k32, 0.8, 0.8));
+    r.saes.push(k32);
+    assert_eq!(verdicts(&r)[3], ('d', Holds));
+    // (g): an encoder ratio above its decoder ratio.
+    r.table1[0].encoder = Some(DirectionPair {
+        a_in_b: 0.1,
+        b_in_a: 0.1,
+        ..DirectionPair::default()
+    });
+    assert_eq!(verdicts(&r)[6], ('g', Holds));
+    r.table1[1].encoder = Some(DirectionPair {
+        a_in_b: 0.9,
+        b_in_a: 0.9,
+        ..DirectionPair::default()
+    });
+    assert_eq!(verdicts(&r)[6], ('g', Unclear));
+    let _ = seed2;
+}
+
+#[test]
+fn the_position_finding_measures_the_wiggle() {
+    let mut r = results();
+    let wiggly: Vec<f64> = (0..64)
+        .map(|t| 10.0 + if t % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let smooth: Vec<f64> = (0..64).map(|t| 10.0 + t as f64 * 0.01).collect();
+    r.positions = vec![
+        stats_entry("none", 8, wiggly.clone()),
+        stats_entry("zero", 8, smooth.clone()),
+        stats_entry("shuffle", 8, smooth.clone()),
+    ];
+    let f = &findings(&r)[5];
+    assert_eq!(f.verdict, Verdict::Holds, "{}", f.here);
+    // Second differences of a ±1 alternation are 4; the level over
+    // positions 1..63 is 10 − 1/63 (32 odd, 31 even): 4 / 9.984 = 0.401.
+    assert!(f.here.contains("L8 0.401 / 0.000 / 0.000"), "{}", f.here);
+    r.positions[2] = stats_entry("shuffle", 8, wiggly);
+    assert_eq!(findings(&r)[5].verdict, Verdict::DoesNotHold);
+}
+
+#[test]
+fn findings_md_is_written_beside_the_report() {
+    let d = tempfile::tempdir().unwrap();
+    let rep = build(&results());
+    write(d.path(), &rep).unwrap();
+    let md = std::fs::read_to_string(d.path().join(FINDINGS_FILE)).unwrap();
+    assert!(md.contains("| (a) | the dataset changes the feature set more than the seed does"));
+    assert!(md.contains("**holds**"));
+    assert!(rep.html.contains("id=\"findings\""));
 }

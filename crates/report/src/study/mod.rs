@@ -2,12 +2,14 @@
 //! study's tables and figures in its order (§4.1.1 positions, §4.1.2
 //! features, §4.2.1 cosine histograms, §4.2.2 Tables 1 and 2, §4.2.3 the
 //! layer matrix, then the appendix), built from [`Results`] alone, and
-//! each figure saved as its own SVG in `figures/` beside it. A part of the
+//! each figure saved as its own SVG in `figures/` beside it; the study's
+//! findings (a)–(g) measured on the grid open it, also as `findings.md`. A part of the
 //! study without data is left out with a note; nothing here fails on a
 //! partial study. The same results give the same bytes.
 
 mod appendix;
 mod features;
+pub mod findings;
 mod header;
 mod matching;
 mod positions;
@@ -31,12 +33,15 @@ pub(crate) const MAX_SCATTER: usize = 3000;
 pub struct StudyReport {
     pub html: String,
     pub figures: Vec<(String, String)>,
+    /// The findings table as markdown ([`findings::FINDINGS_FILE`]).
+    pub findings: String,
 }
 
 /// Builds the report of a study from its results.
 pub fn build(r: &Results) -> StudyReport {
     let mut p = Page::new(&format!("saelab study: {}", r.study));
     header::write(&mut p, r);
+    findings::write(&mut p, r);
     positions::write(&mut p, r);
     features::write(&mut p, r);
     matching::cosines(&mut p, r);
@@ -44,7 +49,11 @@ pub fn build(r: &Results) -> StudyReport {
     matching::layers(&mut p, r);
     appendix::write(&mut p, r);
     let (html, figures) = p.finish();
-    StudyReport { html, figures }
+    StudyReport {
+        html,
+        figures,
+        findings: findings::markdown(r),
+    }
 }
 
 /// Writes the figures, then `report.html` (atomically, last) into
@@ -55,6 +64,10 @@ pub fn write(study_dir: &Path, rep: &StudyReport) -> Result<PathBuf, ReportError
     for (name, svg) in &rep.figures {
         saelab_fsio::write_atomic(&figs.join(name), svg.as_bytes())?;
     }
+    saelab_fsio::write_atomic(
+        &study_dir.join(findings::FINDINGS_FILE),
+        rep.findings.as_bytes(),
+    )?;
     let path = study_dir.join(REPORT_FILE);
     saelab_fsio::write_atomic(&path, rep.html.as_bytes())?;
     Ok(path)

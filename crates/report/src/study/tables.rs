@@ -79,7 +79,7 @@ fn table1(r: &Results) -> Table {
     t
 }
 
-fn key<'a>(r: &'a Results, label: &str) -> Option<&'a SaeKey> {
+pub(crate) fn key<'a>(r: &'a Results, label: &str) -> Option<&'a SaeKey> {
     r.saes
         .iter()
         .find(|s| s.label == label)
