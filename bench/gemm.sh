@@ -11,9 +11,9 @@ REPS=${REPS:-7}
 VENV=${VENV:-/work/venv}
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%FT%TZ)"
 echo "flags: $(grep -m1 flags /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_bf16|amx_bf16|amx_tile)$' | xargs)"
-cargo bench -q -p saelab-lm --bench bf16 --no-run 2>/dev/null
+cargo bench -q -p saelab-lm --bench bf16 --no-run
 echo "== saelab; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-RAYON_NUM_THREADS=$THREADS cargo bench -q -p saelab-lm --bench bf16 2>/dev/null
+RAYON_NUM_THREADS=$THREADS BENCH_REPS=$REPS cargo bench -q -p saelab-lm --bench bf16
 echo "== torch; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 OMP_NUM_THREADS=$THREADS "$VENV/bin/python" bench/gemm_torch.py --threads "$THREADS" --reps "$REPS"
 echo "== end; load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,8 +1,9 @@
 """PyTorch matmul on the shapes of `cargo bench -p saelab-lm --bench bf16`
 (bench/gemm.sh runs both in one run): f32 and bf16 `x @ W` with W stored
 as the bench stores it ([in, out], or [out, in] transposed for the W^T
-rows), GFLOP/s median (best) over reps after one warm-up, and the oneDNN
-kernel torch picks for bf16 (from ONEDNN_VERBOSE, when it prints one).
+rows), GFLOP/s median (best) over reps after one warm-up. The bf16 product
+writes a bf16 output (saelab's writes f32): the usual PyTorch bf16 path.
+Run with ONEDNN_VERBOSE=1 to see which oneDNN kernel torch picks.
 
 Usage: VENV/bin/python bench/gemm_torch.py [--threads 2] [--reps 7]
 """
@@ -39,8 +40,7 @@ def main():
     ap.add_argument("--reps", type=int, default=7)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"mkldnn bf16 supported: {torch.backends.mkldnn.is_available()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| shape | m×n×k | torch f32 | torch bf16 |")
     print("|---|---|---|---|")
     g = torch.Generator().manual_seed(0)

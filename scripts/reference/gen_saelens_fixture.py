@@ -196,7 +196,7 @@ def main():
         generator = f"sae-lens {sae_lens.__version__} (save_model, load_from_disk, encode, forward)"
         use_saelens = True
     except ImportError:
-        generator = "numpy transcription of SAELens 6.x encode (sae-lens not installed)"
+        generator = "numpy transcription of SAELens 6.x encode and decode (sae-lens not installed)"
         use_saelens = False
 
     rng = np.random.default_rng(args.seed)

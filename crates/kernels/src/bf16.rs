@@ -37,9 +37,9 @@
 //! run time; `SAELAB_BF16_PATH=amx|avx512|portable` or [`gemm_bf16_with`]
 //! forces a slower one):
 //! * **AMX-BF16** (Sapphire Rapids and later, Linux): `tdpbf16ps` on 16 × 16
-//!   f32 tiles, 16 rows × 48 columns per microkernel call (module `amx`). On
-//!   the 2-core Xeon of bench/RESULTS.md it runs 2.4–4.9× the f32 rate. The
-//!   hardware sums inside a tile in its own order, so its results agree with
+//!   f32 tiles, 16 rows × 48 columns per microkernel call (module `amx`);
+//!   several times the f32 rate (bench/RESULTS.md, "AMX"). The hardware
+//!   sums inside a tile in its own order, so its results agree with
 //!   the other paths to f32 rounding, not bit for bit.
 //! * **AVX512_BF16** (Zen 4, Cooper Lake, Sapphire Rapids and later):
 //!   `vdpbf16ps` (below).
@@ -54,14 +54,16 @@
 //!
 //! Rayon tasks own blocks of 64 rows of `y` (and, when there are too few
 //! row blocks, ranges of column panels). A task walks k in blocks of ≤ 512
-//! pairs; per block it rounds its rows of `x` into bf16 pairs once (`[row]
-//! [pair]`, per tile of 8 rows) and reuses them for every 48-column panel of
-//! W. The microkernel keeps an 8 × 48 tile of `y` in 24 zmm accumulators and
-//! per k pair does 3 loads of W, 8 `vpbroadcastd` of x pairs and 24
-//! `vdpbf16ps`. It is written with `asm!` because the AVX-512 intrinsics
-//! and target features are stable only from Rust 1.89 (workspace MSRV 1.85).
-//! On 2 Zen 4 cores it reaches 87–95 % of the `vdpbf16ps` peak, 2.0–2.3×
-//! the f32 `ops::matmul` rate (`benches/bf16.rs`).
+//! pairs (whole 16-pair tiles for AMX); per block it rounds its rows of `x`
+//! into bf16 pairs once (`[row][pair]`, per tile of 8 rows, 16 for AMX) and
+//! reuses them for every 48-column panel of W. The AVX-512 microkernel keeps
+//! an 8 × 48 tile of `y` in 24 zmm accumulators and per k pair does 3 loads
+//! of W, 8 `vpbroadcastd` of x pairs and 24 `vdpbf16ps`; on 2 Zen 4 cores
+//! it reaches 87–95 % of the `vdpbf16ps` peak, 2.0–2.3× the f32
+//! `ops::matmul` rate. The AMX microkernel computes a 16 × 48 tile (module
+//! `amx`). Rates per machine: `benches/bf16.rs`, bench/RESULTS.md. Both
+//! kernels are `asm!`: the AMX intrinsics are unstable, and `asm!` keeps
+//! the AVX-512 kernel independent of target-feature attributes.
 
 use rayon::prelude::*;
 
@@ -109,8 +111,8 @@ pub fn bf16_to_f32(h: u16) -> f32 {
     f32::from_bits(u32::from(h) << 16)
 }
 
-/// Whether [`gemm_bf16`] runs the AVX512_BF16 kernel on this CPU (otherwise
-/// it uses the slow portable one).
+/// Whether this CPU can run the AVX512_BF16 kernel (see [`bf16_path`] for
+/// the path [`gemm_bf16`] takes).
 pub fn bf16_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -633,10 +635,10 @@ unsafe fn portable_kernel(kc: usize, a: &[u32], b: &[u32], c: *mut f32, ldc: usi
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
-    //! The AVX512_BF16 microkernel, in `asm!`: the AVX-512 intrinsics and
-    //! `#[target_feature(enable = "avx512bf16")]` are stable only since Rust
-    //! 1.89, and the workspace's MSRV is 1.85. `asm!` needs neither, and the
-    //! instructions run only after runtime detection (`super::bf16_available`).
+    //! The AVX512_BF16 microkernel, in `asm!` (written when the AVX-512
+    //! intrinsics were not yet stable; it needs no target-feature
+    //! attributes): the instructions run only after runtime detection
+    //! (`super::bf16_available`).
     use super::{MR, NR};
     use core::arch::asm;
 
@@ -805,9 +807,10 @@ mod amx {
     const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
     const XFEATURE_XTILEDATA: libc::c_long = 18;
 
-    /// AMX-TILE (CPUID.7.0:EDX[24]) and AMX-BF16 (EDX[22]), the OS's tile
-    /// state in XCR0 (bits 17, 18), and Linux's permission for this
-    /// process.
+    /// AMX-TILE (CPUID.7.0:EDX[24]) and AMX-BF16 (EDX[22]), the tile
+    /// state components among those the CPU can save (CPUID.0xD.0:EAX bits
+    /// 17, 18), and Linux's permission for this process (which also says
+    /// whether the OS enabled them).
     #[allow(unused_unsafe)]
     pub(super) fn detect() -> bool {
         use core::arch::x86_64::{__cpuid_count, __get_cpuid_max};
@@ -821,8 +824,9 @@ mod amx {
         if edx & (1 << 24) == 0 || edx & (1 << 22) == 0 {
             return false;
         }
-        // XCR0 as CPUID leaf 0xD sub-leaf 0 reports it (EAX: the states the
-        // OS may enable): both tile components must be there.
+        // CPUID leaf 0xD sub-leaf 0, EAX: the state components the CPU
+        // supports; both tile components must be there. Whether the OS
+        // enabled them is what `arch_prctl` answers below.
         // SAFETY: leaf 0xD is supported (checked).
         let xcr0 = unsafe { __cpuid_count(0xD, 0) }.eax;
         if xcr0 & (0b11 << 17) != 0b11 << 17 {

@@ -11,13 +11,20 @@ use saelab_lm::bf16::{bf16_paths, gemm_bf16_with, Bf16Path, PackedBf16};
 use saelab_lm::ops::{matmul, MatRef};
 use std::time::Instant;
 
-const THREADS: usize = 2;
-const REPS: usize = 7;
+/// Threads (`RAYON_NUM_THREADS`, default 2) and timed runs (`BENCH_REPS`,
+/// default 7): bench/gemm.sh sets both for saelab and PyTorch alike.
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(default)
+}
 
-/// Median and best GFLOP/s of `REPS` timed runs after one warm-up.
-fn rate(flop: f64, mut f: impl FnMut()) -> (f64, f64) {
+/// Median and best GFLOP/s of `reps` timed runs after one warm-up.
+fn rate(flop: f64, reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     f();
-    let mut all: Vec<f64> = (0..REPS)
+    let mut all: Vec<f64> = (0..reps)
         .map(|_| {
             let t0 = Instant::now();
             f();
@@ -25,10 +32,12 @@ fn rate(flop: f64, mut f: impl FnMut()) -> (f64, f64) {
         })
         .collect();
     all.sort_by(f64::total_cmp);
-    (all[REPS / 2], all[REPS - 1])
+    (all[reps / 2], all[reps - 1])
 }
 
 fn main() {
+    let threads = env_or("RAYON_NUM_THREADS", 2);
+    let reps = env_or("BENCH_REPS", 7);
     // (name, m, n, k, W stored [out, in] i.e. transposed)
     let shapes = [
         ("gpt2 c_attn", 2048, 2304, 768, false),
@@ -44,15 +53,15 @@ fn main() {
         .into_iter()
         .filter(|p| *p != Bf16Path::Portable || bf16_paths().len() == 1)
         .collect();
-    let pool = match rayon::ThreadPoolBuilder::new().num_threads(THREADS).build() {
+    let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("cannot build a {THREADS}-thread pool: {e}");
+            eprintln!("cannot build a {threads}-thread pool: {e}");
             std::process::exit(1);
         }
     };
     println!(
-        "bf16 paths: {} ({THREADS} rayon threads; GFLOP/s median (best) of {REPS})",
+        "bf16 paths: {} ({threads} rayon threads; GFLOP/s median (best) of {reps})",
         paths
             .iter()
             .map(|p| p.name())
@@ -82,7 +91,7 @@ fn main() {
                 MatRef::new(&b, n as isize, 1)
             };
             let mut c32 = vec![0.0f32; m * n];
-            let (f_med, f_best) = rate(flop, || {
+            let (f_med, f_best) = rate(flop, reps, || {
                 matmul(
                     m,
                     n,
@@ -104,7 +113,7 @@ fn main() {
             for &path in &paths {
                 let mut c16 = vec![0.0f32; m * n];
                 let (h_med, h_best) =
-                    rate(flop, || gemm_bf16_with(path, m, &a, &packed, &mut c16, false));
+                    rate(flop, reps, || gemm_bf16_with(path, m, &a, &packed, &mut c16, false));
                 let num: f64 = c16
                     .iter()
                     .zip(&c32)

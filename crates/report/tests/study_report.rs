@@ -212,7 +212,7 @@ fn findings_follow_their_rules() {
     );
     // A dataset pair above the seed pair makes (a) unclear; a second
     // seed pair at 6144 sharing more than at 3072 contradicts (c).
-    let (base, seed2) = (r.saes[0].clone(), r.saes[1].clone());
+    let base = r.saes[0].clone();
     let big2 = sae("e", key("web", 6144, 42));
     let big = r.saes[2].clone();
     let other2 = sae("f", key("stories2", 3072, 49));
@@ -233,7 +233,7 @@ fn findings_follow_their_rules() {
     r.table1.push(row("sparsity", &base, &k32, 0.8, 0.8));
     r.saes.push(k32);
     assert_eq!(verdicts(&r)[3], ('d', Holds));
-    // (g): an encoder ratio above its decoder ratio.
+    // (g): an encoder ratio below its decoder ratio, then one above.
     r.table1[0].encoder = Some(DirectionPair {
         a_in_b: 0.1,
         b_in_a: 0.1,
@@ -246,7 +246,13 @@ fn findings_follow_their_rules() {
         ..DirectionPair::default()
     });
     assert_eq!(verdicts(&r)[6], ('g', Unclear));
-    let _ = seed2;
+    // (b) with the pair written large-first reads the other direction.
+    let mut swapped = results();
+    let (small, large) = (swapped.saes[0].clone(), swapped.saes[2].clone());
+    swapped.table1[2] = row("dictionary", &large, &small, 0.4, 0.8);
+    assert_eq!(verdicts(&swapped)[1], ('b', Holds));
+    swapped.table1[2] = row("dictionary", &large, &small, 0.8, 0.4);
+    assert_eq!(verdicts(&swapped)[1], ('b', DoesNotHold));
 }
 
 #[test]
@@ -266,8 +272,11 @@ fn the_position_finding_measures_the_wiggle() {
     // Second differences of a ±1 alternation are 4; the level over
     // positions 1..63 is 10 − 1/63 (32 odd, 31 even): 4 / 9.984 = 0.401.
     assert!(f.here.contains("L8 0.401 / 0.000 / 0.000"), "{}", f.here);
-    r.positions[2] = stats_entry("shuffle", 8, wiggly);
+    r.positions[2] = stats_entry("shuffle", 8, wiggly.clone());
     assert_eq!(findings(&r)[5].verdict, Verdict::DoesNotHold);
+    // A layer measured without its interventions is not judged.
+    r.positions = vec![stats_entry("none", 8, wiggly)];
+    assert_eq!(findings(&r)[5].verdict, Verdict::NotMeasured);
 }
 
 #[test]

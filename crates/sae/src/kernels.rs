@@ -347,10 +347,11 @@ pub fn gemm_strided(
     }
 }
 
-/// Whether the bf16 encoder product runs on AVX512_BF16 hardware (otherwise
-/// a slow portable kernel computes the same numbers).
+/// Whether the bf16 encoder product runs on bf16 hardware (AMX or
+/// AVX512_BF16; otherwise, or when `SAELAB_BF16_PATH=portable` forces it, a
+/// slow portable kernel computes the same rounded product).
 pub fn bf16_available() -> bool {
-    saelab_kernels::bf16::bf16_available()
+    saelab_kernels::bf16::bf16_path() != saelab_kernels::bf16::Bf16Path::Portable
 }
 
 /// [`encoder_preacts`] with the product in bf16 (inputs and W_enc rounded

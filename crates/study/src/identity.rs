@@ -47,8 +47,20 @@ pub fn model_identity(spec: &str) -> Result<String, saelab_fsio::FsError> {
     if saelab_assets::is_offline_model(spec) {
         return Ok(format!("offline:{}", saelab_assets::DEFAULT_MODEL));
     }
-    path_identity(spec, "hub")
+    let id = path_identity(spec, "hub")?;
+    // HF folders and hub names go through the config.json reader; its
+    // revision is part of their identity, so a fix there re-runs their
+    // stages (revision 2: rope_theta from `rope_parameters`, which
+    // transformers ≥ 5 writes, was read as 10000 before).
+    Ok(if id.starts_with("sha256:") {
+        id
+    } else {
+        format!("{id};hf-config-reader:{HF_CONFIG_READER}")
+    })
 }
+
+/// Revision of `saelab_lm`'s HF config.json reader (see [`model_identity`]).
+const HF_CONFIG_READER: u32 = 2;
 
 /// Identity of a corpus source (see the module doc).
 pub fn corpus_identity(source: &str) -> Result<String, saelab_fsio::FsError> {

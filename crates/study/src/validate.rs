@@ -118,6 +118,13 @@ fn check_train(spec: &Spec, c: &Check) -> Result<(), SpecError> {
             ));
         }
     }
+    if t.source == "model" && t.tokens.is_none() && t.steps.is_none() {
+        return Err(c.err(
+            "train",
+            "source = \"model\" needs `tokens` or `steps` (there is no store whose size sets \
+             one pass)",
+        ));
+    }
     if t.steps == Some(0) {
         return Err(c.err("train.steps", "must be at least 1"));
     }

@@ -111,6 +111,8 @@ fn empty_axis_and_zero_values() {
     assert_names(&m, &["train", "not both"]);
     let m = err(&format!("{BASE}\n[train]\nsource = \"disk\"\n"));
     assert_names(&m, &["train.source", "`disk` is not one of"]);
+    let m = err(&format!("{BASE}\n[train]\nsource = \"model\"\n"));
+    assert_names(&m, &["train", "needs `tokens` or `steps`"]);
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //! reports for GPT-2 small. Built from [`Results`] alone (Table 1, the
 //! layer matrix, the per-position curves), so any grid that has the pairs a
 //! finding needs gets its verdict; a finding without them says what is
-//! missing. Also written as `findings.md` beside the report, the table the
-//! README and bench/RESULTS.md quote.
+//! missing. Also written as `findings.md` beside the report (the
+//! study-smollm2 preset's is committed under `bench/study-smollm2/`).
 
 use super::pct;
 use super::tables::key;
@@ -166,24 +166,42 @@ fn compare(below: &[f64], above: &[f64]) -> Verdict {
     }
 }
 
-/// The seed pair(s) at the smallest dictionary size of the seed rows.
-fn smallest_seed_pairs(r: &Results) -> Vec<&Table1Row> {
-    let seeds = rows(r, "seed");
-    let n_min = seeds.iter().filter_map(|t| n_of(r, &t.a)).min();
-    seeds
-        .into_iter()
-        .filter(|t| n_of(r, &t.a) == n_min)
-        .collect()
+/// The axes a pair shares besides the one its category varies: n, k,
+/// architecture and layer of its first SAE (by label or id).
+fn setting(r: &Results, sae: &str) -> Option<(usize, Option<usize>, String, usize)> {
+    key(r, sae).map(|k| (k.n, k.k, k.arch.clone(), k.layer))
 }
 
 fn dataset_vs_seed(r: &Results) -> Finding {
     const CLAIM: &str = "the dataset changes the feature set more than the seed does";
     const STUDY: &str = "dataset pairs 6.2–29.5 %; seed pairs 54.9–83.5 %";
-    let data: Vec<f64> = rows(r, "dataset").into_iter().map(mean).collect();
-    let seed: Vec<f64> = smallest_seed_pairs(r).into_iter().map(mean).collect();
-    if data.is_empty() || seed.is_empty() {
-        return not_measured('a', CLAIM, STUDY, "needs dataset and seed pairs");
+    let seeds = rows(r, "seed");
+    // Each dataset pair against the seed pairs of the same n, k,
+    // architecture and layer.
+    let mut data = Vec::new();
+    let mut seed = Vec::new();
+    for d in rows(r, "dataset") {
+        let s = setting(r, &d.a);
+        let same: Vec<f64> = seeds
+            .iter()
+            .filter(|t| s.is_some() && setting(r, &t.a) == s)
+            .map(|t| mean(t))
+            .collect();
+        if !same.is_empty() {
+            data.push(mean(d));
+            seed.extend(same);
+        }
     }
+    if data.is_empty() {
+        return not_measured(
+            'a',
+            CLAIM,
+            STUDY,
+            "needs a dataset pair and a seed pair with the same n, k, architecture and layer",
+        );
+    }
+    seed.sort_by(f64::total_cmp);
+    seed.dedup();
     Finding {
         key: 'a',
         claim: CLAIM,
@@ -195,8 +213,9 @@ fn dataset_vs_seed(r: &Results) -> Finding {
             range(&seed)
         ),
         verdict: compare(&data, &seed),
-        rule: "holds if every dataset pair shares fewer features than the seed pair (same n); \
-               does not hold if every one shares more",
+        rule: "dataset pairs against the seed pairs of the same n, k, architecture and layer: \
+               holds if every dataset pair shares fewer features than those seed pairs, does not \
+               hold if every one shares more",
     }
 }
 
@@ -226,11 +245,12 @@ fn nesting(r: &Results) -> Finding {
         .iter()
         .map(|t| format!("{:.0}", t.difference))
         .collect();
-    let contained = small_in_large.iter().all(|&v| v >= 0.5);
-    let asym = small_in_large
+    // Per size pair: contained (≥ half) and more contained than the reverse.
+    let pass = small_in_large
         .iter()
         .zip(&large_in_small)
-        .all(|(s, l)| s > l);
+        .filter(|(s, l)| **s >= 0.5 && s > l)
+        .count();
     Finding {
         key: 'b',
         claim: CLAIM,
@@ -245,26 +265,39 @@ fn nesting(r: &Results) -> Finding {
                 diff.join(", ")
             }
         ),
-        verdict: match (contained, asym) {
-            (true, true) => Verdict::Holds,
-            (false, false) => Verdict::DoesNotHold,
-            _ => Verdict::Unclear,
+        verdict: if pass == small_in_large.len() {
+            Verdict::Holds
+        } else if pass == 0 {
+            Verdict::DoesNotHold
+        } else {
+            Verdict::Unclear
         },
-        rule: "holds if at least half of the smaller dictionary's features have a match in the \
-               larger one and that share exceeds the reverse one, for every size pair",
+        rule: "a size pair passes if at least half of the smaller dictionary's features have a \
+               match in the larger one and that share exceeds the reverse one; holds if every \
+               size pair passes, does not hold if none does",
     }
 }
 
 fn seed_vs_size(r: &Results) -> Finding {
     const CLAIM: &str = "seed overlap falls as the dictionary grows";
     const STUDY: &str = "83.5 / 65.9 / 54.9 % at n 4·d / 8·d / 16·d (OpenWebText)";
-    let mut by_n: Vec<(usize, f64)> = rows(r, "seed")
-        .into_iter()
-        .filter_map(|t| Some((n_of(r, &t.a)?, mean(t))))
+    // Seed pairs grouped by everything but n: dataset, k, architecture, layer.
+    let mut groups: std::collections::BTreeMap<String, Vec<(usize, f64)>> = Default::default();
+    for t in rows(r, "seed") {
+        let Some(k) = key(r, &t.a) else { continue };
+        let g = format!("{} k{:?} {} L{}", k.dataset, k.k, k.arch, k.layer);
+        groups.entry(g).or_default().push((k.n, mean(t)));
+    }
+    let lines: Vec<Vec<(usize, f64)>> = groups
+        .into_values()
+        .map(|mut v| {
+            v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+            v.dedup_by_key(|x| x.0);
+            v
+        })
+        .filter(|v| v.len() >= 2)
         .collect();
-    by_n.sort_by_key(|x| x.0);
-    by_n.dedup_by_key(|x| x.0);
-    if by_n.len() < 2 {
+    if lines.is_empty() {
         return not_measured(
             'c',
             CLAIM,
@@ -272,25 +305,37 @@ fn seed_vs_size(r: &Results) -> Finding {
             "needs seed pairs at two dictionary sizes",
         );
     }
-    let falls = by_n.windows(2).all(|w| w[1].1 < w[0].1);
-    let rises = by_n.windows(2).all(|w| w[1].1 > w[0].1);
+    let falls = lines
+        .iter()
+        .filter(|v| v.windows(2).all(|w| w[1].1 < w[0].1))
+        .count();
+    let rises = lines
+        .iter()
+        .filter(|v| v.windows(2).all(|w| w[1].1 > w[0].1))
+        .count();
     Finding {
         key: 'c',
         claim: CLAIM,
         study: STUDY,
-        here: by_n
+        here: lines
             .iter()
-            .map(|(n, v)| format!("n {n}: {} %", pct(*v)))
+            .map(|v| {
+                v.iter()
+                    .map(|(n, x)| format!("n {n}: {} %", pct(*x)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .collect::<Vec<_>>()
             .join("; "),
-        verdict: if falls {
+        verdict: if falls == lines.len() {
             Verdict::Holds
-        } else if rises {
+        } else if rises == lines.len() {
             Verdict::DoesNotHold
         } else {
             Verdict::Unclear
         },
-        rule: "holds if the seed pair's overlap decreases at every larger size",
+        rule: "seed pairs that differ only in n: holds if the overlap decreases at every larger \
+               size, in every such series",
     }
 }
 
@@ -375,8 +420,9 @@ fn layers(r: &Results) -> Finding {
 }
 
 /// High-frequency wiggle of a per-position curve: mean |second difference|
-/// over positions 2.. (BOS and its neighbour left out), relative to the
-/// curve's mean.
+/// of the curve over positions ≥ 1 (BOS left out; the first second
+/// difference, centred on position 2, is skipped too), relative to the
+/// curve's mean over positions ≥ 1.
 fn oscillation(curve: &[f64]) -> Option<f64> {
     if curve.len() < 5 {
         return None;
@@ -412,12 +458,14 @@ fn positions(r: &Results) -> Finding {
         per_layer.push((layer, none, under("zero"), under("shuffle")));
     }
     per_layer.sort_by_key(|x| x.0);
-    if per_layer.is_empty() || per_layer.iter().all(|x| x.2.is_none() && x.3.is_none()) {
+    // Judged only where both interventions were measured.
+    per_layer.retain(|x| x.2.is_some() && x.3.is_some());
+    if per_layer.is_empty() {
         return not_measured(
             'f',
             CLAIM,
             STUDY,
-            "needs stats under none and zero / shuffle",
+            "needs stats under none, zero and shuffle",
         );
     }
     let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.3}"));
@@ -447,7 +495,7 @@ fn positions(r: &Results) -> Finding {
         },
         rule: "oscillation index = mean |second difference| of the mean activation per position \
                (positions ≥ 1) over its mean; holds if zero and shuffle each leave under half of \
-               the clean index at every stats layer, does not hold if at none",
+               the clean index at every stats layer measured under both, does not hold if at none",
     }
 }
 

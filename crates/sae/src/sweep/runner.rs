@@ -144,7 +144,7 @@ pub fn run(
     }
     if settings.encoder_precision == EncoderPrecision::Bf16 && !crate::kernels::bf16_available() {
         progress.warn(
-            "this CPU has no AVX512_BF16; the bf16 encoder product uses a slow portable kernel (same numbers)",
+            "the bf16 encoder product runs on the slow portable kernel (no AMX or AVX512_BF16 here, or SAELAB_BF16_PATH=portable)",
         );
     }
     source
