@@ -451,6 +451,10 @@ unsafe fn task(
     let mr = tile_rows(kernel);
     let tiles = rows.div_ceil(mr);
     let mut tile = [0f32; MR_AMX * NR];
+    // The tile configuration is loaded once per task (this thread's tile
+    // state; nothing else runs on the thread until the task ends).
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    let _tiles = (kernel == Bf16Path::Amx).then(amx::Configured::new);
     let mut pk0 = 0;
     while pk0 < w.kp {
         let kcur = kc.min(w.kp - pk0);
@@ -780,7 +784,9 @@ mod amx {
     //! Linux gives a process the 8 KiB tile state only on request
     //! (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`); without it
     //! the first tile instruction raises SIGILL, so [`detect`] asks once and
-    //! reports the path unavailable when the kernel refuses.
+    //! reports the path unavailable when the kernel refuses. The tile
+    //! configuration is loaded once per rayon task ([`Configured`]), not per
+    //! call.
     use super::{AMX_PAIRS, MR_AMX, NR};
     use core::arch::asm;
 
@@ -842,12 +848,36 @@ mod amx {
         }
     }
 
+    /// The tile configuration loaded on this thread for as long as it
+    /// lives; dropping it releases the tile state (`tilerelease`).
+    pub(super) struct Configured(());
+
+    impl Configured {
+        /// Loads [`CONFIG`] (`ldtilecfg`).
+        ///
+        /// Only call after `detect()` returned true in this process.
+        pub(super) fn new() -> Configured {
+            // SAFETY: AMX is available and permitted (the caller runs the
+            // AMX path only after `detect()`); `ldtilecfg` reads the 64
+            // bytes of the static, 64-byte aligned configuration.
+            unsafe { asm!("ldtilecfg [{cfg}]", cfg = in(reg) &CONFIG, options(nostack, readonly)) };
+            Configured(())
+        }
+    }
+
+    impl Drop for Configured {
+        fn drop(&mut self) {
+            // SAFETY: releases the tile state this value configured.
+            unsafe { asm!("tilerelease", options(nostack, nomem)) };
+        }
+    }
+
     /// `c[16 × 48] (+)= a·b` over `steps` × 16 k pairs: `a` is 16 rows of
     /// pairs with row stride `lda` bytes, `b` the packed panel's pairs (192
     /// bytes per pair), `c` 16 rows of 48 f32 with row stride `ldc` bytes.
     ///
     /// # Safety
-    /// `detect()` returned true in this process; `steps ≥ 1`; `a` holds 16
+    /// A [`Configured`] is alive on this thread; `steps ≥ 1`; `a` holds 16
     /// rows of `16·steps` u32 at stride `lda`, `b` holds `16·steps·48` u32;
     /// `c` is valid for reads and writes of the 16 × 48 tile.
     pub(super) unsafe fn kernel(
@@ -862,11 +892,11 @@ mod amx {
         // SAFETY: the caller's contract covers every address read or
         // written (tile loads read 16 rows × 64 bytes at the given strides,
         // stores write the 16 × 48 f32 block of `c`); the tile registers
-        // are not visible to the compiler and are released at the end; the
-        // general registers used are operands; no stack is used.
+        // are not visible to the compiler (configured and released by
+        // `Configured`); the general registers used are operands; no stack
+        // is used.
         unsafe {
             asm!(
-                "ldtilecfg [{cfg}]",
                 "test {load}, {load}",
                 "jz 2f",
                 "tileloadd tmm0, [{c} + {ldc}*1]",
@@ -892,8 +922,6 @@ mod amx {
                 "tilestored [{c} + {ldc}*1], tmm0",
                 "tilestored [{c} + {ldc}*1 + 64], tmm1",
                 "tilestored [{c} + {ldc}*1 + 128], tmm2",
-                "tilerelease",
-                cfg = in(reg) &CONFIG,
                 load = in(reg) usize::from(load_c),
                 c = in(reg) c,
                 ldc = in(reg) ldc,
