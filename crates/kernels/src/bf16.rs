@@ -86,6 +86,10 @@ const MR_AMX: usize = 16;
 /// while all row tiles of a task reuse the chunk. 512 measured faster than
 /// 256 on Zen 4 (one block for k ≤ 1024).
 const KC_MAX: usize = 512;
+/// Maximum k pairs per cache block on the AMX path: a panel's chunk of W
+/// (`AMX_KC_MAX·NR·4` bytes) stays in L1 while every row tile of the task
+/// reuses it.
+const AMX_KC_MAX: usize = 128;
 /// Rows of x per task (a multiple of `MR`).
 const MC: usize = 64;
 
@@ -404,7 +408,11 @@ fn run(kernel: Bf16Path, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], acc
     let panels_per_cb = w.panels.div_ceil(want_cb);
     let col_blocks = w.panels.div_ceil(panels_per_cb);
     // Even k blocks of at most KC_MAX pairs (whole AMX tiles for AMX).
-    let nkb = w.kp.div_ceil(KC_MAX);
+    let kc_max = match kernel {
+        Bf16Path::Amx => AMX_KC_MAX,
+        _ => KC_MAX,
+    };
+    let nkb = w.kp.div_ceil(kc_max);
     let kc = match kernel {
         Bf16Path::Amx => w.kp.div_ceil(nkb).div_ceil(AMX_PAIRS) * AMX_PAIRS,
         _ => w.kp.div_ceil(nkb),
