@@ -36,11 +36,27 @@ pub enum StudyCmd {
         #[arg(long)]
         stage: Option<String>,
     },
-    /// Rebuild results.json and report.html from the finished stages (runs nothing).
+    /// Rebuild results.json and report.html from the finished stages (runs nothing),
+    /// or, with --results, the report of a results file alone.
     Report {
         /// Spec file or preset name (smoke, quick, study-smollm2, study-gpt2).
         #[arg(default_value = presets::DEFAULT_PRESET)]
         spec: String,
+        /// Build report.html and findings.md from this results.json (or .json.gz)
+        /// instead; the spec is not read.
+        #[arg(long)]
+        results: Option<std::path::PathBuf>,
+        /// Folder for the report built from --results [default: the file's folder].
+        #[arg(long, requires = "results")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Write a slim, gzip-compressed copy of a results.json (tables, ratios,
+    /// curves and findings kept; per-feature arrays, UMAP points and histograms dropped).
+    Slim {
+        /// The results.json to copy.
+        results: std::path::PathBuf,
+        /// The copy (conventionally `….json.gz`).
+        out: std::path::PathBuf,
     },
 }
 
@@ -49,8 +65,26 @@ pub fn run(a: &StudyArgs) -> Result<()> {
         None => run_spec(presets::DEFAULT_PRESET, None),
         Some(StudyCmd::Plan { spec, json }) => plan(spec, *json),
         Some(StudyCmd::Run { spec, stage }) => run_spec(spec, stage.clone()),
-        Some(StudyCmd::Report { spec }) => report(spec),
+        Some(StudyCmd::Report { spec, results, out }) => match results {
+            Some(file) => report_file(file, out.as_deref()),
+            None => report(spec),
+        },
+        Some(StudyCmd::Slim { results, out }) => {
+            saelab_results::slim_copy(results, out)?;
+            println!("slim copy: {}", out.display());
+            Ok(())
+        }
     }
+}
+
+fn report_file(file: &std::path::Path, out: Option<&std::path::Path>) -> Result<()> {
+    let dir = out
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| file.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default();
+    let page = saelab_report::study::render_file(file, &dir)?;
+    println!("report: {}", page.display());
+    Ok(())
 }
 
 fn report(spec: &str) -> Result<()> {

@@ -183,6 +183,8 @@ fn killed_runs_resume_to_the_same_results() {
     let again = run_ok(reference.path(), &["study", "run", "study.toml"]);
     assert!(again.contains("0 stage(s) run"), "{again}");
     assert_eq!(results(reference.path()), want);
+    // A slim copy of results.json rebuilds the same findings and tables.
+    slim_copy_reproduces_the_findings(reference.path());
 
     let work = tempfile::tempdir().unwrap();
     let w = work.path().to_path_buf();
@@ -214,6 +216,48 @@ fn killed_runs_resume_to_the_same_results() {
         want,
         "results after kills differ from an uninterrupted run"
     );
+}
+
+/// `study slim` then `study report --results` on the copy: the same
+/// findings.md and Table 1 as the study's own report, notes for the rest.
+fn slim_copy_reproduces_the_findings(dir: &Path) {
+    let study = dir.join("runs/study-tiny");
+    run_ok(
+        dir,
+        &[
+            "study",
+            "slim",
+            "runs/study-tiny/results.json",
+            "slim.json.gz",
+        ],
+    );
+    let full = std::fs::metadata(study.join("results.json")).unwrap().len();
+    let slim = std::fs::metadata(dir.join("slim.json.gz")).unwrap().len();
+    assert!(slim * 3 < full, "slim copy {slim} bytes of {full}");
+    run_ok(
+        dir,
+        &[
+            "study",
+            "report",
+            "--results",
+            "slim.json.gz",
+            "--out",
+            "from-slim",
+        ],
+    );
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+    let findings = read(study.join("findings.md"));
+    assert!(findings.contains("| (a) |"), "{findings}");
+    assert_eq!(read(dir.join("from-slim/findings.md")), findings);
+    let table1 = |html: String| {
+        let start = html.find("Table 1:").unwrap();
+        html[start..start + html[start..].find("</table>").unwrap()].to_string()
+    };
+    assert_eq!(
+        table1(read(dir.join("from-slim/report.html"))),
+        table1(read(study.join("report.html")))
+    );
+    assert!(read(dir.join("from-slim/report.html")).contains("dropped from this slim copy"));
 }
 
 /// `sae_weights.safetensors` of every SAE under `cache`, by SAE folder name.

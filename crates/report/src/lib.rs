@@ -28,4 +28,7 @@ pub enum ReportError {
     /// Writing the file failed (the error names it).
     #[error(transparent)]
     Fs(#[from] saelab_fsio::FsError),
+    /// Reading a results file failed (the error names it).
+    #[error(transparent)]
+    Results(#[from] saelab_results::ResultsError),
 }

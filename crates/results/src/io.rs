@@ -37,13 +37,44 @@ pub fn write(study_dir: &Path, r: &Results) -> Result<PathBuf, ResultsError> {
     Ok(path)
 }
 
-/// Reads a `results.json`.
+/// Reads a `results.json` (gzip-compressed when its name ends in `.gz`).
 pub fn read(path: &Path) -> Result<Results, ResultsError> {
     read_json(path)
 }
 
+/// Writes `r` gzip-compressed to `path` atomically (for slim copies).
+pub fn write_gz(path: &Path, r: &Results) -> Result<(), ResultsError> {
+    use std::io::Write;
+    let json = serde_json::to_vec(r).map_err(|e| ResultsError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let bytes = gz
+        .write_all(&json)
+        .and_then(|()| gz.finish())
+        .map_err(|e| saelab_fsio::FsError::io(path, e))?;
+    Ok(saelab_fsio::write_atomic(path, &bytes)?)
+}
+
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ResultsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| saelab_fsio::FsError::io(path, e))?;
+    use std::io::Read;
+    let bytes = std::fs::read(path).map_err(|e| saelab_fsio::FsError::io(path, e))?;
+    let text = if path.extension().is_some_and(|x| x == "gz") {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut s)
+            .map_err(|e| ResultsError::Parse {
+                path: path.to_path_buf(),
+                message: format!("not gzip-compressed JSON: {e}"),
+            })?;
+        s
+    } else {
+        String::from_utf8(bytes).map_err(|e| ResultsError::Parse {
+            path: path.to_path_buf(),
+            message: format!("not UTF-8: {e}"),
+        })?
+    };
     serde_json::from_str(&text).map_err(|e| ResultsError::Parse {
         path: path.to_path_buf(),
         message: e.to_string(),

@@ -73,6 +73,15 @@ pub fn write(study_dir: &Path, rep: &StudyReport) -> Result<PathBuf, ReportError
     Ok(path)
 }
 
+/// Builds the report of the results file `results` (`results.json`, or a
+/// gzip-compressed copy such as [`saelab_results::slim`] makes) into
+/// `out_dir`; returns the page's path. Runs nothing.
+pub fn render_file(results: &Path, out_dir: &Path) -> Result<PathBuf, ReportError> {
+    let r = saelab_results::read(results)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| saelab_fsio::FsError::io(out_dir, e))?;
+    write(out_dir, &build(&r))
+}
+
 /// The SAE of the study with this id.
 pub(crate) fn sae<'a>(r: &'a Results, id: &str) -> Option<&'a SaeResult> {
     r.saes.iter().find(|s| s.id == id)
