@@ -86,10 +86,12 @@ const MR_AMX: usize = 16;
 /// while all row tiles of a task reuse the chunk. 512 measured faster than
 /// 256 on Zen 4 (one block for k ≤ 1024).
 const KC_MAX: usize = 512;
-/// Maximum k pairs per cache block on the AMX path: a panel's chunk of W
-/// (`AMX_KC_MAX·NR·4` bytes) stays in L1 while every row tile of the task
-/// reuses it.
-const AMX_KC_MAX: usize = 128;
+/// Rows of x per task on the AMX path (a multiple of `MR_AMX`): W streams
+/// from L3 once per task, so AMX, which consumes it 6× faster than
+/// AVX-512, needs taller tasks. On the 2-core Xeon, 256 rows ran 1.2–1.4×
+/// the rate of 64 (128 and 512 in between; k blocks of 128 or 256 pairs
+/// instead of 512 were slower: bench/RESULTS.md, "AMX").
+const MC_AMX: usize = 256;
 /// Rows of x per task (a multiple of `MR`).
 const MC: usize = 64;
 
@@ -396,9 +398,13 @@ fn run(kernel: Bf16Path, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], acc
         }
         return;
     }
-    // Task grid: row blocks of MC rows × column blocks of whole panels.
+    // Task grid: row blocks of mc rows × column blocks of whole panels.
     // Column blocks only when there are too few row blocks to balance.
-    let row_blocks = m.div_ceil(MC);
+    let mc = match kernel {
+        Bf16Path::Amx => MC_AMX,
+        _ => MC,
+    };
+    let row_blocks = m.div_ceil(mc);
     let target = 4 * rayon::current_num_threads().max(1);
     let want_cb = if row_blocks >= target {
         1
@@ -408,11 +414,7 @@ fn run(kernel: Bf16Path, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], acc
     let panels_per_cb = w.panels.div_ceil(want_cb);
     let col_blocks = w.panels.div_ceil(panels_per_cb);
     // Even k blocks of at most KC_MAX pairs (whole AMX tiles for AMX).
-    let kc_max = match kernel {
-        Bf16Path::Amx => AMX_KC_MAX,
-        _ => KC_MAX,
-    };
-    let nkb = w.kp.div_ceil(kc_max);
+    let nkb = w.kp.div_ceil(KC_MAX);
     let kc = match kernel {
         Bf16Path::Amx => w.kp.div_ceil(nkb).div_ceil(AMX_PAIRS) * AMX_PAIRS,
         _ => w.kp.div_ceil(nkb),
@@ -420,11 +422,11 @@ fn run(kernel: Bf16Path, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], acc
 
     let out = OutPtr(y.as_mut_ptr());
     (0..row_blocks * col_blocks).into_par_iter().for_each_init(
-        || vec![0u32; MC * (kc + AMX_PAIRS)],
+        || vec![0u32; mc * (kc + AMX_PAIRS)],
         |xa, t| {
             let (rb, cb) = (t / col_blocks, t % col_blocks);
-            let r0 = rb * MC;
-            let rows = MC.min(m - r0);
+            let r0 = rb * mc;
+            let rows = mc.min(m - r0);
             let j0 = cb * panels_per_cb;
             let j1 = (j0 + panels_per_cb).min(w.panels);
             // SAFETY: tasks cover disjoint (row block, panel range)

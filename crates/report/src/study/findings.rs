@@ -514,6 +514,7 @@ fn encoder_vs_decoder(r: &Results) -> Finding {
         return not_measured('g', CLAIM, STUDY, "needs encoder matching");
     }
     let lower = pairs.iter().filter(|(e, d)| e < d).count();
+    let higher = pairs.iter().filter(|(e, d)| e > d).count();
     let enc: Vec<f64> = pairs.iter().map(|p| p.0).collect();
     let dec: Vec<f64> = pairs.iter().map(|p| p.1).collect();
     Finding {
@@ -521,18 +522,22 @@ fn encoder_vs_decoder(r: &Results) -> Finding {
         claim: CLAIM,
         study: STUDY,
         here: format!(
-            "encoder lower in {lower} of {} pairs; encoder {}, decoder {}",
+            "encoder lower in {lower}, equal in {}, higher in {higher} of {} pairs; encoder {}, \
+             decoder {}",
+            pairs.len() - lower - higher,
             pairs.len(),
             range(&enc),
             range(&dec)
         ),
-        verdict: if lower == pairs.len() {
+        verdict: if higher == 0 && lower > 0 {
             Verdict::Holds
-        } else if lower == 0 {
+        } else if lower == 0 && higher > 0 {
             Verdict::DoesNotHold
         } else {
             Verdict::Unclear
         },
-        rule: "holds if the encoder ratio is below the decoder ratio for every matched pair",
+        rule: "holds if no matched pair has an encoder ratio above its decoder ratio and some \
+               have it below (pairs where both are equal, e.g. both 0, are ties), does not hold \
+               in the reverse case",
     }
 }
