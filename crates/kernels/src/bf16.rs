@@ -95,6 +95,12 @@ const MC_AMX: usize = 256;
 /// Rows of x per task (a multiple of `MR`).
 const MC: usize = 64;
 
+/// Two values as one packed bf16 pair (`lo | hi << 16`).
+#[inline]
+fn pair(lo: f32, hi: f32) -> u32 {
+    u32::from(f32_to_bf16_rne(lo)) | (u32::from(f32_to_bf16_rne(hi)) << 16)
+}
+
 /// Round `x` to the nearest bf16, ties to even. NaN stays NaN (quieted);
 /// values beyond the largest bf16 round to ±inf; subnormals are rounded, not
 /// flushed.
@@ -174,7 +180,16 @@ impl PackedBf16 {
     /// Panics if `w.len() != k·n`.
     pub fn from_in_out(w: &[f32], k: usize, n: usize) -> Self {
         check_len("PackedBf16::from_in_out: w", w.len(), k, n);
-        Self::pack(k, n, |kk, c| w[kk * n + c])
+        // Row pair (2p, 2p + 1) of W, columns c0.., is contiguous.
+        Self::pack(k, n, |flat, c0, cols| {
+            for (p, out) in flat.chunks_exact_mut(NR).take(k.div_ceil(2)).enumerate() {
+                let lo = &w[2 * p * n + c0..][..cols];
+                let hi = (2 * p + 1 < k).then(|| &w[(2 * p + 1) * n + c0..][..cols]);
+                for (c, o) in out[..cols].iter_mut().enumerate() {
+                    *o = pair(lo[c], hi.map_or(0.0, |h| h[c]));
+                }
+            }
+        })
     }
 
     /// From `W` stored `[n][k]` row-major (`nn.Linear` / GGUF: `[out, in]`).
@@ -182,10 +197,27 @@ impl PackedBf16 {
     /// Panics if `w.len() != k·n`.
     pub fn from_out_in(w: &[f32], k: usize, n: usize) -> Self {
         check_len("PackedBf16::from_out_in: w", w.len(), k, n);
-        Self::pack(k, n, |kk, c| w[c * k + kk])
+        // Column c of W is the contiguous row c of `w`: read it once,
+        // scatter its pairs down the panel (the SAE encoder repacks W_enc
+        // this way every bf16 step).
+        Self::pack(k, n, |flat, c0, cols| {
+            for c in 0..cols {
+                let row = &w[(c0 + c) * k..][..k];
+                let mut pairs = row.chunks_exact(2);
+                for (p, v) in (&mut pairs).enumerate() {
+                    flat[p * NR + c] = pair(v[0], v[1]);
+                }
+                if let [last] = pairs.remainder() {
+                    flat[(k / 2) * NR + c] = pair(*last, 0.0);
+                }
+            }
+        })
     }
 
-    fn pack(k: usize, n: usize, get: impl Fn(usize, usize) -> f32 + Sync) -> Self {
+    /// Packs W panel by panel (in parallel): `fill(flat, c0, cols)` writes
+    /// the `[pair][NR]` u32 pairs of columns `c0..c0 + cols` into the
+    /// zeroed panel `flat` (`kp_pad·NR` u32; padding stays zero).
+    fn pack(k: usize, n: usize, fill: impl Fn(&mut [u32], usize, usize) + Sync) -> Self {
         let kp = k.div_ceil(2);
         let kp_pad = kp.div_ceil(AMX_PAIRS) * AMX_PAIRS;
         let panels = n.div_ceil(NR);
@@ -196,20 +228,17 @@ impl PackedBf16 {
             data.par_chunks_mut(panel_lines)
                 .enumerate()
                 .for_each(|(j, panel)| {
+                    // SAFETY: `Line` is `repr(C)` around `[u32; 16]` (size
+                    // 64 = its alignment, no padding): the panel's lines are
+                    // one contiguous run of u32, borrowed mutably here.
+                    let flat = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            panel.as_mut_ptr().cast::<u32>(),
+                            panel.len() * 16,
+                        )
+                    };
                     let c0 = j * NR;
-                    let cols = NR.min(n - c0);
-                    for (p, row) in panel.chunks_exact_mut(NV).take(kp).enumerate() {
-                        let k0 = 2 * p;
-                        for c in 0..cols {
-                            let lo = f32_to_bf16_rne(get(k0, c0 + c));
-                            let hi = if k0 + 1 < k {
-                                f32_to_bf16_rne(get(k0 + 1, c0 + c))
-                            } else {
-                                0
-                            };
-                            row[c / 16].0[c % 16] = u32::from(lo) | (u32::from(hi) << 16);
-                        }
-                    }
+                    fill(flat, c0, NR.min(n - c0));
                 });
         }
         PackedBf16 {

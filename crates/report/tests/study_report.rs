@@ -289,3 +289,17 @@ fn findings_md_is_written_beside_the_report() {
     assert!(md.contains("**holds**"));
     assert!(rep.html.contains("id=\"findings\""));
 }
+
+#[test]
+fn committed_study_smollm2_results_reproduce_their_findings() {
+    // bench/study-smollm2: the slim copy of the preset's results.json and
+    // the findings.md its run wrote; rebuilding the report from the copy
+    // must give the same findings, number for number.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/study-smollm2");
+    let out = tempfile::tempdir().unwrap();
+    saelab_report::study::render_file(&dir.join("results.slim.json.gz"), out.path()).unwrap();
+    let got = std::fs::read_to_string(out.path().join(FINDINGS_FILE)).unwrap();
+    let want = std::fs::read_to_string(dir.join(FINDINGS_FILE)).unwrap();
+    assert_eq!(got, want);
+    assert!(want.contains("| (a) |") && want.contains("**holds**"));
+}
