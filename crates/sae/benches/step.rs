@@ -10,7 +10,9 @@
 //! Each step runs with the f32 encoder product (the default) and then with
 //! `EncoderPrecision::Bf16` (bf16 inputs and W_enc, f32 accumulation).
 //!
-//! Run: `cargo bench -p saelab-sae --bench step`.
+//! Run: `cargo bench -p saelab-sae --bench step`. `STEP_N=12288` runs one
+//! dictionary size only (for profiling); `SAELAB_STEP_TIMES=1` prints each
+//! step's phase times.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -32,7 +34,11 @@ fn main() {
         "rayon threads: {}; d {D}, k {K}, batch {B}; median of {REPS} steps after 1 warm-up",
         rayon::current_num_threads()
     );
-    for n in [3072usize, 12288] {
+    let sizes: Vec<usize> = match std::env::var("STEP_N") {
+        Ok(v) => v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        Err(_) => vec![3072, 12288],
+    };
+    for n in sizes {
         let mut cfg = TrainConfig::new(SaeConfig::new(D, n, ArchSpec::TopK { k: K }));
         cfg.aux.enabled = false;
         let t = Trainer::new(cfg.clone()).unwrap();

@@ -16,7 +16,7 @@
 //! independent of the thread count. Hand-written: this is a measured hot
 //! loop (AuxK was 1.1 s of a 1.8 s step at n 12288 with the plain kernels).
 
-use crate::kernels::{add_latent_entry, axpy, dot, SparseCodes};
+use crate::kernels::{add_latent_entry, axpy, dot_finish, dot_lanes, SparseCodes};
 use rayon::prelude::*;
 
 /// Rows per block: 128 rows of d 768 are 384 KB, so a block of gradient
@@ -156,17 +156,7 @@ impl RowBlocks {
         parts
             .into_par_iter()
             .zip(self.blocks.par_iter())
-            .for_each(|(out, blk)| {
-                let p0 = codes.indptr[blk.row0];
-                for (g, &i) in blk.lat.iter().enumerate() {
-                    let i = i as usize;
-                    let w = &w_dec[i * d..(i + 1) * d];
-                    for q in blk.gptr[g] as usize..blk.gptr[g + 1] as usize {
-                        let b = blk.row[q] as usize;
-                        out[blk.pos[q] as usize - p0] = dot(g_of(b, i), w);
-                    }
-                }
-            });
+            .for_each(|(out, blk)| blk.dz(codes.indptr[blk.row0], w_dec, d, g_of, out));
         dz
     }
 
@@ -223,6 +213,49 @@ impl RowBlocks {
             });
     }
 }
+
+impl Block {
+    /// [`RowBlocks::dz`] for this block's entries (`out` starts at CSR
+    /// position `p0`). Each latent's decoder row stays in L1 while its
+    /// entries go by [`DZ_LANES`] at a time: the dot products are chains of
+    /// dependent adds (the order [`crate::kernels::dot`] fixes), so several
+    /// run side by side to hide the add latency.
+    fn dz<'a>(
+        &self,
+        p0: usize,
+        w_dec: &[f32],
+        d: usize,
+        g_of: &(dyn Fn(usize, usize) -> &'a [f32] + Sync),
+        out: &mut [f32],
+    ) {
+        let full = d / 8 * 8;
+        for (g, &i) in self.lat.iter().enumerate() {
+            let i = i as usize;
+            let w = &w_dec[i * d..(i + 1) * d];
+            let (start, end) = (self.gptr[g] as usize, self.gptr[g + 1] as usize);
+            for q0 in (start..end).step_by(DZ_LANES) {
+                let lanes = DZ_LANES.min(end - q0);
+                let mut rows: [&[f32]; DZ_LANES] = [&[]; DZ_LANES];
+                for (l, r) in rows.iter_mut().enumerate().take(lanes) {
+                    *r = g_of(self.row[q0 + l] as usize, i);
+                }
+                let mut acc = [[0.0f32; 8]; DZ_LANES];
+                for c in (0..full).step_by(8) {
+                    let wc = &w[c..c + 8];
+                    for (a, r) in acc.iter_mut().zip(&rows).take(lanes) {
+                        dot_lanes(a, &r[c..c + 8], wc);
+                    }
+                }
+                for (l, (a, r)) in acc.iter().zip(&rows).enumerate().take(lanes) {
+                    out[self.pos[q0 + l] as usize - p0] = dot_finish(a, &r[full..d], &w[full..]);
+                }
+            }
+        }
+    }
+}
+
+/// Entries of one latent whose dot products [`Block::dz`] runs together.
+const DZ_LANES: usize = 8;
 
 /// The sparse kernels for one set of codes, blocked when [`worth_blocking`]
 /// says so and plain otherwise; both give the same bits.

@@ -393,6 +393,9 @@ pub fn encoder_preacts_bf16(
     out
 }
 
+/// Values per chunk in [`row_topk_positive`]'s skip test.
+const SCAN_CHUNK: usize = 32;
+
 /// Top-k of the strictly positive entries of one row, returned sorted by
 /// index. Ties go to the lower index: a later candidate must be strictly
 /// larger than the heap minimum to enter.
@@ -405,23 +408,36 @@ pub fn row_topk_positive(row: &[f32], k: usize, idx: &mut Vec<u32>, val: &mut Ve
     // Min-heap by (value asc, index desc): the root is the worst kept entry.
     let mut heap: Vec<(f32, u32)> = Vec::with_capacity(k);
     let worse = |a: (f32, u32), b: (f32, u32)| a.0 < b.0 || (a.0 == b.0 && a.1 > b.1);
-    let mut iter = row.iter().enumerate();
-    for (i, &v) in iter.by_ref() {
+    let mut next = row.len();
+    for (i, &v) in row.iter().enumerate() {
         if v > 0.0 {
             heap.push((v, i as u32));
             sift_up(&mut heap, worse);
             if heap.len() == k {
+                next = i + 1;
                 break;
             }
         }
     }
     if heap.len() == k {
         let mut min = heap[0].0;
-        for (i, &v) in iter {
-            if v > min {
-                heap[0] = (v, i as u32);
-                sift_down(&mut heap, worse);
-                min = heap[0].0;
+        // Most chunks hold nothing above the heap minimum once it has
+        // filled: their maximum (a vector reduction) skips them whole.
+        // NaN never compares greater, here or below, as in a plain scan.
+        for (c, chunk) in row[next..].chunks(SCAN_CHUNK).enumerate() {
+            let mx = chunk
+                .iter()
+                .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+            if mx <= min {
+                continue;
+            }
+            let base = next + c * SCAN_CHUNK;
+            for (j, &v) in chunk.iter().enumerate() {
+                if v > min {
+                    heap[0] = (v, (base + j) as u32);
+                    sift_down(&mut heap, worse);
+                    min = heap[0].0;
+                }
             }
         }
     }
@@ -436,7 +452,10 @@ pub fn row_topk_positive(row: &[f32], k: usize, idx: &mut Vec<u32>, val: &mut Ve
 /// `candidates` (increasing), returned sorted by index, ties to the lower
 /// index — the same set as [`row_topk_positive`] on the gathered values.
 /// For AuxK's large k (512 of thousands of dead latents) a linear-time
-/// selection beats the heap, whose insertions then dominate.
+/// selection beats the heap. Each positive entry becomes one integer key,
+/// value bits high (they order positive floats as their values) and the
+/// complemented index low, so a plain integer selection orders by value
+/// and then by lower index, with no comparator to call.
 pub fn topk_positive_among(
     row: &[f32],
     candidates: &[u32],
@@ -449,21 +468,24 @@ pub fn topk_positive_among(
     if k == 0 {
         return;
     }
-    let mut pos: Vec<(f32, u32)> = candidates
+    let mut keys: Vec<u64> = candidates
         .iter()
-        .map(|&i| (row[i as usize], i))
-        .filter(|e| e.0 > 0.0)
+        .filter_map(|&i| {
+            let v = row[i as usize];
+            (v > 0.0).then(|| ((v.to_bits() as u64) << 32) | (u32::MAX - i) as u64)
+        })
         .collect();
-    if pos.len() > k {
-        // Total order: value descending, then index ascending.
-        pos.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        pos.truncate(k);
+    let m = keys.len();
+    if m > k {
+        keys.select_nth_unstable(m - k);
     }
-    pos.sort_unstable_by_key(|e| e.1);
-    for (v, i) in pos {
-        idx.push(i);
-        val.push(v);
-    }
+    idx.extend(
+        keys[m.saturating_sub(k)..]
+            .iter()
+            .map(|&key| u32::MAX - key as u32),
+    );
+    idx.sort_unstable();
+    val.extend(idx.iter().map(|&i| row[i as usize]));
 }
 
 fn sift_up(h: &mut [(f32, u32)], worse: impl Fn((f32, u32), (f32, u32)) -> bool) {
@@ -673,19 +695,31 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Dot product with four independent accumulators (so the compiler can
-/// vectorize), in a fixed order.
+/// Dot product with eight independent accumulators (so the compiler can
+/// vectorize), in a fixed order: [`dot_lanes`] over the whole 8-wide
+/// chunks, then [`dot_finish`]. The tiled kernels in [`crate::blocked`]
+/// call the same two pieces tile by tile, so they give the same bits.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
+    let full = a.len().min(b.len()) / 8 * 8;
+    dot_lanes(&mut acc, &a[..full], &b[..full]);
+    dot_finish(&acc, &a[full..], &b[full..])
+}
+
+/// `acc[l] += Σ_j a[8j + l]·b[8j + l]` over the 8-wide chunks, in order.
+#[inline]
+pub fn dot_lanes(acc: &mut [f32; 8], a: &[f32], b: &[f32]) {
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
         for l in 0..8 {
             acc[l] += x[l] * y[l];
         }
     }
+}
+
+/// The lanes summed in a fixed tree, then the tail `ra·rb` in order.
+#[inline]
+pub fn dot_finish(acc: &[f32; 8], ra: &[f32], rb: &[f32]) -> f32 {
     let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     for (x, y) in ra.iter().zip(rb) {
         s += x * y;
@@ -784,11 +818,28 @@ pub(crate) fn add_latent_entry(
     }
 }
 
-/// Deterministic sum of squares of a slice in f64 (fixed chunking).
+/// Deterministic sum of squares of a slice in f64 (fixed chunking). Each
+/// chunk sums into eight f64 lanes, so the adds are not one dependent
+/// chain (which made this the step's gradient-norm cost: 19 ms over the
+/// 19M parameters at n 12288).
 pub fn sum_sq(x: &[f32]) -> f64 {
-    let parts: Vec<f64> = x
-        .par_chunks(1 << 14)
-        .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum())
-        .collect();
+    let parts: Vec<f64> = x.par_chunks(1 << 14).map(sum_sq_lanes).collect();
     parts.iter().sum()
+}
+
+/// One chunk of [`sum_sq`]: eight lanes, summed in a fixed tree.
+fn sum_sq_lanes(c: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let lanes = c.chunks_exact(8);
+    let tail = lanes.remainder();
+    for x in lanes {
+        for l in 0..8 {
+            acc[l] += (x[l] as f64) * (x[l] as f64);
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for &v in tail {
+        s += (v as f64) * (v as f64);
+    }
+    s
 }

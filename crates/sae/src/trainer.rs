@@ -14,6 +14,7 @@ use crate::engine::{loss_and_grads_with, LossParts};
 use crate::error::{Result, SaeError};
 use crate::kernels::{dot, sum_sq};
 use crate::params::{normalize_rows_unit, SaeParams};
+use crate::phase_times::PhaseTimes;
 use crate::sae::Sae;
 use crate::st::{InFile, OutTensor};
 use rand::SeedableRng;
@@ -141,8 +142,10 @@ impl Trainer {
 
     /// One training step on a B×d row-major batch.
     pub fn step(&mut self, batch: &[f32]) -> Result<StepMetrics> {
+        let mut t = PhaseTimes::start();
         let rows = self.sae.check_batch(batch)?;
         let (xt, _) = self.sae.preprocess(batch);
+        t.mark("preprocess");
         if self.step == 0 {
             // Part of the first step, so a resumed run never repeats it.
             let d = self.sae.params.d;
@@ -174,6 +177,7 @@ impl Trainer {
             cfg.encoder_precision,
             &mut self.pre_buf,
         );
+        t.extend(out.times);
         let grad_norm = self
             .grads
             .tensors()
@@ -209,6 +213,7 @@ impl Trainer {
                 }
             }
         }
+        t.mark("grad norm+counts");
         let d = self.sae.params.d;
         if cfg.decoder_unit_norm {
             normalize_rows_unit(&mut self.sae.params.w_dec, d);
@@ -239,6 +244,8 @@ impl Trainer {
         if cfg.decoder_unit_norm && cfg.renormalize_after_step {
             normalize_rows_unit(&mut self.sae.params.w_dec, d);
         }
+        t.mark("constraint+adam");
+        t.print();
         let LossParts {
             total,
             mse,

@@ -38,8 +38,16 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 #[test]
 fn blocked_kernels_equal_plain_kernels_bit_for_bit() {
+    // d with a tail after the 8-wide chunks of the dot products, short
+    // and long.
+    for d in [37, 2 * 64 + 37] {
+        check_blocked_kernels(d);
+    }
+}
+
+fn check_blocked_kernels(d: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let (rows, n, d) = (2 * BLOCK_ROWS + 45, 40, 37);
+    let (rows, n) = (2 * BLOCK_ROWS + 45, 40);
     let codes = random_codes(&mut rng, rows, n, 25);
     assert!(worth_blocking(&codes));
     assert!(CodeKernels::new(&codes).is_blocked());
@@ -73,7 +81,8 @@ fn blocked_kernels_equal_plain_kernels_bit_for_bit() {
     assert_eq!(bits(&plain), bits(&blocked), "decode");
     assert_eq!(
         bits(&plain),
-        bits(&CodeKernels::new(&codes).decode(&w_dec, d))
+        bits(&CodeKernels::new(&codes).decode(&w_dec, d)),
+        "blocked decode"
     );
     // The decode is the product with the dense codes (independent check).
     let dense = codes.to_dense();

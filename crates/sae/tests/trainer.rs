@@ -192,3 +192,18 @@ fn divergence_is_reported_and_weights_kept() {
     assert_eq!(t.sae().params(), &before);
     assert_eq!(t.steps(), 1);
 }
+
+#[test]
+fn sum_of_squares_matches_a_plain_f64_sum() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    // Lengths around the 8-wide lanes and the parallel chunk of 16384.
+    for len in [0usize, 1, 7, 8, 9, 16383, 16384, 40_005] {
+        let x: Vec<f32> = (0..len).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+        let want: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        let got = sum_sq(&x);
+        assert!(
+            (got - want).abs() <= 1e-12 * want.max(1.0),
+            "{len}: {got} vs {want}"
+        );
+    }
+}

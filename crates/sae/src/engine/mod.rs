@@ -26,6 +26,7 @@ use crate::arch::{Architecture, PenaltyCtx};
 use crate::config::EncoderPrecision;
 use crate::kernels::SparseCodes;
 use crate::params::SaeParams;
+use crate::phase_times::PhaseTimes;
 
 // The AuxK settings lived here before they moved to `config`; the old
 // paths `engine::{AuxConfig, AuxVariant}` keep working.
@@ -69,6 +70,8 @@ pub struct PassOutput {
     pub loss: LossParts,
     /// Training codes of the batch.
     pub codes: SparseCodes,
+    /// Wall time of each stage (recorded when `SAELAB_STEP_TIMES` is set).
+    pub times: PhaseTimes,
 }
 
 /// One forward + backward pass on the batch `x` (rows of length d, already
@@ -159,18 +162,24 @@ impl<'a> Engine<'a> {
         enc: EncoderPrecision,
         pre_buf: &mut Vec<f32>,
     ) -> PassOutput {
+        let mut t = PhaseTimes::start();
         grads.fill_zero();
         let xc = self.encoder_input();
+        t.mark("zero+input");
         let pre: &[f32] = self.encode(&xc, enc, pre_buf);
+        t.mark("encode");
         let codes = self.select(pre);
+        t.mark("select");
         let mut nested = self.decode(&codes);
         let stats = self.recon_stats(&nested);
+        t.mark("decode");
         let dead_list = self.update_dead(&codes, dead);
         let dead_fraction = dead_list.len() as f64 / self.n as f64;
         let (aux_loss, aux_part) = match self.aux_forward(pre, dead_list, &mut nested) {
             Some((loss, part)) => (loss, Some(part)),
             None => (0.0, None),
         };
+        t.mark("auxk fwd");
 
         let g_full = |b: usize| nested.full_grad(b);
         let ctx = PenaltyCtx {
@@ -181,14 +190,21 @@ impl<'a> Engine<'a> {
             coeff_scale,
         };
         let (penalty, mut col_sum) = self.backward_codes(&ctx, &nested, &xc, grads);
+        t.mark("backward");
         if let Some(part) = &aux_part {
             self.backward_aux(part, pre, &xc, grads, &mut col_sum);
+            t.mark("auxk bwd");
         }
         self.backward_biases(&nested, &col_sum, grads);
         self.arch.penalty_grads(&ctx, grads);
+        t.mark("biases");
 
         let l0 = codes.count_positive() as f64 / self.rows as f64;
         let loss = stats.into_loss(l0, penalty, aux_loss, dead_fraction);
-        PassOutput { loss, codes }
+        PassOutput {
+            loss,
+            codes,
+            times: t,
+        }
     }
 }
