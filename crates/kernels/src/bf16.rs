@@ -107,14 +107,19 @@ fn pair(lo: f32, hi: f32) -> u32 {
 #[inline]
 pub fn f32_to_bf16_rne(x: f32) -> u16 {
     let b = x.to_bits();
-    if x.is_nan() {
-        return ((b >> 16) as u16) | 0x0040;
-    }
     // Adding 0x7FFF plus the lowest kept bit rounds the 16 dropped bits to
     // nearest, ties to even; a carry into the exponent is the correct
-    // result (including rounding up to inf). No overflow: the largest
-    // non-NaN pattern is 0xFF80_0000.
-    ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16
+    // result (including rounding up to inf). No overflow for non-NaN: the
+    // largest such pattern is 0xFF80_0000 (NaN patterns may wrap, and are
+    // replaced). Both results are computed and one selected, with no
+    // branch, so loops over this vectorize.
+    let rounded = (b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16) as u16;
+    let quiet_nan = ((b >> 16) as u16) | 0x0040;
+    if x.is_nan() {
+        quiet_nan
+    } else {
+        rounded
+    }
 }
 
 /// The f32 value of a bf16 bit pattern (exact; NaN stays NaN).
@@ -567,14 +572,33 @@ fn pack_x(
     let k_hi = (2 * (pk0 + kcur)).min(k);
     for (r, dst) in xa.chunks_exact_mut(kpad).take(rows).enumerate() {
         let src = &x[(r0 + r) * k + k_lo..(r0 + r) * k + k_hi];
+        pack_pairs(src, &mut dst[..kcur]);
+        dst[kcur..].fill(0);
+    }
+}
+
+/// `dst[j] = bf16(src[2j]) | bf16(src[2j + 1]) << 16`, the odd tail's
+/// high half zero. On little-endian targets that is `src` rounded into
+/// the u16 view of `dst`: a plain narrowing loop that vectorizes (the
+/// pairwise form did not, and cost 5 % of a bf16 forward).
+fn pack_pairs(src: &[f32], dst: &mut [u32]) {
+    #[cfg(target_endian = "little")]
+    {
+        let halves: &mut [u16] = bytemuck::cast_slice_mut(dst);
+        for (o, &v) in halves.iter_mut().zip(src) {
+            *o = f32_to_bf16_rne(v);
+        }
+        halves[src.len()..].fill(0);
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
         let whole = src.chunks_exact(2);
         if let [last] = whole.remainder() {
-            dst[kcur - 1] = u32::from(f32_to_bf16_rne(*last));
+            dst[src.len() / 2] = u32::from(f32_to_bf16_rne(*last));
         }
         for (o, v) in dst.iter_mut().zip(whole) {
             *o = u32::from(f32_to_bf16_rne(v[0])) | (u32::from(f32_to_bf16_rne(v[1])) << 16);
         }
-        dst[kcur..].fill(0);
     }
 }
 

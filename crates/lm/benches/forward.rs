@@ -6,6 +6,8 @@
 //!
 //! Run: `cargo bench -p saelab-lm --bench forward` (threads: RAYON_NUM_THREADS).
 //! `bench/harvest.sh` runs this beside the PyTorch reference in one go.
+//! `BENCH_ONLY=smollm2-135m-bf16`-style filters (a suffix of the printed
+//! name, spaces as written) run one case, for profiling.
 
 use saelab_lm::{ForwardSpec, HookPoint, Model, Precision, Site};
 use std::time::Instant;
@@ -18,6 +20,9 @@ fn gpt2_small_dir() -> tempfile::TempDir {
 }
 
 fn bench(name: &str, m: &Model, layer: usize, reps: usize) {
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| !name.ends_with(&only)) {
+        return;
+    }
     let (b, t) = (16usize, 128usize);
     let tokens: Vec<u32> = (0..b * t)
         .map(|i| ((i * 7919) % m.info.vocab_size) as u32)
