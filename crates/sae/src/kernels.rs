@@ -376,8 +376,23 @@ pub fn encoder_preacts_bf16_into(
         return;
     }
     let w = saelab_kernels::bf16::PackedBf16::from_out_in(w_enc_t, d, n);
-    saelab_kernels::bf16::gemm_bf16(rows, x, &w, out, false);
-    add_bias_rows(out, n, Some(b_enc));
+    encoder_preacts_bf16_packed(x, &w, b_enc, out);
+}
+
+/// [`encoder_preacts_bf16_into`] with W_enc already packed (`w`: k = d,
+/// n latents), e.g. by [`saelab_kernels::bf16::PackedBf16::repack_out_in`].
+pub fn encoder_preacts_bf16_packed(
+    x: &[f32],
+    w: &saelab_kernels::bf16::PackedBf16,
+    b_enc: &[f32],
+    out: &mut [f32],
+) {
+    let rows = x.len() / w.k().max(1);
+    if rows == 0 || w.n() == 0 {
+        return;
+    }
+    saelab_kernels::bf16::gemm_bf16(rows, x, w, out, false);
+    add_bias_rows(out, w.n(), Some(b_enc));
 }
 
 /// [`encoder_preacts_bf16_into`] into a fresh buffer.

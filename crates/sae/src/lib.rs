@@ -32,7 +32,7 @@ pub use config::{
     SaeConfig, TrainConfig,
 };
 pub use defaults::ArchName;
-pub use engine::{loss_and_grads, loss_and_grads_with, Engine, LossParts};
+pub use engine::{loss_and_grads, loss_and_grads_with, Engine, LossParts, StepBuffers};
 pub use error::{Result, SaeError};
 pub use io::{load_sae, sae_info, save_sae, ExportMeta, SaeInfo};
 pub use kernels::SparseCodes;

@@ -10,7 +10,7 @@
 //! `renormalize_after_step` is off: the study's code exactly).
 
 use crate::config::{BDecInit, TrainConfig};
-use crate::engine::{loss_and_grads_with, LossParts};
+use crate::engine::{loss_and_grads_with, LossParts, StepBuffers};
 use crate::error::{Result, SaeError};
 use crate::kernels::{dot, sum_sq};
 use crate::params::{normalize_rows_unit, SaeParams};
@@ -63,7 +63,7 @@ pub struct Trainer {
     fire_counts: Vec<u64>,
     tokens_seen: u64,
     /// The pre-activation buffer, reused across steps (not state).
-    pre_buf: Vec<f32>,
+    bufs: StepBuffers,
 }
 
 impl Trainer {
@@ -95,7 +95,7 @@ impl Trainer {
             dead: vec![0; n],
             fire_counts: vec![0; n],
             tokens_seen: 0,
-            pre_buf: Vec::new(),
+            bufs: StepBuffers::default(),
             sae,
             cfg,
         })
@@ -175,7 +175,7 @@ impl Trainer {
             &mut self.dead,
             &mut self.grads,
             cfg.encoder_precision,
-            &mut self.pre_buf,
+            &mut self.bufs,
         );
         t.extend(out.times);
         let grad_norm = self

@@ -98,3 +98,26 @@ fn bf16_training_is_reproducible_and_close_to_f32() {
         "MSE after 20 steps: bf16 {mse_a} vs f32 {mse_f}"
     );
 }
+
+#[test]
+fn a_reused_w_enc_packing_gives_the_bits_of_a_fresh_one() {
+    use saelab_kernels::bf16::PackedBf16;
+    use saelab_sae::kernels::encoder_preacts_bf16_packed;
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    // Odd d: the last pair of every column is half padding.
+    // The same shape twice (storage reused), another shape (repacked
+    // fresh), then the first again.
+    let (rows, d, n) = (19, 45, 70);
+    let b = randv(&mut rng, n);
+    let mut slot = None;
+    for (dd, nn) in [(d, n), (d, n), (d + 2, n - 9), (d, n)] {
+        let w = randv(&mut rng, nn * dd);
+        let x = randv(&mut rng, rows * dd);
+        let fresh = encoder_preacts_bf16(&x, dd, &w, nn, &b[..nn]);
+        let packed = PackedBf16::repack_out_in(&mut slot, &w, dd, nn);
+        let mut reused = vec![0.0f32; rows * nn];
+        encoder_preacts_bf16_packed(&x, packed, &b[..nn], &mut reused);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fresh), bits(&reused), "d {dd}, n {nn}");
+    }
+}

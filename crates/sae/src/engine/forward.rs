@@ -3,10 +3,12 @@
 //! it implies, the loss statistics and the dead-latent counters.
 
 use super::reduce::total_variance;
+use super::StepBuffers;
 use super::{Engine, LossParts};
 use crate::config::EncoderPrecision;
-use crate::kernels::{axpy, encoder_preacts_bf16_into, encoder_preacts_into, SparseCodes};
+use crate::kernels::{axpy, encoder_preacts_bf16_packed, encoder_preacts_into, SparseCodes};
 use rayon::prelude::*;
+use saelab_kernels::bf16::PackedBf16;
 
 /// The decode of a batch through every prefix of the dictionary.
 pub(super) struct Nested {
@@ -102,22 +104,23 @@ impl Engine<'_> {
     }
 
     /// The B×n pre-activations `xc·W_enc + b_enc` in `enc` arithmetic,
-    /// written into `pre_buf` (resized as needed).
+    /// written into `bufs.pre` (resized as needed).
     pub(super) fn encode<'p>(
         &self,
         xc: &[f32],
         enc: EncoderPrecision,
-        pre_buf: &'p mut Vec<f32>,
+        bufs: &'p mut StepBuffers,
     ) -> &'p [f32] {
         let (d, n, p) = (self.d, self.n, self.params);
-        pre_buf.resize(self.rows * n, 0.0);
-        let pre = &mut pre_buf[..self.rows * n];
+        bufs.pre.resize(self.rows * n, 0.0);
+        let pre = &mut bufs.pre[..self.rows * n];
         match enc {
             EncoderPrecision::F32 => {
                 encoder_preacts_into(xc, d, &p.w_enc_t, n, Some(&p.b_enc), pre)
             }
             EncoderPrecision::Bf16 => {
-                encoder_preacts_bf16_into(xc, d, &p.w_enc_t, n, &p.b_enc, pre)
+                let w = PackedBf16::repack_out_in(&mut bufs.w_enc_bf16, &p.w_enc_t, d, n);
+                encoder_preacts_bf16_packed(xc, w, &p.b_enc, pre)
             }
         }
         pre

@@ -92,13 +92,39 @@ pub fn loss_and_grads(
         dead,
         grads,
         EncoderPrecision::F32,
-        &mut Vec::new(),
+        &mut StepBuffers::default(),
     )
 }
 
-/// [`loss_and_grads`] with the encoder product in `enc` arithmetic and the
-/// B×n pre-activations in `pre_buf` (resized as needed; the trainer keeps
-/// it across steps so the largest buffer of a step is not faulted in anew).
+/// Buffers a trainer keeps across steps, so the largest allocations of a
+/// step are not faulted in anew each time: the B×n pre-activations and
+/// the bf16 packing of W_enc.
+#[derive(Default)]
+pub struct StepBuffers {
+    /// B×n pre-activations (resized as needed).
+    pub(crate) pre: Vec<f32>,
+    /// W_enc packed for the bf16 encoder product.
+    pub(crate) w_enc_bf16: Option<saelab_kernels::bf16::PackedBf16>,
+}
+
+/// Scratch only: a clone starts empty (nothing in it outlives a step).
+impl Clone for StepBuffers {
+    fn clone(&self) -> Self {
+        StepBuffers::default()
+    }
+}
+
+impl std::fmt::Debug for StepBuffers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepBuffers")
+            .field("pre_len", &self.pre.len())
+            .field("w_enc_bf16", &self.w_enc_bf16.is_some())
+            .finish()
+    }
+}
+
+/// [`loss_and_grads`] with the encoder product in `enc` arithmetic, using
+/// (and keeping) the buffers in `bufs`.
 #[allow(clippy::too_many_arguments)]
 pub fn loss_and_grads_with(
     arch: &dyn Architecture,
@@ -109,9 +135,9 @@ pub fn loss_and_grads_with(
     dead: &mut [u32],
     grads: &mut SaeParams,
     enc: EncoderPrecision,
-    pre_buf: &mut Vec<f32>,
+    bufs: &mut StepBuffers,
 ) -> PassOutput {
-    Engine::new(arch, params, aux_cfg, x).step(coeff_scale, dead, grads, enc, pre_buf)
+    Engine::new(arch, params, aux_cfg, x).step(coeff_scale, dead, grads, enc, bufs)
 }
 
 /// The inputs of one forward/backward pass: the model, the AuxK settings
@@ -160,13 +186,13 @@ impl<'a> Engine<'a> {
         dead: &mut [u32],
         grads: &mut SaeParams,
         enc: EncoderPrecision,
-        pre_buf: &mut Vec<f32>,
+        bufs: &mut StepBuffers,
     ) -> PassOutput {
         let mut t = PhaseTimes::start();
         grads.fill_zero();
         let xc = self.encoder_input();
         t.mark("zero+input");
-        let pre: &[f32] = self.encode(&xc, enc, pre_buf);
+        let pre: &[f32] = self.encode(&xc, enc, bufs);
         t.mark("encode");
         let codes = self.select(pre);
         t.mark("select");
