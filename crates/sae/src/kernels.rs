@@ -814,8 +814,8 @@ pub fn latent_grads<'a>(
 }
 
 /// One entry's share of a latent's gradients: `gd += z·g`, and when
-/// `dp ≠ 0`, `ge += dp·x` and `acc += dp`. Shared by the plain and the
-/// row-blocked kernels so both add in exactly the same way.
+/// `dp ≠ 0`, `ge += dp·x` and `acc += dp`. The row-blocked kernel
+/// (`blocked::add_group`) adds in exactly this order per element.
 #[inline]
 pub(crate) fn add_latent_entry(
     z: f32,
