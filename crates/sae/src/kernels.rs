@@ -409,7 +409,24 @@ pub fn encoder_preacts_bf16(
 }
 
 /// Values per chunk in [`row_topk_positive`]'s skip test.
-const SCAN_CHUNK: usize = 32;
+const SCAN_CHUNK: usize = 64;
+
+/// Whether any value of `chunk` is greater than `min` (NaN never is). The
+/// maximum is taken in 16 independent lanes (an element-wise select the
+/// compiler turns into vector max instructions; a single running maximum
+/// is a serial chain it keeps scalar).
+#[inline]
+fn any_above(chunk: &[f32], min: f32) -> bool {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let whole = chunk.chunks_exact(16);
+    let tail = whole.remainder();
+    for x in whole {
+        for l in 0..16 {
+            lanes[l] = if x[l] > lanes[l] { x[l] } else { lanes[l] };
+        }
+    }
+    lanes.iter().chain(tail).any(|&v| v > min)
+}
 
 /// Top-k of the strictly positive entries of one row, returned sorted by
 /// index. Ties go to the lower index: a later candidate must be strictly
@@ -440,10 +457,7 @@ pub fn row_topk_positive(row: &[f32], k: usize, idx: &mut Vec<u32>, val: &mut Ve
         // filled: their maximum (a vector reduction) skips them whole.
         // NaN never compares greater, here or below, as in a plain scan.
         for (c, chunk) in row[next..].chunks(SCAN_CHUNK).enumerate() {
-            let mx = chunk
-                .iter()
-                .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-            if mx <= min {
+            if !any_above(chunk, min) {
                 continue;
             }
             let base = next + c * SCAN_CHUNK;
@@ -842,8 +856,9 @@ pub fn sum_sq(x: &[f32]) -> f64 {
     parts.iter().sum()
 }
 
-/// One chunk of [`sum_sq`]: eight lanes, summed in a fixed tree.
-fn sum_sq_lanes(c: &[f32]) -> f64 {
+/// Sum of squares of `c` in f64 in eight lanes, summed in a fixed tree
+/// (one chunk of [`sum_sq`]; also the decoder row norms).
+pub(crate) fn sum_sq_lanes(c: &[f32]) -> f64 {
     let mut acc = [0.0f64; 8];
     let lanes = c.chunks_exact(8);
     let tail = lanes.remainder();

@@ -104,11 +104,9 @@ impl SaeParams {
 /// Scales each length-`d` row to unit L2 norm (rows of zero norm stay zero).
 pub fn normalize_rows_unit(m: &mut [f32], d: usize) {
     m.par_chunks_mut(d).for_each(|row| {
-        let nrm = row
-            .iter()
-            .map(|&v| (v as f64) * (v as f64))
-            .sum::<f64>()
-            .sqrt();
+        // Eight f64 lanes: a single running sum is a serial chain of adds
+        // (two of these passes over W_dec cost 16 ms a step at n 12288).
+        let nrm = crate::kernels::sum_sq_lanes(row).sqrt();
         if nrm > 0.0 {
             let inv = (1.0 / nrm) as f32;
             row.iter_mut().for_each(|v| *v *= inv);

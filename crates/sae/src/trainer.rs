@@ -374,12 +374,12 @@ fn adam_step(
             .zip(mt.par_chunks_mut(4096))
             .zip(vt.par_chunks_mut(4096))
             .for_each(|(((pc, gc), mc), vc)| {
-                for j in 0..pc.len() {
-                    let gj = gc[j];
-                    mc[j] += (1.0 - b1) * (gj - mc[j]);
-                    vc[j] = vc[j] * b2 + (1.0 - b2) * gj * gj;
-                    let denom = vc[j].sqrt() / bc2_sqrt + eps;
-                    pc[j] -= step_size * mc[j] / denom;
+                // Zipped iterators (no bounds checks), so the loop vectorizes.
+                for (((pj, &gj), mj), vj) in pc.iter_mut().zip(gc).zip(mc).zip(vc) {
+                    *mj += (1.0 - b1) * (gj - *mj);
+                    *vj = *vj * b2 + (1.0 - b2) * gj * gj;
+                    let denom = vj.sqrt() / bc2_sqrt + eps;
+                    *pj -= step_size * *mj / denom;
                 }
             });
     }
