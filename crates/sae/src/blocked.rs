@@ -332,26 +332,39 @@ const DZ_LANES: usize = 8;
 /// says so and plain otherwise; both give the same bits.
 pub struct CodeKernels<'c> {
     codes: &'c SparseCodes,
-    blocks: Option<RowBlocks>,
+    /// Whether the codes are dense enough for the blocked kernels.
+    blocked: bool,
+    /// The row blocks, grouped on first use (the decode does not need them).
+    row_blocks: std::sync::OnceLock<RowBlocks>,
 }
 
 impl<'c> CodeKernels<'c> {
     /// Chooses the layout for `codes`.
     pub fn new(codes: &'c SparseCodes) -> Self {
-        let blocks = worth_blocking(codes).then(|| RowBlocks::new(codes));
-        CodeKernels { codes, blocks }
+        CodeKernels {
+            codes,
+            blocked: worth_blocking(codes),
+            row_blocks: std::sync::OnceLock::new(),
+        }
     }
 
     /// Whether the blocked layout is in use.
     pub fn is_blocked(&self) -> bool {
-        self.blocks.is_some()
+        self.blocked
+    }
+
+    /// The row blocks when blocked (grouped once).
+    fn blocks(&self) -> Option<&RowBlocks> {
+        self.blocked
+            .then(|| self.row_blocks.get_or_init(|| RowBlocks::new(self.codes)))
     }
 
     /// `Σ_{i active in b} z[b,i] · w_dec[i]` per row, no bias.
     pub fn decode(&self, w_dec: &[f32], d: usize) -> Vec<f32> {
-        match &self.blocks {
-            Some(_) => tiled_decode(self.codes, w_dec, d),
-            None => crate::kernels::sparse_decode(self.codes, w_dec, d, None),
+        if self.blocked {
+            tiled_decode(self.codes, w_dec, d)
+        } else {
+            crate::kernels::sparse_decode(self.codes, w_dec, d, None)
         }
     }
 
@@ -362,7 +375,7 @@ impl<'c> CodeKernels<'c> {
         d: usize,
         g_of: &(dyn Fn(usize, usize) -> &'a [f32] + Sync),
     ) -> Vec<f32> {
-        match &self.blocks {
+        match self.blocks() {
             Some(rb) => rb.dz(self.codes, w_dec, d, g_of),
             None => crate::kernels::sparse_dz(self.codes, w_dec, d, g_of),
         }
@@ -381,7 +394,7 @@ impl<'c> CodeKernels<'c> {
         d_w_enc_t: &mut [f32],
         col_sum: &mut [f32],
     ) {
-        match &self.blocks {
+        match self.blocks() {
             Some(rb) => rb.latent_grads(
                 &self.codes.val,
                 dpre,

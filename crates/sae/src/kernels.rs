@@ -497,14 +497,17 @@ pub fn topk_positive_among(
     if k == 0 {
         return;
     }
-    let mut keys: Vec<u64> = candidates
-        .iter()
-        .filter_map(|&i| {
-            let v = row[i as usize];
-            (v > 0.0).then(|| ((v.to_bits() as u64) << 32) | (u32::MAX - i) as u64)
-        })
-        .collect();
-    let m = keys.len();
+    // Branch-free compaction: about half the dead latents' pre-activations
+    // are positive, at random, so a filter's branch mispredicts every other
+    // candidate (that was 70 % of this function's time).
+    let mut keys = vec![0u64; candidates.len()];
+    let mut m = 0;
+    for &i in candidates {
+        let v = row[i as usize];
+        keys[m] = ((v.to_bits() as u64) << 32) | (u32::MAX - i) as u64;
+        m += usize::from(v > 0.0);
+    }
+    keys.truncate(m);
     if m > k {
         keys.select_nth_unstable(m - k);
     }
