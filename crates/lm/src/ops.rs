@@ -510,6 +510,41 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+/// Softmax of one row in place. Its maximum and sum run in 16 lanes
+/// (fixed order, so the same bits every run): a single running maximum or
+/// sum is a serial chain the compiler keeps scalar, and it kept the exp
+/// loop scalar with it.
+fn softmax_in_place(live: &mut [f32]) {
+    const L: usize = 16;
+    let mut mx = [f32::NEG_INFINITY; L];
+    let whole = live.chunks_exact(L);
+    let tail_max = whole
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for c in whole {
+        for l in 0..L {
+            mx[l] = if c[l] > mx[l] { c[l] } else { mx[l] };
+        }
+    }
+    let m = mx.iter().fold(tail_max, |a, &b| a.max(b));
+    for s in live.iter_mut() {
+        *s = fast_exp(*s - m);
+    }
+    let mut sums = [0.0f32; L];
+    let whole = live.chunks_exact(L);
+    let tail: f32 = whole.remainder().iter().sum();
+    for c in whole {
+        for l in 0..L {
+            sums[l] += c[l];
+        }
+    }
+    let inv = 1.0 / (sums.iter().sum::<f32>() + tail);
+    for s in live.iter_mut() {
+        *s *= inv;
+    }
+}
+
 /// Causal softmax attention. Row r (= b*seq + t) of `q` holds head h at
 /// `q[r*q_stride + h*hd ..]`; likewise `k`, `v` with `kv_stride` and kv head
 /// `h / (n_heads / n_kv_heads)` (GQA). Writes `out[r*out_stride + h*hd ..]`.
@@ -569,16 +604,7 @@ pub fn causal_attention(
             for i in 0..seq {
                 let row = &mut scores[i * seq..(i + 1) * seq];
                 let (live, masked) = row.split_at_mut(i + 1);
-                let m = live.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let mut sum = 0.0;
-                for s in live.iter_mut() {
-                    *s = fast_exp(*s - m);
-                    sum += *s;
-                }
-                let inv = 1.0 / sum;
-                for s in live.iter_mut() {
-                    *s *= inv;
-                }
+                softmax_in_place(live);
                 masked.fill(0.0);
             }
             unsafe {
