@@ -219,10 +219,11 @@ impl PackedBf16 {
         n: usize,
     ) -> &'s Self {
         check_len("PackedBf16::repack_out_in: w", w.len(), k, n);
-        let reusable = matches!(slot, Some(p) if p.k == k && p.n == n);
-        if !reusable {
-            return slot.insert(Self::pack(k, n, out_in_filler(w, k)));
+        match slot {
+            Some(p) if p.k == k && p.n == n => {}
+            _ => return slot.insert(Self::pack(k, n, out_in_filler(w, k))),
         }
+        // Some and of this shape (checked above); the closure never runs.
         let p = slot.get_or_insert_with(|| Self::pack(k, n, out_in_filler(w, k)));
         let panel_lines = p.kp_pad * NV;
         fill_panels(&mut p.data, panel_lines, n, out_in_filler(w, k));

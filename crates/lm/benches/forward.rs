@@ -6,8 +6,8 @@
 //!
 //! Run: `cargo bench -p saelab-lm --bench forward` (threads: RAYON_NUM_THREADS).
 //! `bench/harvest.sh` runs this beside the PyTorch reference in one go.
-//! `BENCH_ONLY=smollm2-135m-bf16`-style filters (a suffix of the printed
-//! name, spaces as written) run one case, for profiling.
+//! `BENCH_ONLY="smollm2-135m bf16"` (a suffix of the printed name, e.g.
+//! `bf16` for both bf16 cases) runs only the matching cases, for profiling.
 
 use saelab_lm::{ForwardSpec, HookPoint, Model, Precision, Site};
 use std::time::Instant;
