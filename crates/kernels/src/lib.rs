@@ -1,6 +1,10 @@
 //! Hand-written CPU kernels shared by `saelab-lm` (the model forward pass)
 //! and `saelab-sae` (the SAE encoder product): for now the bf16 GEMM with
-//! pre-packed weights. Its tests and benchmark live in `crates/lm`
-//! (`tests/bf16.rs`, `benches/bf16.rs`), where it was first used.
+//! pre-packed weights (its tests and benchmark live in `crates/lm`,
+//! `tests/bf16.rs`, `benches/bf16.rs`, where it was first used), the
+//! 64-byte aligned buffers its AMX path wants for outputs, and the phase
+//! timers both use for profiling.
 
+pub mod aligned;
 pub mod bf16;
+pub mod phase_times;

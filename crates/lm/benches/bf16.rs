@@ -7,6 +7,7 @@
 //! Run: `cargo bench -p saelab-lm --bench bf16` (or `bench/gemm.sh`, which
 //! runs PyTorch's matmul on the same shapes in the same run).
 
+use saelab_kernels::aligned::AlignedF32;
 use saelab_lm::bf16::{bf16_paths, gemm_bf16_with, Bf16Path, PackedBf16};
 use saelab_lm::ops::{matmul, MatRef};
 use std::time::Instant;
@@ -111,7 +112,9 @@ fn main() {
             };
             let pack_ms = t0.elapsed().as_secs_f64() * 1e3;
             for &path in &paths {
-                let mut c16 = vec![0.0f32; m * n];
+                // 64-byte aligned, as the forward pass and the SAE step
+                // allocate their outputs (`saelab_kernels::aligned`).
+                let mut c16 = AlignedF32::zeros(m * n);
                 let (h_med, h_best) =
                     rate(flop, reps, || gemm_bf16_with(path, m, &a, &packed, &mut c16, false));
                 let num: f64 = c16

@@ -6,6 +6,8 @@ use crate::forward::{check_tokens, ForwardOutput, ForwardSpec, HookRun};
 use crate::hooks::{HookPoint, Site};
 use crate::ops::{self, AttnShape, Layout, Linear};
 use crate::weights::TensorMap;
+use saelab_kernels::aligned;
+use saelab_kernels::phase_times::{PhaseTimes, Timed};
 use std::path::Path;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -150,7 +152,8 @@ impl Gpt2 {
                 });
             }
         }
-        let mut x = vec![0.0f32; n * d];
+        let mut t = PhaseTimes::start(Timed::Forward);
+        let mut x = aligned::take(n * d);
         for (r, row) in x.chunks_exact_mut(d).enumerate() {
             let tok = tokens[r] as usize;
             row.copy_from_slice(&self.wte[tok * d..(tok + 1) * d]);
@@ -160,10 +163,10 @@ impl Gpt2 {
                 }
             }
         }
-        let mut a = vec![0.0f32; n * d];
-        let mut qkv = vec![0.0f32; n * 3 * d];
-        let mut att = vec![0.0f32; n * d];
-        let mut h = vec![0.0f32; n * 4 * d];
+        let mut a = aligned::take(n * d);
+        let mut qkv = aligned::take(n * 3 * d);
+        let mut att = aligned::take(n * d);
+        let mut h = aligned::take(n * 4 * d);
         let shape = AttnShape {
             batch,
             seq,
@@ -178,8 +181,11 @@ impl Gpt2 {
                 stopped = true;
                 break;
             }
+            t.mark("embed+hooks");
             ops::layer_norm(&x, d, &b.ln1_w, &b.ln1_b, c.layer_norm_epsilon, &mut a);
+            t.mark("norms");
             b.c_attn.forward_into(&a, n, &mut qkv, false);
+            t.mark("qkv");
             ops::causal_attention(
                 &qkv,
                 3 * d,
@@ -190,16 +196,23 @@ impl Gpt2 {
                 &mut att,
                 d,
             );
+            t.mark("attention");
             b.c_proj.forward_into(&att, n, &mut x, true);
+            t.mark("o");
             run.visit(HookPoint::new(l, Site::ResidMid), &mut x, d)?;
             if run.done_after(HookPoint::new(l, Site::ResidMid)) {
                 stopped = true;
                 break;
             }
+            t.mark("embed+hooks");
             ops::layer_norm(&x, d, &b.ln2_w, &b.ln2_b, c.layer_norm_epsilon, &mut a);
+            t.mark("norms");
             b.c_fc.forward_into(&a, n, &mut h, false);
+            t.mark("mlp up");
             ops::gelu_new(&mut h);
+            t.mark("activation");
             b.mlp_proj.forward_into(&h, n, &mut x, true);
+            t.mark("mlp down");
             run.visit(HookPoint::new(l, Site::ResidPost), &mut x, d)?;
             if run.done_after(HookPoint::new(l, Site::ResidPost)) {
                 stopped = true;
@@ -219,6 +232,10 @@ impl Gpt2 {
         } else {
             None
         };
+        t.mark("embed+hooks");
+        t.print();
+        // Every op overwrites these before reading (see `aligned::take`).
+        aligned::give([x, a, qkv, att, h]);
         Ok(run.finish(logits))
     }
 

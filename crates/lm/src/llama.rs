@@ -11,6 +11,8 @@ use crate::hooks::{HookPoint, Site};
 use crate::ops::{self, AttnShape, Layout, Linear, RopeStyle};
 use crate::weights::TensorMap;
 use rayon::prelude::*;
+use saelab_kernels::aligned;
+use saelab_kernels::phase_times::{PhaseTimes, Timed};
 use std::path::Path;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -304,8 +306,9 @@ impl Llama {
                 p.clone()
             }
         };
+        let mut t = PhaseTimes::start(Timed::Forward);
         let (cos, sin) = ops::rope_tables(&pos, hd, c.rope_theta);
-        let mut x = vec![0.0f32; n * d];
+        let mut x = aligned::take(n * d);
         x.par_chunks_mut(d)
             .zip(tokens.par_iter())
             .for_each(|(row, &tok)| {
@@ -315,11 +318,11 @@ impl Llama {
         let qd = c.n_heads * hd;
         let kd = c.n_kv_heads * hd;
         let qkv_w = qd + 2 * kd;
-        let mut a = vec![0.0f32; n * d];
-        let mut qkv = vec![0.0f32; n * qkv_w];
-        let mut att = vec![0.0f32; n * qd];
-        let mut gu = vec![0.0f32; n * 2 * c.ffn];
-        let mut h = vec![0.0f32; n * c.ffn];
+        let mut a = aligned::take(n * d);
+        let mut qkv = aligned::take(n * qkv_w);
+        let mut att = aligned::take(n * qd);
+        let mut gu = aligned::take(n * 2 * c.ffn);
+        let mut h = aligned::take(n * c.ffn);
         let shape = AttnShape {
             batch,
             seq,
@@ -334,8 +337,11 @@ impl Llama {
                 stopped = true;
                 break;
             }
+            t.mark("embed+hooks");
             ops::rms_norm(&x, d, &b.attn_norm, c.rms_eps, &mut a);
+            t.mark("norms");
             b.qkv.forward_into(&a, n, &mut qkv, false);
+            t.mark("qkv");
             ops::apply_rope(
                 &mut qkv,
                 qkv_w,
@@ -356,6 +362,7 @@ impl Llama {
                 &sin,
                 c.rope_style,
             );
+            t.mark("rope");
             ops::causal_attention(
                 &qkv,
                 qkv_w,
@@ -366,16 +373,23 @@ impl Llama {
                 &mut att,
                 qd,
             );
+            t.mark("attention");
             b.o.forward_into(&att, n, &mut x, true);
+            t.mark("o");
             run.visit(HookPoint::new(l, Site::ResidMid), &mut x, d)?;
             if run.done_after(HookPoint::new(l, Site::ResidMid)) {
                 stopped = true;
                 break;
             }
+            t.mark("embed+hooks");
             ops::rms_norm(&x, d, &b.ffn_norm, c.rms_eps, &mut a);
+            t.mark("norms");
             b.gate_up.forward_into(&a, n, &mut gu, false);
+            t.mark("mlp up");
             ops::swiglu_rows(&gu, c.ffn, &mut h);
+            t.mark("activation");
             b.down.forward_into(&h, n, &mut x, true);
+            t.mark("mlp down");
             run.visit(HookPoint::new(l, Site::ResidPost), &mut x, d)?;
             if run.done_after(HookPoint::new(l, Site::ResidPost)) {
                 stopped = true;
@@ -389,6 +403,10 @@ impl Llama {
         } else {
             None
         };
+        t.mark("embed+hooks");
+        t.print();
+        // Every op overwrites these before reading (see `aligned::take`).
+        aligned::give([x, a, qkv, att, gu, h]);
         Ok(run.finish(logits))
     }
 }

@@ -404,3 +404,40 @@ fn rne_matches_independent_rounding() {
         );
     }
 }
+
+#[test]
+fn amx_blocking_over_several_k_blocks_panel_blocks_and_row_blocks() {
+    // Shapes that make the AMX task loop take every branch: k over
+    // several 256-pair blocks (1100 → 3), n over two 1 MiB blocks of
+    // panels with a partial last panel and an odd count of 16-column
+    // tiles (1930), m over several 256-row tasks with an odd count of
+    // 16-row tiles and a partial last tile (600); outputs both fresh and
+    // accumulated, each path against the f64 reference.
+    let (m, k, n) = (600, 1100, 1930);
+    let x = randn(m * k, 41);
+    let w = randn(n * k, 42); // [n][k]
+    let p = PackedBf16::from_out_in(&w, k, n);
+    let y0 = randn(m * n, 43);
+    for accumulate in [false, true] {
+        let (want, tol) = reference(
+            m,
+            k,
+            n,
+            &x,
+            |kk, c| w[c * k + kk],
+            accumulate.then_some(&y0[..]),
+        );
+        for (name, path) in kernels() {
+            if path == Some(Bf16Path::Portable) {
+                continue; // slow at this size; covered on the odd shapes
+            }
+            let mut y = if accumulate {
+                y0.clone()
+            } else {
+                vec![f32::NAN; m * n]
+            };
+            gemm(path, m, &x, &p, &mut y, accumulate);
+            check(&format!("{name} accumulate {accumulate}"), &y, &want, &tol);
+        }
+    }
+}

@@ -20,7 +20,6 @@ pub mod init;
 pub mod io;
 pub mod kernels;
 pub mod params;
-pub mod phase_times;
 pub mod sae;
 mod st;
 pub mod sweep;

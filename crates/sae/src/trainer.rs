@@ -14,12 +14,12 @@ use crate::engine::{loss_and_grads_with, LossParts, StepBuffers};
 use crate::error::{Result, SaeError};
 use crate::kernels::{dot, sum_sq};
 use crate::params::{normalize_rows_unit, SaeParams};
-use crate::phase_times::PhaseTimes;
 use crate::sae::Sae;
 use crate::st::{InFile, OutTensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use saelab_kernels::phase_times::{PhaseTimes, Timed};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -142,7 +142,7 @@ impl Trainer {
 
     /// One training step on a B×d row-major batch.
     pub fn step(&mut self, batch: &[f32]) -> Result<StepMetrics> {
-        let mut t = PhaseTimes::start();
+        let mut t = PhaseTimes::start(Timed::Step);
         let rows = self.sae.check_batch(batch)?;
         let (xt, _) = self.sae.preprocess(batch);
         t.mark("preprocess");

@@ -8,6 +8,7 @@ use super::{Engine, LossParts};
 use crate::config::EncoderPrecision;
 use crate::kernels::{axpy, encoder_preacts_bf16_packed, encoder_preacts_into, SparseCodes};
 use rayon::prelude::*;
+use saelab_kernels::aligned::AlignedF32;
 use saelab_kernels::bf16::PackedBf16;
 
 /// The decode of a batch through every prefix of the dictionary.
@@ -104,7 +105,7 @@ impl Engine<'_> {
     }
 
     /// The B×n pre-activations `xc·W_enc + b_enc` in `enc` arithmetic,
-    /// written into `bufs.pre` (resized as needed).
+    /// written into `bufs.pre` (reallocated when the size changes).
     pub(super) fn encode<'p>(
         &self,
         xc: &[f32],
@@ -112,8 +113,10 @@ impl Engine<'_> {
         bufs: &'p mut StepBuffers,
     ) -> &'p [f32] {
         let (d, n, p) = (self.d, self.n, self.params);
-        bufs.pre.resize(self.rows * n, 0.0);
-        let pre = &mut bufs.pre[..self.rows * n];
+        if bufs.pre.len() != self.rows * n {
+            bufs.pre = AlignedF32::zeros(self.rows * n);
+        }
+        let pre = &mut bufs.pre[..];
         match enc {
             EncoderPrecision::F32 => {
                 encoder_preacts_into(xc, d, &p.w_enc_t, n, Some(&p.b_enc), pre)

@@ -26,7 +26,7 @@ use crate::arch::{Architecture, PenaltyCtx};
 use crate::config::EncoderPrecision;
 use crate::kernels::SparseCodes;
 use crate::params::SaeParams;
-use crate::phase_times::PhaseTimes;
+use saelab_kernels::phase_times::{PhaseTimes, Timed};
 
 // The AuxK settings lived here before they moved to `config`; the old
 // paths `engine::{AuxConfig, AuxVariant}` keep working.
@@ -101,8 +101,9 @@ pub fn loss_and_grads(
 /// the bf16 packing of W_enc.
 #[derive(Default)]
 pub struct StepBuffers {
-    /// B×n pre-activations (resized as needed).
-    pub(crate) pre: Vec<f32>,
+    /// B×n pre-activations (reallocated when the size changes), 64-byte
+    /// aligned for the AMX encoder product (`saelab_kernels::aligned`).
+    pub(crate) pre: saelab_kernels::aligned::AlignedF32,
     /// W_enc packed for the bf16 encoder product.
     pub(crate) w_enc_bf16: Option<saelab_kernels::bf16::PackedBf16>,
 }
@@ -188,7 +189,7 @@ impl<'a> Engine<'a> {
         enc: EncoderPrecision,
         bufs: &mut StepBuffers,
     ) -> PassOutput {
-        let mut t = PhaseTimes::start();
+        let mut t = PhaseTimes::start(Timed::Step);
         grads.fill_zero();
         let xc = self.encoder_input();
         t.mark("zero+input");

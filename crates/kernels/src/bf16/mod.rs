@@ -37,8 +37,9 @@
 //! run time; `SAELAB_BF16_PATH=amx|avx512|portable` or [`gemm_bf16_with`]
 //! forces a slower one):
 //! * **AMX-BF16** (Sapphire Rapids and later, Linux): `tdpbf16ps` on 16 × 16
-//!   f32 tiles, 16 rows × 48 columns per microkernel call (module `amx`);
-//!   several times the f32 rate (bench/RESULTS.md, "AMX"). The hardware
+//!   f32 tiles, 32 rows × 32 columns per microkernel call, with its own
+//!   task loop (module `amx`); several times the f32 rate (bench/RESULTS.md,
+//!   "AMX", "session 9"). The hardware
 //!   sums inside a tile in its own order, so its results agree with
 //!   the other paths to f32 rounding, not bit for bit.
 //! * **AVX512_BF16** (Zen 4, Cooper Lake, Sapphire Rapids and later):
@@ -52,16 +53,16 @@
 //!
 //! # Structure
 //!
-//! Rayon tasks own blocks of 64 rows of `y` (and, when there are too few
-//! row blocks, ranges of column panels). A task walks k in blocks of ≤ 512
-//! pairs (whole 16-pair tiles for AMX); per block it rounds its rows of `x`
-//! into bf16 pairs once (`[row][pair]`, per tile of 8 rows, 16 for AMX) and
-//! reuses them for every 48-column panel of W. The AVX-512 microkernel keeps
+//! Rayon tasks own blocks of 64 rows of `y` (256 for AMX; and, when there
+//! are too few row blocks, ranges of column panels). A task walks k in
+//! blocks of ≤ 512 pairs (≤ 256 in whole 16-pair tiles for AMX); per block
+//! it rounds its rows of `x` into bf16 pairs once (`[row][pair]`, per tile
+//! of 8 rows, 16 for AMX) and reuses them for every 48-column panel of W. The AVX-512 microkernel keeps
 //! an 8 × 48 tile of `y` in 24 zmm accumulators and per k pair does 3 loads
 //! of W, 8 `vpbroadcastd` of x pairs and 24 `vdpbf16ps`; on 2 Zen 4 cores
 //! it reaches 87–95 % of the `vdpbf16ps` peak, 2.0–2.3× the f32
-//! `ops::matmul` rate. The AMX microkernel computes a 16 × 48 tile (module
-//! `amx`). Rates per machine: `benches/bf16.rs`, bench/RESULTS.md. Both
+//! `ops::matmul` rate. The AMX microkernel computes a 32 × 32 block
+//! (module `amx`, which also says how its task loop blocks for the caches). Rates per machine: `benches/bf16.rs`, bench/RESULTS.md. Both
 //! kernels are `asm!`: the AMX intrinsics are unstable, and `asm!` keeps
 //! the AVX-512 kernel independent of target-feature attributes.
 
@@ -78,19 +79,22 @@ const NV: usize = NR / 16;
 const MR: usize = 8;
 /// k pairs per AMX tile step (16 rows of 64 bytes).
 const AMX_PAIRS: usize = 16;
-/// Rows of x per AMX microkernel tile (one A tile).
-const MR_AMX: usize = 16;
 
 /// Maximum k pairs per cache block: the W chunk (`KC·NR·4` = 96 KiB) and
 /// the packed x block (`MC·KC·4` = 128 KiB) stay in L2 (1 MiB on Zen 4)
 /// while all row tiles of a task reuse the chunk. 512 measured faster than
 /// 256 on Zen 4 (one block for k ≤ 1024).
 const KC_MAX: usize = 512;
-/// Rows of x per task on the AMX path (a multiple of `MR_AMX`): W streams
+/// Maximum k pairs per cache block on the AMX path: the microkernel's two
+/// x tiles (32 rows × KC pairs × 4 B = 32 KiB at 256) stay in L1 (48 KiB)
+/// while W streams past them (module `amx`).
+const KC_MAX_AMX: usize = 256;
+/// Rows of x per task on the AMX path (a multiple of 32): W streams
 /// from L3 once per task, so AMX, which consumes it 6× faster than
 /// AVX-512, needs taller tasks. On the 2-core Xeon, 256 rows ran 1.2–1.4×
-/// the rate of 64 (128 and 512 in between; k blocks of 128 or 256 pairs
-/// instead of 512 were slower: bench/RESULTS.md, "AMX").
+/// the rate of 64 with the session-7 kernel (bench/RESULTS.md, "AMX"); with
+/// the 2 × 2 kernel, 512 and 1024 were slower again, and k blocks of 384,
+/// 512 or 768 pairs within the noise of 256 (session 9).
 const MC_AMX: usize = 256;
 /// Rows of x per task (a multiple of `MR`).
 const MC: usize = 64;
@@ -443,10 +447,9 @@ fn run(kernel: Bf16Path, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], acc
     let panels_per_cb = w.panels.div_ceil(want_cb);
     let col_blocks = w.panels.div_ceil(panels_per_cb);
     // Even k blocks of at most KC_MAX pairs (whole AMX tiles for AMX).
-    let nkb = w.kp.div_ceil(KC_MAX);
     let kc = match kernel {
-        Bf16Path::Amx => w.kp.div_ceil(nkb).div_ceil(AMX_PAIRS) * AMX_PAIRS,
-        _ => w.kp.div_ceil(nkb),
+        Bf16Path::Amx => w.kp.div_ceil(w.kp.div_ceil(KC_MAX_AMX)).div_ceil(AMX_PAIRS) * AMX_PAIRS,
+        _ => w.kp.div_ceil(w.kp.div_ceil(KC_MAX)),
     };
 
     let out = OutPtr(y.as_mut_ptr());
@@ -460,8 +463,15 @@ fn run(kernel: Bf16Path, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], acc
             let j1 = (j0 + panels_per_cb).min(w.panels);
             // SAFETY: tasks cover disjoint (row block, panel range)
             // rectangles of `y`, which `run` borrows mutably for the
-            // whole parallel loop; `task` writes only inside its own.
-            unsafe { task(kernel, x, w, out, m, r0, rows, j0, j1, kc, accumulate, xa) };
+            // whole parallel loop; a task writes only inside its own.
+            // AMX runs only after `amx_available()` (every entry point).
+            match kernel {
+                #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+                Bf16Path::Amx => unsafe {
+                    amx::task(x, w, out, m, (r0, rows), (j0, j1), kc, accumulate, xa)
+                },
+                _ => unsafe { task(kernel, x, w, out, m, r0, rows, j0, j1, kc, accumulate, xa) },
+            }
         },
     );
 }
@@ -487,23 +497,14 @@ unsafe fn task(
     xa: &mut Vec<u32>,
 ) {
     let (k, n) = (w.k, w.n);
-    let mr = tile_rows(kernel);
+    let mr = MR;
     let tiles = rows.div_ceil(mr);
-    let mut tile = [0f32; MR_AMX * NR];
-    // The tile configuration is loaded once per task (this thread's tile
-    // state; nothing else runs on the thread until the task ends).
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    let _tiles = (kernel == Bf16Path::Amx).then(amx::Configured::new);
+    let mut tile = [0f32; MR * NR];
     let mut pk0 = 0;
     while pk0 < w.kp {
         let kcur = kc.min(w.kp - pk0);
-        // AMX reads whole tiles of 16 pairs: zero pairs past kcur (W is
-        // zero-padded to match).
-        let kpad = match kernel {
-            Bf16Path::Amx => kcur.div_ceil(AMX_PAIRS) * AMX_PAIRS,
-            _ => kcur,
-        };
-        pack_x(x, k, (r0, rows, mr), (pk0, kcur, kpad), xa);
+        let kpad = kcur;
+        let xa = pack_x(x, k, (r0, rows, mr), (pk0, kcur, kpad), xa);
         let load_c = accumulate || pk0 > 0;
         for j in j0..j1 {
             let b = w.chunk(j, pk0, kpad);
@@ -548,19 +549,24 @@ unsafe fn task(
 /// Pack rows `[r0, r0 + rows)`, k pairs `[pk0, pk0 + kcur)` of `x` as bf16
 /// pairs, per tile of `mr` rows `[row][pair]` with `kpad ≥ kcur` pairs per
 /// row (rows past `rows` and pairs past `kcur` zero): each row is one
-/// contiguous (vectorized) conversion.
-fn pack_x(
+/// contiguous (vectorized) conversion. Returns the packed block, which
+/// starts 64-byte aligned: an AMX tile load whose rows straddle cache
+/// lines runs about 6× slower (2.4 vs 16 ns per 1 KiB tile on the Xeon;
+/// bench/RESULTS.md, session 9).
+fn pack_x<'a>(
     x: &[f32],
     k: usize,
     (r0, rows, mr): (usize, usize, usize),
     (pk0, kcur, kpad): (usize, usize, usize),
-    xa: &mut Vec<u32>,
-) {
+    xa: &'a mut Vec<u32>,
+) -> &'a [u32] {
     let len = rows.div_ceil(mr) * mr * kpad;
-    if xa.len() < len {
-        xa.resize(len, 0);
+    // Room for the aligned start (16 u32 = 64 bytes).
+    if xa.len() < len + 16 {
+        xa.resize(len + 16, 0);
     }
-    let xa = &mut xa[..len];
+    let start = xa.as_ptr().align_offset(64).min(16);
+    let xa = &mut xa[start..start + len];
     // Padding rows of the last tile.
     xa[rows * kpad..].fill(0);
     let k_lo = 2 * pk0;
@@ -570,6 +576,7 @@ fn pack_x(
         pack_pairs(src, &mut dst[..kcur]);
         dst[kcur..].fill(0);
     }
+    xa
 }
 
 /// `dst[j] = bf16(src[2j]) | bf16(src[2j + 1]) << 16`, the odd tail's
@@ -639,18 +646,10 @@ fn fill_panels(
         });
 }
 
-/// Rows of `y` per microkernel call.
-fn tile_rows(kernel: Bf16Path) -> usize {
-    match kernel {
-        Bf16Path::Amx => MR_AMX,
-        _ => MR,
-    }
-}
-
-/// `c[mr × NR] (+)= a·b` over `kc` pairs (`mr` = [`tile_rows`]): `a` is
+/// `c[MR × NR] (+)= a·b` over `kc` pairs: `a` is
 /// `[mr][kc]` packed x pairs, `b` is `[kc][NR]` packed W pairs, `c` has row
-/// stride `ldc`; when `!load_c` the old contents of `c` are ignored. For
-/// AMX, `kc` is a multiple of 16.
+/// stride `ldc`; when `!load_c` the old contents of `c` are ignored (the
+/// AMX path has its own kernel and task loop, module `amx`).
 ///
 /// # Safety
 /// `c` must be valid for reads and writes of an mr × NR tile with row
@@ -666,25 +665,8 @@ unsafe fn microkernel(
 ) {
     // The kernels read exactly these extents (cheap next to kc·24 dot
     // products; guards the asm against a slicing bug).
-    assert!(a.len() >= kc * tile_rows(kernel) && b.len() >= kc * NR);
+    assert!(a.len() >= kc * MR && b.len() >= kc * NR);
     match kernel {
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        Bf16Path::Amx => {
-            assert!(kc.is_multiple_of(AMX_PAIRS) && kc > 0);
-            // SAFETY: forwarded contract; Amx is only run after
-            // `amx_available()` (asserted by every entry point).
-            unsafe {
-                amx::kernel(
-                    kc / AMX_PAIRS,
-                    a.as_ptr(),
-                    kc * 4,
-                    b.as_ptr(),
-                    c,
-                    ldc * 4,
-                    load_c,
-                )
-            }
-        }
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded contract; Avx512 is only run after
         // `bf16_available()`.
@@ -869,169 +851,4 @@ mod avx {
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-mod amx {
-    //! The AMX-BF16 microkernel, in `asm!` (the AMX intrinsics are
-    //! unstable). One call computes a 16 × 48 block of `y` as three 16 × 16
-    //! f32 tiles (tmm0–2); per 16 k pairs it loads one tile of x (tmm3: 16
-    //! rows × 16 pairs, straight from the packed `[row][pair]` block) and
-    //! three tiles of W (tmm4–6: 16 pairs × 16 columns, straight from the
-    //! packed panel, whose rows are 48 columns = 192 bytes apart), and runs
-    //! three `tdpbf16ps`. Within a tile the hardware's accumulation order is
-    //! its own (even element first, where `vdpbf16ps` takes the odd one
-    //! first), so AMX and AVX-512 results agree to f32 rounding, not bit for
-    //! bit; each is deterministic and independent of the thread count.
-    //!
-    //! Linux gives a process the 8 KiB tile state only on request
-    //! (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`); without it
-    //! the first tile instruction raises SIGILL, so [`detect`] asks once and
-    //! reports the path unavailable when the kernel refuses. The tile
-    //! configuration is loaded once per rayon task ([`Configured`]), not per
-    //! call.
-    use super::{AMX_PAIRS, MR_AMX, NR};
-    use core::arch::asm;
-
-    const _: () = assert!(MR_AMX == 16 && NR == 48 && AMX_PAIRS == 16);
-
-    /// The tile configuration (palette 1): tmm0–6 are 16 rows × 64 bytes.
-    #[repr(C, align(64))]
-    struct TileConfig {
-        palette: u8,
-        start_row: u8,
-        reserved: [u8; 14],
-        colsb: [u16; 16],
-        rows: [u8; 16],
-    }
-
-    static CONFIG: TileConfig = TileConfig {
-        palette: 1,
-        start_row: 0,
-        reserved: [0; 14],
-        colsb: [64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-        rows: [16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-    };
-
-    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
-    const XFEATURE_XTILEDATA: libc::c_long = 18;
-
-    /// AMX-TILE (CPUID.7.0:EDX[24]) and AMX-BF16 (EDX[22]), the tile
-    /// state components among those the CPU can save (CPUID.0xD.0:EAX bits
-    /// 17, 18), and Linux's permission for this process (which also says
-    /// whether the OS enabled them).
-    #[allow(unused_unsafe)]
-    pub(super) fn detect() -> bool {
-        use core::arch::x86_64::{__cpuid_count, __get_cpuid_max};
-        // SAFETY: CPUID exists on every x86_64 CPU.
-        let (max_leaf, _) = unsafe { __get_cpuid_max(0) };
-        if max_leaf < 0xD {
-            return false;
-        }
-        // SAFETY: leaf 7 is supported (checked).
-        let edx = unsafe { __cpuid_count(7, 0) }.edx;
-        if edx & (1 << 24) == 0 || edx & (1 << 22) == 0 {
-            return false;
-        }
-        // CPUID leaf 0xD sub-leaf 0, EAX: the state components the CPU
-        // supports; both tile components must be there. Whether the OS
-        // enabled them is what `arch_prctl` answers below.
-        // SAFETY: leaf 0xD is supported (checked).
-        let xcr0 = unsafe { __cpuid_count(0xD, 0) }.eax;
-        if xcr0 & (0b11 << 17) != 0b11 << 17 {
-            return false;
-        }
-        // SAFETY: a plain syscall with integer arguments.
-        unsafe {
-            libc::syscall(
-                libc::SYS_arch_prctl,
-                ARCH_REQ_XCOMP_PERM,
-                XFEATURE_XTILEDATA,
-            ) == 0
-        }
-    }
-
-    /// The tile configuration loaded on this thread for as long as it
-    /// lives; dropping it releases the tile state (`tilerelease`).
-    pub(super) struct Configured(());
-
-    impl Configured {
-        /// Loads [`CONFIG`] (`ldtilecfg`).
-        ///
-        /// Only call after `detect()` returned true in this process.
-        pub(super) fn new() -> Configured {
-            // SAFETY: AMX is available and permitted (the caller runs the
-            // AMX path only after `detect()`); `ldtilecfg` reads the 64
-            // bytes of the static, 64-byte aligned configuration.
-            unsafe { asm!("ldtilecfg [{cfg}]", cfg = in(reg) &CONFIG, options(nostack, readonly)) };
-            Configured(())
-        }
-    }
-
-    impl Drop for Configured {
-        fn drop(&mut self) {
-            // SAFETY: releases the tile state this value configured.
-            unsafe { asm!("tilerelease", options(nostack, nomem)) };
-        }
-    }
-
-    /// `c[16 × 48] (+)= a·b` over `steps` × 16 k pairs: `a` is 16 rows of
-    /// pairs with row stride `lda` bytes, `b` the packed panel's pairs (192
-    /// bytes per pair), `c` 16 rows of 48 f32 with row stride `ldc` bytes.
-    ///
-    /// # Safety
-    /// A [`Configured`] is alive on this thread; `steps ≥ 1`; `a` holds 16
-    /// rows of `16·steps` u32 at stride `lda`, `b` holds `16·steps·48` u32;
-    /// `c` is valid for reads and writes of the 16 × 48 tile.
-    pub(super) unsafe fn kernel(
-        steps: usize,
-        a: *const u32,
-        lda: usize,
-        b: *const u32,
-        c: *mut f32,
-        ldc: usize,
-        load_c: bool,
-    ) {
-        // SAFETY: the caller's contract covers every address read or
-        // written (tile loads read 16 rows × 64 bytes at the given strides,
-        // stores write the 16 × 48 f32 block of `c`); the tile registers
-        // are not visible to the compiler (configured and released by
-        // `Configured`); the general registers used are operands; no stack
-        // is used.
-        unsafe {
-            asm!(
-                "test {load}, {load}",
-                "jz 2f",
-                "tileloadd tmm0, [{c} + {ldc}*1]",
-                "tileloadd tmm1, [{c} + {ldc}*1 + 64]",
-                "tileloadd tmm2, [{c} + {ldc}*1 + 128]",
-                "jmp 3f",
-                "2:",
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "3:",
-                "tileloadd tmm3, [{a} + {lda}*1]",
-                "tileloadd tmm4, [{b} + {ldb}*1]",
-                "tileloadd tmm5, [{b} + {ldb}*1 + 64]",
-                "tileloadd tmm6, [{b} + {ldb}*1 + 128]",
-                "tdpbf16ps tmm0, tmm3, tmm4",
-                "tdpbf16ps tmm1, tmm3, tmm5",
-                "tdpbf16ps tmm2, tmm3, tmm6",
-                "add {a}, 64",
-                "add {b}, 3072",
-                "dec {steps}",
-                "jnz 3b",
-                "tilestored [{c} + {ldc}*1], tmm0",
-                "tilestored [{c} + {ldc}*1 + 64], tmm1",
-                "tilestored [{c} + {ldc}*1 + 128], tmm2",
-                load = in(reg) usize::from(load_c),
-                c = in(reg) c,
-                ldc = in(reg) ldc,
-                lda = in(reg) lda,
-                ldb = in(reg) NR * 4,
-                a = inout(reg) a => _,
-                b = inout(reg) b => _,
-                steps = inout(reg) steps => _,
-                options(nostack),
-            );
-        }
-    }
-}
+mod amx;
