@@ -4,10 +4,7 @@
 //! one (bench/RESULTS.md, session 9). A plain `Vec<f32>` of more than
 //! 128 KiB comes from `mmap` and starts 16 bytes past a page boundary, so
 //! the forward pass and the SAE step allocate their product outputs here.
-//!
-//! [`take`] / [`give`] keep a small per-thread pool of them, so a forward
-//! pass does not fault in ~60 MB of fresh pages on every call (≈ 25 ms of
-//! a 300 ms bf16 SmolLM2 batch on the Xeon; bench/RESULTS.md, session 9).
+//! [`take`] / [`give`] go through the per-thread [`crate::pool`].
 
 use std::ops::{Deref, DerefMut};
 
@@ -33,35 +30,15 @@ impl AlignedF32 {
     }
 }
 
-thread_local! {
-    static POOL: std::cell::RefCell<Vec<AlignedF32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Buffers kept per thread at most.
-const POOL_MAX: usize = 16;
-
-/// A buffer of `len` f32 from this thread's pool (one of exactly that
-/// size, else a new zeroed one). A reused buffer holds the values its
-/// last user left: callers overwrite every element before reading it.
+/// A buffer of `len` f32 from this thread's pool ([`crate::pool`]; one
+/// of exactly that size, its contents stale), else a new zeroed one.
 pub fn take(len: usize) -> AlignedF32 {
-    POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        match pool.iter().position(|b| b.len == len) {
-            Some(i) => pool.swap_remove(i),
-            None => AlignedF32::zeros(len),
-        }
-    })
+    crate::pool::take(|b: &AlignedF32| b.len == len).unwrap_or_else(|| AlignedF32::zeros(len))
 }
 
-/// Returns buffers to this thread's pool (the oldest are dropped beyond
-/// a few).
+/// Returns buffers to this thread's pool.
 pub fn give(bufs: impl IntoIterator<Item = AlignedF32>) {
-    POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        pool.extend(bufs);
-        let extra = pool.len().saturating_sub(POOL_MAX);
-        pool.drain(..extra);
-    })
+    crate::pool::give(bufs)
 }
 
 impl Deref for AlignedF32 {
@@ -94,18 +71,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pool_hands_back_a_buffer_of_the_asked_size() {
+    fn take_gives_back_a_pooled_buffer_of_the_asked_size() {
         let mut a = take(1000);
         a[999] = 5.0;
         let ptr = a.as_ptr();
-        give([a, AlignedF32::zeros(7)]);
+        give([a]);
         let b = take(1000);
         assert_eq!((b.len(), b.as_ptr(), b[999]), (1000, ptr, 5.0));
-        let c = take(1001);
-        assert_eq!(c.len(), 1001);
-        assert_ne!(c.as_ptr(), ptr);
-        give((0..2 * POOL_MAX).map(AlignedF32::zeros));
-        POOL.with(|p| assert_eq!(p.borrow().len(), POOL_MAX));
+        assert_eq!(take(1001).len(), 1001);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! and `saelab-sae` (the SAE encoder product): for now the bf16 GEMM with
 //! pre-packed weights (its tests and benchmark live in `crates/lm`,
 //! `tests/bf16.rs`, `benches/bf16.rs`, where it was first used), the
-//! 64-byte aligned buffers its AMX path wants for outputs, and the phase
-//! timers both use for profiling.
+//! 64-byte aligned buffers its AMX path wants for outputs, a per-thread
+//! pool of scratch buffers, and the phase timers both use for profiling.
 
 pub mod aligned;
 pub mod bf16;
 pub mod phase_times;
+pub mod pool;

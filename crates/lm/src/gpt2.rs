@@ -7,6 +7,7 @@ use crate::hooks::{HookPoint, Site};
 use crate::ops::{self, AttnShape, Layout, Linear};
 use crate::weights::TensorMap;
 use saelab_kernels::aligned;
+use saelab_kernels::bf16::Bf16Rows;
 use saelab_kernels::phase_times::{PhaseTimes, Timed};
 use std::path::Path;
 
@@ -167,6 +168,10 @@ impl Gpt2 {
         let mut qkv = aligned::take(n * 3 * d);
         let mut att = aligned::take(n * d);
         let mut h = aligned::take(n * 4 * d);
+        // bf16 copies of the norm and GELU outputs (bf16 products only).
+        let bf16 = self.blocks.iter().all(|b| b.c_attn.is_bf16());
+        let mut a16 = bf16.then(|| Bf16Rows::take(n, d));
+        let mut h16 = bf16.then(|| Bf16Rows::take(n, 4 * d));
         let shape = AttnShape {
             batch,
             seq,
@@ -182,9 +187,16 @@ impl Gpt2 {
                 break;
             }
             t.mark("embed+hooks");
-            ops::layer_norm(&x, d, &b.ln1_w, &b.ln1_b, c.layer_norm_epsilon, &mut a);
-            t.mark("norms");
-            b.c_attn.forward_into(&a, n, &mut qkv, false);
+            // In bf16 the norm writes its rows rounded, for the product.
+            if let Some(a16) = a16.as_mut() {
+                ops::layer_norm_bf16(&x, &b.ln1_w, &b.ln1_b, c.layer_norm_epsilon, a16);
+                t.mark("norms");
+                b.c_attn.forward_rows_into(a16, &mut qkv, false);
+            } else {
+                ops::layer_norm(&x, d, &b.ln1_w, &b.ln1_b, c.layer_norm_epsilon, &mut a);
+                t.mark("norms");
+                b.c_attn.forward_into(&a, n, &mut qkv, false);
+            }
             t.mark("qkv");
             ops::causal_attention(
                 &qkv,
@@ -205,13 +217,25 @@ impl Gpt2 {
                 break;
             }
             t.mark("embed+hooks");
-            ops::layer_norm(&x, d, &b.ln2_w, &b.ln2_b, c.layer_norm_epsilon, &mut a);
-            t.mark("norms");
-            b.c_fc.forward_into(&a, n, &mut h, false);
+            if let Some(a16) = a16.as_mut() {
+                ops::layer_norm_bf16(&x, &b.ln2_w, &b.ln2_b, c.layer_norm_epsilon, a16);
+                t.mark("norms");
+                b.c_fc.forward_rows_into(a16, &mut h, false);
+            } else {
+                ops::layer_norm(&x, d, &b.ln2_w, &b.ln2_b, c.layer_norm_epsilon, &mut a);
+                t.mark("norms");
+                b.c_fc.forward_into(&a, n, &mut h, false);
+            }
             t.mark("mlp up");
-            ops::gelu_new(&mut h);
-            t.mark("activation");
-            b.mlp_proj.forward_into(&h, n, &mut x, true);
+            if let Some(h16) = h16.as_mut() {
+                ops::gelu_new_bf16(&h, h16);
+                t.mark("activation");
+                b.mlp_proj.forward_rows_into(h16, &mut x, true);
+            } else {
+                ops::gelu_new(&mut h);
+                t.mark("activation");
+                b.mlp_proj.forward_into(&h, n, &mut x, true);
+            }
             t.mark("mlp down");
             run.visit(HookPoint::new(l, Site::ResidPost), &mut x, d)?;
             if run.done_after(HookPoint::new(l, Site::ResidPost)) {
@@ -236,6 +260,7 @@ impl Gpt2 {
         t.print();
         // Every op overwrites these before reading (see `aligned::take`).
         aligned::give([x, a, qkv, att, h]);
+        saelab_kernels::pool::give(a16.into_iter().chain(h16));
         Ok(run.finish(logits))
     }
 

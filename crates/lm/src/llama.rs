@@ -12,6 +12,7 @@ use crate::ops::{self, AttnShape, Layout, Linear, RopeStyle};
 use crate::weights::TensorMap;
 use rayon::prelude::*;
 use saelab_kernels::aligned;
+use saelab_kernels::bf16::Bf16Rows;
 use saelab_kernels::phase_times::{PhaseTimes, Timed};
 use std::path::Path;
 
@@ -323,6 +324,10 @@ impl Llama {
         let mut att = aligned::take(n * qd);
         let mut gu = aligned::take(n * 2 * c.ffn);
         let mut h = aligned::take(n * c.ffn);
+        // bf16 copies of the norm and SwiGLU outputs (bf16 products only).
+        let bf16 = self.blocks.iter().all(|b| b.qkv.is_bf16());
+        let mut a16 = bf16.then(|| Bf16Rows::take(n, d));
+        let mut h16 = bf16.then(|| Bf16Rows::take(n, c.ffn));
         let shape = AttnShape {
             batch,
             seq,
@@ -338,9 +343,16 @@ impl Llama {
                 break;
             }
             t.mark("embed+hooks");
-            ops::rms_norm(&x, d, &b.attn_norm, c.rms_eps, &mut a);
-            t.mark("norms");
-            b.qkv.forward_into(&a, n, &mut qkv, false);
+            // In bf16 the norm writes its rows rounded, for the product.
+            if let Some(a16) = a16.as_mut() {
+                ops::rms_norm_bf16(&x, &b.attn_norm, c.rms_eps, a16);
+                t.mark("norms");
+                b.qkv.forward_rows_into(a16, &mut qkv, false);
+            } else {
+                ops::rms_norm(&x, d, &b.attn_norm, c.rms_eps, &mut a);
+                t.mark("norms");
+                b.qkv.forward_into(&a, n, &mut qkv, false);
+            }
             t.mark("qkv");
             ops::apply_rope(
                 &mut qkv,
@@ -382,13 +394,25 @@ impl Llama {
                 break;
             }
             t.mark("embed+hooks");
-            ops::rms_norm(&x, d, &b.ffn_norm, c.rms_eps, &mut a);
-            t.mark("norms");
-            b.gate_up.forward_into(&a, n, &mut gu, false);
+            if let Some(a16) = a16.as_mut() {
+                ops::rms_norm_bf16(&x, &b.ffn_norm, c.rms_eps, a16);
+                t.mark("norms");
+                b.gate_up.forward_rows_into(a16, &mut gu, false);
+            } else {
+                ops::rms_norm(&x, d, &b.ffn_norm, c.rms_eps, &mut a);
+                t.mark("norms");
+                b.gate_up.forward_into(&a, n, &mut gu, false);
+            }
             t.mark("mlp up");
-            ops::swiglu_rows(&gu, c.ffn, &mut h);
-            t.mark("activation");
-            b.down.forward_into(&h, n, &mut x, true);
+            if let Some(h16) = h16.as_mut() {
+                ops::swiglu_rows_bf16(&gu, h16);
+                t.mark("activation");
+                b.down.forward_rows_into(h16, &mut x, true);
+            } else {
+                ops::swiglu_rows(&gu, c.ffn, &mut h);
+                t.mark("activation");
+                b.down.forward_into(&h, n, &mut x, true);
+            }
             t.mark("mlp down");
             run.visit(HookPoint::new(l, Site::ResidPost), &mut x, d)?;
             if run.done_after(HookPoint::new(l, Site::ResidPost)) {
@@ -407,6 +431,7 @@ impl Llama {
         t.print();
         // Every op overwrites these before reading (see `aligned::take`).
         aligned::give([x, a, qkv, att, gu, h]);
+        saelab_kernels::pool::give(a16.into_iter().chain(h16));
         Ok(run.finish(logits))
     }
 }

@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use saelab_lm::bf16::{
     bf16_path, bf16_paths, bf16_to_f32, f32_to_bf16_rne, gemm_bf16, gemm_bf16_portable,
-    gemm_bf16_with, Bf16Path, PackedBf16,
+    gemm_bf16_rows, gemm_bf16_rows_with, gemm_bf16_with, Bf16Path, Bf16Rows, PackedBf16,
 };
 
 /// Round to bf16 (nearest, ties to even), written independently of the
@@ -440,4 +440,55 @@ fn amx_blocking_over_several_k_blocks_panel_blocks_and_row_blocks() {
             check(&format!("{name} accumulate {accumulate}"), &y, &want, &tol);
         }
     }
+}
+
+#[test]
+fn rows_rounded_by_their_producer_give_the_bits_of_the_f32_input() {
+    // `gemm_bf16_rows` on rows filled through `Bf16Rows` against
+    // `gemm_bf16` on the same f32 rows: the same rounding, the same
+    // accumulation, so bit for bit, on every path, fresh and accumulated;
+    // shapes with odd k (a half pair), partial tiles and several k blocks.
+    for (m, k, n, seed) in [
+        (1, 1, 5, 51),
+        (7, 3, 33, 52),
+        (33, 577, 100, 53),
+        (600, 1100, 1930, 54),
+    ] {
+        let x = randn(m * k, seed);
+        let w = randn(n * k, seed + 100);
+        let p = PackedBf16::from_out_in(&w, k, n);
+        let rows = Bf16Rows::from_f32(&x, m, k);
+        assert_eq!((rows.rows(), rows.k()), (m, k));
+        let y0 = randn(m * n, seed + 200);
+        let mut paths = bf16_paths();
+        if m * k * n > 1_000_000 {
+            paths.retain(|&p| p != Bf16Path::Portable); // slow here
+        }
+        for path in paths {
+            for accumulate in [false, true] {
+                let mut want = y0.clone();
+                gemm_bf16_with(path, m, &x, &p, &mut want, accumulate);
+                let mut got = y0.clone();
+                gemm_bf16_rows_with(path, &rows, &p, &mut got, accumulate);
+                assert!(
+                    want.iter()
+                        .zip(&got)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{} m {m} k {k} n {n} accumulate {accumulate}: rows differ from f32 input",
+                    path.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_mismatched_rows_operand_panics() {
+    let p = PackedBf16::from_out_in(&[0.0; 12], 4, 3);
+    let rows = Bf16Rows::zeros(2, 5);
+    let r = std::panic::catch_unwind(|| {
+        let mut y = vec![0.0; 6];
+        gemm_bf16_rows(&rows, &p, &mut y, false);
+    });
+    assert!(r.is_err());
 }

@@ -15,7 +15,8 @@
 //! # Blocking (the task loop, [`task`])
 //!
 //! A task owns up to `MC_AMX` rows of `y` and a range of panels. Per k
-//! block it packs its rows of x once (L2), then walks W in blocks of
+//! block it packs its rows of x once (L2; an input already rounded to bf16,
+//! [`super::Bf16Rows`], is read in place), then walks W in blocks of
 //! panels that fit in L2 beside it ([`W_BLOCK_BYTES`]); within a W block
 //! it takes x two tiles (32 rows) at a time and runs them against every
 //! tile pair of the block, so the two x tiles (≤ 32 KiB at 256 pairs)
@@ -37,7 +38,7 @@
 //! reports the path unavailable when the kernel refuses. The tile
 //! configuration is loaded once per rayon task ([`Configured`]), not per
 //! call.
-use super::{pack_x, OutPtr, PackedBf16, AMX_PAIRS, NR};
+use super::{pack_x, OutPtr, PackedBf16, XIn, AMX_PAIRS, NR};
 use core::arch::asm;
 
 const _: () = assert!(NR == 48 && AMX_PAIRS == 16);
@@ -271,7 +272,7 @@ struct Target {
 /// task's rectangle during the call, and `detect()` returned true.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn task(
-    x: &[f32],
+    x: XIn<'_>,
     w: &PackedBf16,
     out: OutPtr,
     m: usize,
@@ -290,7 +291,20 @@ pub(super) unsafe fn task(
     while pk0 < w.kp {
         let kcur = kc.min(w.kp - pk0);
         let kpad = kcur.div_ceil(AMX_PAIRS) * AMX_PAIRS;
-        let xa = pack_x(x, w.k, (r0, rows, TILE), (pk0, kcur, kpad), xa);
+        // x tiles: rows of an already rounded input are read in place
+        // (16 rows at its row stride), else packed per tile of 16 rows.
+        let (xa, lda): (&[u32], usize) = match x {
+            XIn::Bf16(rows_in) => (
+                &rows_in.pairs()[r0 * rows_in.stride + pk0..],
+                rows_in.stride,
+            ),
+            XIn::F32(_) => (
+                pack_x(x, w.k, (r0, rows, TILE), (pk0, kcur, kpad), xa),
+                kpad,
+            ),
+        };
+        // Offset of x tile t: 16 rows of `lda` pairs.
+        let tile_at = |t: usize| &xa[t * TILE * lda..][..(TILE - 1) * lda + kpad];
         let load = accumulate || pk0 > 0;
         let block = (W_BLOCK_BYTES / (kpad * PANEL_ROW_BYTES)).max(1);
         for jb in (j0..j1).step_by(block) {
@@ -300,10 +314,7 @@ pub(super) unsafe fn task(
                 // An odd last x tile pairs with itself: both rows of
                 // products compute, and store, the same values.
                 let t1 = (t + 1).min(tiles - 1);
-                let a = [
-                    &xa[t * kpad * TILE..][..kpad * TILE],
-                    &xa[t1 * kpad * TILE..][..kpad * TILE],
-                ];
+                let a = [tile_at(t), tile_at(t1)];
                 for u in (u0..u1).step_by(2) {
                     let u1b = (u + 1).min(u1 - 1);
                     let b = [w_tile(w, u, pk0, kpad), w_tile(w, u1b, pk0, kpad)];
@@ -319,7 +330,7 @@ pub(super) unsafe fn task(
                     // SAFETY: the targets lie in this task's rows and
                     // panels (caller's contract); `a` and `b` are the
                     // extents `product_2x2` reads (checked slices).
-                    unsafe { run_2x2(kpad, a, b, &targets, out, n, load, &mut scratch) };
+                    unsafe { run_2x2((kpad, lda), a, b, &targets, out, n, load, &mut scratch) };
                 }
             }
         }
@@ -343,7 +354,7 @@ fn w_tile(w: &PackedBf16, u: usize, p0: usize, len: usize) -> &[u32] {
 /// As [`task`]; every target lies in the caller's rectangle of `y`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_2x2(
-    kpad: usize,
+    (kpad, lda): (usize, usize),
     a: [&[u32]; 2],
     b: [&[u32]; 2],
     targets: &[Target; 4],
@@ -374,7 +385,7 @@ unsafe fn run_2x2(
         // SAFETY: only tile registers.
         unsafe { zero_acc() };
     }
-    assert!(a.iter().all(|s| s.len() >= kpad * TILE));
+    assert!(a.iter().all(|s| s.len() >= (TILE - 1) * lda + kpad));
     assert!(b.iter().all(|s| s.len() >= (kpad - 1) * NR + TILE));
     // SAFETY: extents asserted above; kpad is a positive multiple of 16.
     unsafe {
@@ -382,7 +393,7 @@ unsafe fn run_2x2(
             kpad / AMX_PAIRS,
             a[0].as_ptr(),
             a[1].as_ptr(),
-            kpad * 4,
+            lda * 4,
             b[0].as_ptr(),
             b[1].as_ptr(),
         )

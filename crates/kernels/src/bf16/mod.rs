@@ -381,13 +381,13 @@ pub fn amx_available() -> bool {
 ///
 /// Panics if `x.len() != m·k` or `y.len() != m·n` (`k`, `n` from `w`).
 pub fn gemm_bf16(m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], accumulate: bool) {
-    run(bf16_path(), m, x, w, y, accumulate)
+    run(bf16_path(), m, XIn::F32(x), w, y, accumulate)
 }
 
 /// [`gemm_bf16`] with the portable kernel whatever the CPU: the reference
 /// for the AVX-512 path (same rounding, same accumulation order), and slow.
 pub fn gemm_bf16_portable(m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], accumulate: bool) {
-    run(Bf16Path::Portable, m, x, w, y, accumulate)
+    run(Bf16Path::Portable, m, XIn::F32(x), w, y, accumulate)
 }
 
 /// [`gemm_bf16`] on a chosen path.
@@ -406,7 +406,168 @@ pub fn gemm_bf16_with(
         "bf16 path {} is not available",
         path.name()
     );
-    run(path, m, x, w, y, accumulate)
+    run(path, m, XIn::F32(x), w, y, accumulate)
+}
+
+/// [`gemm_bf16`] with `x` already rounded ([`Bf16Rows`]; `m` = its rows):
+/// the same bits as `gemm_bf16` on the f32 rows it was filled from.
+///
+/// Panics if `x` is not `m × w.k()` or `y.len() != m·n`.
+pub fn gemm_bf16_rows(x: &Bf16Rows, w: &PackedBf16, y: &mut [f32], accumulate: bool) {
+    run(bf16_path(), x.rows, XIn::Bf16(x), w, y, accumulate)
+}
+
+/// [`gemm_bf16_rows`] on a chosen path.
+///
+/// Panics as [`gemm_bf16_rows`], and if `path` is not available here.
+pub fn gemm_bf16_rows_with(
+    path: Bf16Path,
+    x: &Bf16Rows,
+    w: &PackedBf16,
+    y: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(
+        path.available(),
+        "bf16 path {} is not available",
+        path.name()
+    );
+    run(path, x.rows, XIn::Bf16(x), w, y, accumulate)
+}
+
+/// The x operand of a product: f32 rows (rounded while packed), or rows
+/// already rounded to bf16 pairs by their producer ([`Bf16Rows`]).
+#[derive(Clone, Copy)]
+enum XIn<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a Bf16Rows),
+}
+
+/// Activations already rounded to bf16 pairs, row-major, for
+/// [`gemm_bf16_rows`]: what a norm or an activation function writes when
+/// its only readers are bf16 products, so the product need not read the
+/// f32 rows back and round them (`pack_x` was ≈ 8 % of a bf16 SmolLM2
+/// forward, most of it waiting on memory; bench/RESULTS.md, session 9).
+///
+/// Row r holds the pairs `bf16(x[r][2p]) | bf16(x[r][2p + 1]) << 16` at
+/// `[r·stride, r·stride + kp)`, `stride` = `kp` rounded up to 16 pairs (64
+/// bytes, an AMX tile row); the padding pairs and the rows past `rows`
+/// (up to a multiple of 16) are zero, and the block starts 64-byte
+/// aligned, so the AMX path loads its x tiles in place. The values are
+/// the ones `gemm_bf16` would round from the same f32 rows: both products
+/// give the same bits.
+#[derive(Clone, Default)]
+pub struct Bf16Rows {
+    data: Vec<Line>,
+    rows: usize,
+    k: usize,
+    stride: usize,
+}
+
+impl std::fmt::Debug for Bf16Rows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bf16Rows")
+            .field("rows", &self.rows)
+            .field("k", &self.k)
+            .finish()
+    }
+}
+
+impl Bf16Rows {
+    /// `rows` zero rows of `k` values.
+    pub fn zeros(rows: usize, k: usize) -> Self {
+        let stride = k.div_ceil(2).div_ceil(AMX_PAIRS) * AMX_PAIRS;
+        let lines = rows.div_ceil(AMX_PAIRS) * AMX_PAIRS * stride / 16;
+        Bf16Rows {
+            data: vec![Line([0; 16]); lines],
+            rows,
+            k,
+            stride,
+        }
+    }
+
+    /// `rows × k` from this thread's pool ([`crate::pool`]; contents stale,
+    /// padding zero), else [`Bf16Rows::zeros`]; give it back with
+    /// [`crate::pool::give`].
+    pub fn take(rows: usize, k: usize) -> Self {
+        crate::pool::take(|b: &Bf16Rows| b.rows == rows && b.k == k)
+            .unwrap_or_else(|| Self::zeros(rows, k))
+    }
+
+    /// `x` (`rows × k`, row-major) rounded (tests and one-off callers).
+    ///
+    /// Panics if `x.len() != rows·k`.
+    pub fn from_f32(x: &[f32], rows: usize, k: usize) -> Self {
+        check_len("Bf16Rows::from_f32: x", x.len(), rows, k);
+        let mut out = Self::zeros(rows, k);
+        out.fill_par(|r, row| row.copy_from_slice(&x[r * k..(r + 1) * k]));
+        out
+    }
+
+    /// Rows of values.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Values per row.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Sets every row in parallel: `f(r, row)` writes row r's `k` f32
+    /// values into `row` (a scratch row, old contents unspecified), which
+    /// are then rounded into the pairs. Deterministic: each row is
+    /// computed by one call, whatever the thread count.
+    pub fn fill_par(&mut self, f: impl Fn(usize, &mut [f32]) + Sync) {
+        let (k, stride, rows) = (self.k, self.stride, self.rows);
+        if rows == 0 || stride == 0 {
+            return;
+        }
+        let kp = k.div_ceil(2);
+        let pairs = self.pairs_mut();
+        pairs[..rows * stride]
+            .par_chunks_mut(stride * FILL_ROWS)
+            .enumerate()
+            .for_each_init(
+                || vec![0f32; k],
+                |scratch, (i, chunk)| {
+                    for (j, dst) in chunk.chunks_exact_mut(stride).enumerate() {
+                        f(i * FILL_ROWS + j, scratch);
+                        pack_pairs(scratch, &mut dst[..kp]);
+                    }
+                },
+            );
+    }
+
+    /// All pairs, rows at `stride` (padding included).
+    fn pairs(&self) -> &[u32] {
+        // SAFETY: `Line` is `repr(C)` around `[u32; 16]` (size 64 = its
+        // alignment, no padding): the lines are one run of u32.
+        unsafe {
+            std::slice::from_raw_parts(self.data.as_ptr().cast::<u32>(), self.data.len() * 16)
+        }
+    }
+
+    fn pairs_mut(&mut self) -> &mut [u32] {
+        // SAFETY: as in `pairs`, borrowed mutably.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.data.as_mut_ptr().cast::<u32>(),
+                self.data.len() * 16,
+            )
+        }
+    }
+}
+
+/// Rows per task of [`Bf16Rows::fill_par`].
+const FILL_ROWS: usize = 16;
+
+thread_local! {
+    /// Each thread's packed block of x, kept across calls: a fresh
+    /// ≈ 0.3 MB buffer per rayon split was `mmap`ed and its pages zeroed
+    /// on every product (≈ 9 % of a bf16 forward in `clear_page_erms`;
+    /// bench/RESULTS.md, session 9). `pack_x` grows it as needed.
+    static PACKED_X: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A raw output pointer shared by tasks that write disjoint tiles.
@@ -418,9 +579,17 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
-fn run(kernel: Bf16Path, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], accumulate: bool) {
+fn run(kernel: Bf16Path, m: usize, x: XIn<'_>, w: &PackedBf16, y: &mut [f32], accumulate: bool) {
     let (k, n) = (w.k, w.n);
-    check_len("gemm_bf16: x", x.len(), m, k);
+    match x {
+        XIn::F32(x) => check_len("gemm_bf16: x", x.len(), m, k),
+        XIn::Bf16(x) => assert!(
+            x.rows == m && x.k == k,
+            "gemm_bf16_rows: x is {}×{}, W wants {m}×{k}",
+            x.rows,
+            x.k
+        ),
+    }
     check_len("gemm_bf16: y", y.len(), m, n);
     if m == 0 || n == 0 {
         return;
@@ -453,9 +622,8 @@ fn run(kernel: Bf16Path, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], acc
     };
 
     let out = OutPtr(y.as_mut_ptr());
-    (0..row_blocks * col_blocks).into_par_iter().for_each_init(
-        || vec![0u32; mc * (kc + AMX_PAIRS)],
-        |xa, t| {
+    (0..row_blocks * col_blocks).into_par_iter().for_each(|t| {
+        PACKED_X.with_borrow_mut(|xa| {
             let (rb, cb) = (t / col_blocks, t % col_blocks);
             let r0 = rb * mc;
             let rows = mc.min(m - r0);
@@ -472,8 +640,8 @@ fn run(kernel: Bf16Path, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], acc
                 },
                 _ => unsafe { task(kernel, x, w, out, m, r0, rows, j0, j1, kc, accumulate, xa) },
             }
-        },
-    );
+        })
+    });
 }
 
 /// One task: rows `[r0, r0 + rows)` of `y`, column panels `[j0, j1)`.
@@ -484,7 +652,7 @@ fn run(kernel: Bf16Path, m: usize, x: &[f32], w: &PackedBf16, y: &mut [f32], acc
 #[allow(clippy::too_many_arguments)]
 unsafe fn task(
     kernel: Bf16Path,
-    x: &[f32],
+    x: XIn<'_>,
     w: &PackedBf16,
     out: OutPtr,
     m: usize,
@@ -554,7 +722,7 @@ unsafe fn task(
 /// lines runs about 6× slower (2.4 vs 16 ns per 1 KiB tile on the Xeon;
 /// bench/RESULTS.md, session 9).
 fn pack_x<'a>(
-    x: &[f32],
+    x: XIn<'_>,
     k: usize,
     (r0, rows, mr): (usize, usize, usize),
     (pk0, kcur, kpad): (usize, usize, usize),
@@ -572,8 +740,18 @@ fn pack_x<'a>(
     let k_lo = 2 * pk0;
     let k_hi = (2 * (pk0 + kcur)).min(k);
     for (r, dst) in xa.chunks_exact_mut(kpad).take(rows).enumerate() {
-        let src = &x[(r0 + r) * k + k_lo..(r0 + r) * k + k_hi];
-        pack_pairs(src, &mut dst[..kcur]);
+        match x {
+            XIn::F32(x) => {
+                pack_pairs(
+                    &x[(r0 + r) * k + k_lo..(r0 + r) * k + k_hi],
+                    &mut dst[..kcur],
+                );
+            }
+            XIn::Bf16(x) => {
+                let row = (r0 + r) * x.stride + pk0;
+                dst[..kcur].copy_from_slice(&x.pairs()[row..row + kcur]);
+            }
+        }
         dst[kcur..].fill(0);
     }
     xa
