@@ -3,12 +3,17 @@
 //! nothing else) against the f32 product `ops::matmul` as
 //! `Linear::forward_into` calls it, on the dense products of a forward pass
 //! and the SAE encoder, with 2 rayon threads. Packing time (once per weight
-//! at model load) is reported separately and not in the rate.
+//! at model load) is reported separately and not in the rate. "bf16" rounds
+//! the f32 x while packing it; "bf16, x rounded" takes x already rounded
+//! (`Bf16Rows`, as the forward's norms hand it over and as PyTorch's bf16
+//! matmul takes it).
 //! Run: `cargo bench -p saelab-lm --bench bf16` (or `bench/gemm.sh`, which
 //! runs PyTorch's matmul on the same shapes in the same run).
 
 use saelab_kernels::aligned::AlignedF32;
-use saelab_lm::bf16::{bf16_paths, gemm_bf16_with, Bf16Path, PackedBf16};
+use saelab_lm::bf16::{
+    bf16_paths, gemm_bf16_rows_with, gemm_bf16_with, Bf16Path, Bf16Rows, PackedBf16,
+};
 use saelab_lm::ops::{matmul, MatRef};
 use std::time::Instant;
 
@@ -70,12 +75,20 @@ fn main() {
             .join(", ")
     );
     println!(
-        "| {:22} | {:15} | {:15} | {:11} | {:15} | {:5} | {:8} | {:8} |",
-        "shape", "m×n×k", "f32 matmul", "bf16 path", "bf16", "ratio", "pack ms", "rel err"
+        "| {:22} | {:15} | {:15} | {:11} | {:15} | {:15} | {:5} | {:8} | {:8} |",
+        "shape",
+        "m×n×k",
+        "f32 matmul",
+        "bf16 path",
+        "bf16",
+        "bf16, x rounded",
+        "ratio",
+        "pack ms",
+        "rel err"
     );
     println!(
-        "|{:-<24}|{:-<17}|{:-<17}|{:-<13}|{:-<17}|{:-<7}|{:-<10}|{:-<10}|",
-        "", "", "", "", "", "", "", ""
+        "|{:-<24}|{:-<17}|{:-<17}|{:-<13}|{:-<17}|{:-<17}|{:-<7}|{:-<10}|{:-<10}|",
+        "", "", "", "", "", "", "", "", ""
     );
     pool.install(|| {
         for (name, m, n, k, t) in shapes {
@@ -117,6 +130,12 @@ fn main() {
                 let mut c16 = AlignedF32::zeros(m * n);
                 let (h_med, h_best) =
                     rate(flop, reps, || gemm_bf16_with(path, m, &a, &packed, &mut c16, false));
+                // x already rounded by its producer (`Bf16Rows`), as the
+                // forward's norms and activations hand it over, and as
+                // PyTorch's bf16 matmul takes it.
+                let rows = Bf16Rows::from_f32(&a, m, k);
+                let (r_med, r_best) =
+                    rate(flop, reps, || gemm_bf16_rows_with(path, &rows, &packed, &mut c16, false));
                 let num: f64 = c16
                     .iter()
                     .zip(&c32)
@@ -124,13 +143,15 @@ fn main() {
                     .sum();
                 let den: f64 = c32.iter().map(|&q| f64::from(q).powi(2)).sum();
                 println!(
-                    "| {name:22} | {:15} | {:6.1} ({:6.1}) | {:11} | {:6.1} ({:6.1}) | {:4.2}× | {:8.1} | {:8.2e} |",
+                    "| {name:22} | {:15} | {:6.1} ({:6.1}) | {:11} | {:6.1} ({:6.1}) | {:6.1} ({:6.1}) | {:4.2}× | {:8.1} | {:8.2e} |",
                     format!("{m}×{n}×{k}"),
                     f_med,
                     f_best,
                     path.name(),
                     h_med,
                     h_best,
+                    r_med,
+                    r_best,
                     h_med / f_med,
                     pack_ms,
                     (num / den).sqrt()

@@ -19,8 +19,10 @@ pub fn code_version(kind: &str) -> u32 {
     match kind {
         // 2: fast_exp rounds its exponent ties to even (session 8), so a
         // SiLU / GELU / softmax value can differ in the last bit.
-        // 3: the AMX bf16 product sums k in blocks of ≤ 256 pairs with a
-        // 2 × 2-tile kernel (session 9): bf16 results move at f32 rounding.
+        // 3 (session 9): the AMX bf16 product sums k in blocks of ≤ 256
+        // pairs with a 2 × 2-tile kernel; attention runs in 32-row causal
+        // blocks; LayerNorm / RMSNorm sum in 16 lanes: results move at f32
+        // rounding.
         "harvest" => 3,
         // 2: the gradient norm sums in eight f64 lanes (session 8), which
         // can move clipping by an ulp. 3: the AMX bf16 encoder (session 9).
