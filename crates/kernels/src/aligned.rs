@@ -13,6 +13,12 @@ use std::ops::{Deref, DerefMut};
 #[repr(C, align(64))]
 struct Line([f32; 16]);
 
+// SAFETY: `repr(C)` around `[f32; 16]`: 64 bytes at alignment 64, so no
+// padding, and every bit pattern is a valid value.
+unsafe impl bytemuck::Zeroable for Line {}
+// SAFETY: as above.
+unsafe impl bytemuck::Pod for Line {}
+
 /// `len` f32, zeroed, starting on a 64-byte boundary; derefs to `[f32]`.
 #[derive(Clone, Default)]
 pub struct AlignedF32 {
@@ -44,17 +50,13 @@ pub fn give(bufs: impl IntoIterator<Item = AlignedF32>) {
 impl Deref for AlignedF32 {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
-        // SAFETY: `Line` is `repr(C)` around `[f32; 16]` (size 64 = its
-        // alignment, no padding): the lines are one run of initialised
-        // f32, at least `len` long.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<f32>(), self.len) }
+        &bytemuck::cast_slice(&self.lines)[..self.len]
     }
 }
 
 impl DerefMut for AlignedF32 {
     fn deref_mut(&mut self) -> &mut [f32] {
-        // SAFETY: as in `deref`, borrowed mutably.
-        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<f32>(), self.len) }
+        &mut bytemuck::cast_slice_mut(&mut self.lines)[..self.len]
     }
 }
 

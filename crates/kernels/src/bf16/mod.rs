@@ -151,6 +151,13 @@ pub fn bf16_available() -> bool {
 #[repr(C, align(64))]
 struct Line([u32; 16]);
 
+// SAFETY: `repr(C)` around `[u32; 16]`: 64 bytes at alignment 64, so no
+// padding, and every bit pattern is a valid value (the lines are viewed
+// as one run of u32 through `bytemuck`).
+unsafe impl bytemuck::Zeroable for Line {}
+// SAFETY: as above.
+unsafe impl bytemuck::Pod for Line {}
+
 /// A weight matrix `W` (logical shape `k × n`, for `y = x·W`) converted to
 /// bf16 and packed for the microkernel.
 ///
@@ -273,10 +280,7 @@ impl PackedBf16 {
     /// The packed pairs of panel `j`, k pairs `[p0, p0 + len)`.
     fn chunk(&self, j: usize, p0: usize, len: usize) -> &[u32] {
         let all: &[Line] = &self.data[j * self.kp_pad * NV..(j + 1) * self.kp_pad * NV];
-        // SAFETY: `Line` is `repr(C)` around `[u32; 16]` (size 64 = its
-        // alignment, so no padding): the lines are a contiguous run of u32.
-        let flat =
-            unsafe { std::slice::from_raw_parts(all.as_ptr().cast::<u32>(), all.len() * 16) };
+        let flat: &[u32] = bytemuck::cast_slice(all);
         &flat[p0 * NR..(p0 + len) * NR]
     }
 }
@@ -541,21 +545,11 @@ impl Bf16Rows {
 
     /// All pairs, rows at `stride` (padding included).
     fn pairs(&self) -> &[u32] {
-        // SAFETY: `Line` is `repr(C)` around `[u32; 16]` (size 64 = its
-        // alignment, no padding): the lines are one run of u32.
-        unsafe {
-            std::slice::from_raw_parts(self.data.as_ptr().cast::<u32>(), self.data.len() * 16)
-        }
+        bytemuck::cast_slice(&self.data)
     }
 
     fn pairs_mut(&mut self) -> &mut [u32] {
-        // SAFETY: as in `pairs`, borrowed mutably.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.data.as_mut_ptr().cast::<u32>(),
-                self.data.len() * 16,
-            )
-        }
+        bytemuck::cast_slice_mut(&mut self.data)
     }
 }
 
@@ -813,12 +807,7 @@ fn fill_panels(
     data.par_chunks_mut(panel_lines)
         .enumerate()
         .for_each(|(j, panel)| {
-            // SAFETY: `Line` is `repr(C)` around `[u32; 16]` (size 64 = its
-            // alignment, no padding): the panel's lines are one contiguous
-            // run of u32, borrowed mutably here.
-            let flat = unsafe {
-                std::slice::from_raw_parts_mut(panel.as_mut_ptr().cast::<u32>(), panel.len() * 16)
-            };
+            let flat: &mut [u32] = bytemuck::cast_slice_mut(panel);
             let c0 = j * NR;
             fill(flat, c0, NR.min(n - c0));
         });
