@@ -323,9 +323,10 @@ impl Llama {
         let mut qkv = aligned::take(n * qkv_w);
         let mut att = aligned::take(n * qd);
         let mut gu = aligned::take(n * 2 * c.ffn);
-        let mut h = aligned::take(n * c.ffn);
-        // bf16 copies of the norm and SwiGLU outputs (bf16 products only).
+        // bf16 copies of the norm and SwiGLU outputs (bf16 products only);
+        // the f32 SwiGLU output is then not needed.
         let bf16 = self.blocks.iter().all(|b| b.qkv.is_bf16());
+        let mut h = aligned::take(if bf16 { 0 } else { n * c.ffn });
         let mut a16 = bf16.then(|| Bf16Rows::take(n, d));
         let mut h16 = bf16.then(|| Bf16Rows::take(n, c.ffn));
         let shape = AttnShape {
