@@ -91,7 +91,10 @@ fn main() {
         "", "", "", "", "", "", "", "", ""
     );
     pool.install(|| {
-        for (name, m, n, k, t) in shapes {
+        // BENCH_SHAPES=sub1,sub2 runs only the shapes whose name holds one.
+        let only = std::env::var("BENCH_SHAPES").unwrap_or_default();
+        let picked = |name: &str| only.is_empty() || only.split(',').any(|s| name.contains(s));
+        for (name, m, n, k, t) in shapes.into_iter().filter(|s| picked(s.0)) {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7919) % 2003) as f32 * 1e-3 - 1.0)
                 .collect();

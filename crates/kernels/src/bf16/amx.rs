@@ -20,7 +20,7 @@
 //! panels that fit in L2 beside it ([`W_BLOCK_BYTES`]); within a W block
 //! it takes x two tiles (32 rows) at a time and runs them against every
 //! tile pair of the block, so the two x tiles (≤ 32 KiB at 256 pairs)
-//! stay in L1 while W streams from L2.
+//! stay in L1 (up to ≈ 256 pairs; `KC_MAX_AMX`) while W streams from L2.
 //!
 //! # Numerics
 //!
@@ -50,7 +50,7 @@ const TILES_PER_PANEL: usize = NR / TILE;
 /// Bytes of one packed pair row of a panel (the W tiles' row stride).
 const PANEL_ROW_BYTES: usize = NR * 4;
 /// Bytes of W per L2 block: measured on the 2-core Xeon (2 MiB L2 per
-/// core), beside a task's packed x (≤ 256 rows × 256 pairs × 4 B).
+/// core), beside a task's packed x (≤ 256 rows × 384 pairs × 4 B).
 const W_BLOCK_BYTES: usize = 1 << 20;
 
 /// The tile configuration (palette 1): tmm0–7 are 16 rows × 64 bytes.
@@ -166,7 +166,7 @@ unsafe fn load_acc(i: usize, p: *const f32, stride: usize) {
 /// # Safety
 /// A [`Configured`] is alive on this thread; `p` is valid for writes of
 /// the 16 rows.
-unsafe fn store_acc(i: usize, p: *mut f32, stride: usize) {
+pub(super) unsafe fn store_acc(i: usize, p: *mut f32, stride: usize) {
     // SAFETY: the caller's contract.
     unsafe {
         match i {
@@ -211,7 +211,7 @@ unsafe fn zero_acc() {
 /// A [`Configured`] is alive on this thread; `steps ≥ 1`; each `a` holds
 /// 16 rows of `16·steps` u32 at stride `lda`; each `b` is valid for
 /// `16·steps` pair rows of 64 bytes at stride 192.
-unsafe fn product_2x2(
+pub(super) unsafe fn product_2x2(
     steps: usize,
     a0: *const u32,
     a1: *const u32,

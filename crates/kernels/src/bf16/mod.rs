@@ -55,7 +55,7 @@
 //!
 //! Rayon tasks own blocks of 64 rows of `y` (256 for AMX; and, when there
 //! are too few row blocks, ranges of column panels). A task walks k in
-//! blocks of ≤ 512 pairs (≤ 256 in whole 16-pair tiles for AMX); per block
+//! blocks of ≤ 512 pairs (≤ 384 in whole 16-pair tiles for AMX); per block
 //! it rounds its rows of `x` into bf16 pairs once (`[row][pair]`, per tile
 //! of 8 rows, 16 for AMX) and reuses them for every 48-column panel of W. The AVX-512 microkernel keeps
 //! an 8 × 48 tile of `y` in 24 zmm accumulators and per k pair does 3 loads
@@ -85,10 +85,15 @@ const AMX_PAIRS: usize = 16;
 /// while all row tiles of a task reuse the chunk. 512 measured faster than
 /// 256 on Zen 4 (one block for k ≤ 1024).
 const KC_MAX: usize = 512;
-/// Maximum k pairs per cache block on the AMX path: the microkernel's two
-/// x tiles (32 rows × KC pairs × 4 B = 32 KiB at 256) stay in L1 (48 KiB)
-/// while W streams past them (module `amx`).
-const KC_MAX_AMX: usize = 256;
+/// Maximum k pairs per cache block on the AMX path. The microkernel's two
+/// x tiles (32 rows × KC pairs × 4 B) stay in L1 (48 KiB) while W streams
+/// past them up to ≈ 256 pairs; 384 lets K = 768 (GPT-2, the SAE encoder)
+/// run as one k block, which stores each output tile once instead of
+/// storing, reloading and storing it again: the encoder shape ran 4–14 %
+/// faster in four alternated comparisons, the others within the noise
+/// (bench/RESULTS.md, session 10). The k split does not change the bits:
+/// the accumulators carry f32 across blocks exactly.
+const KC_MAX_AMX: usize = 384;
 /// Rows of x per task on the AMX path (a multiple of 32): W streams
 /// from L3 once per task, so AMX, which consumes it 6× faster than
 /// AVX-512, needs taller tasks. On the 2-core Xeon, 256 rows ran 1.2–1.4×
@@ -1022,3 +1027,48 @@ mod avx {
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod amx;
+
+/// The AMX microkernel's pieces, for `benches/amx_probe.rs` alone (it
+/// times the real loop in isolation); not an API.
+#[doc(hidden)]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod amx_probe {
+    /// The tile configuration, loaded on this thread while it lives.
+    pub struct Tiles(#[allow(dead_code)] super::amx::Configured);
+
+    impl Tiles {
+        /// None where the AMX path is not available.
+        pub fn new() -> Option<Tiles> {
+            super::amx_available().then(|| Tiles(super::amx::Configured::new()))
+        }
+
+        /// The microkernel's loop: `steps` × 16 k pairs of the 2 × 2
+        /// tile products (x tiles `a0`, `a1` at `lda` bytes; W tiles
+        /// `b0`, `b1` in 48-column panels).
+        ///
+        /// # Safety
+        /// Every operand is valid for the reads of `steps` steps; `steps ≥ 1`.
+        pub unsafe fn product_2x2(
+            &self,
+            steps: usize,
+            (a0, a1, lda): (*const u32, *const u32, usize),
+            (b0, b1): (*const u32, *const u32),
+        ) {
+            // SAFETY: the caller's contract; tiles configured (self).
+            unsafe { super::amx::product_2x2(steps, a0, a1, lda, b0, b1) }
+        }
+
+        /// Stores the four accumulators as a 32 × 32 f32 block at `y`
+        /// (row stride `ys` bytes).
+        ///
+        /// # Safety
+        /// `y` is valid for writes of the block.
+        pub unsafe fn store(&self, y: *mut f32, ys: usize) {
+            let at = |i: usize| y.wrapping_byte_add((i / 2) * 16 * ys + (i % 2) * 64);
+            for i in 0..4 {
+                // SAFETY: the caller's contract; tiles configured (self).
+                unsafe { super::amx::store_acc(i, at(i), ys) };
+            }
+        }
+    }
+}
