@@ -18,6 +18,7 @@ pub mod hub;
 pub mod llama;
 pub mod model;
 pub mod ops;
+pub mod simd;
 pub mod testing;
 pub mod tokenizer;
 pub mod weights;

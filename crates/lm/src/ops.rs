@@ -7,6 +7,7 @@
 //! and which would otherwise cost a third of a GPT-2 forward pass.
 
 use crate::bf16::{gemm_bf16, gemm_bf16_rows, Bf16Rows, PackedBf16};
+use crate::simd::{self, Width};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -353,30 +354,57 @@ unsafe fn gemm_raw(
 /// below 3e-7 on [-87, 88]; saturates outside.
 #[inline(always)]
 pub fn fast_exp(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.3);
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
+    let k = FAST_EXP;
+    let x = x.clamp(k.lo, k.hi);
     // Adding 1.5·2^23 rounds x·log2(e) to an integer (ties to even) that
     // then sits in the low mantissa bits: no `round` and no float-to-int
     // conversion, which kept this loop scalar (both are vector-friendly
     // this way; |x·log2(e)| ≤ 128 is far inside the trick's range).
-    const SHIFT: f32 = 12_582_912.0;
-    let t = x * LOG2E + SHIFT;
-    let n = t - SHIFT;
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let t = x * k.log2e + k.shift;
+    let n = t - k.shift;
+    let r = x - n * k.ln2_hi - n * k.ln2_lo;
     // Cephes expf polynomial on |r| <= ln2/2.
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_2e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
+    let mut p = k.poly[0];
+    for &q in &k.poly[1..] {
+        p = p * r + q;
+    }
     let e = p * r * r + r + 1.0;
-    let ni = (t.to_bits() as i32).wrapping_sub(SHIFT.to_bits() as i32);
+    let ni = (t.to_bits() as i32).wrapping_sub(k.shift.to_bits() as i32);
     let bits = ((ni + 127) as u32) << 23;
     e * f32::from_bits(bits)
 }
+
+/// The constants of [`fast_exp`], shared with its AVX-512 form
+/// ([`crate::simd`]), which repeats its operations lane by lane.
+#[derive(Clone, Copy)]
+pub(crate) struct FastExp {
+    pub(crate) lo: f32,
+    pub(crate) hi: f32,
+    pub(crate) log2e: f32,
+    pub(crate) ln2_hi: f32,
+    pub(crate) ln2_lo: f32,
+    /// 1.5·2^23: adding it rounds to an integer (see `fast_exp`).
+    pub(crate) shift: f32,
+    /// Cephes expf coefficients, highest degree first.
+    pub(crate) poly: [f32; 6],
+}
+
+pub(crate) const FAST_EXP: FastExp = FastExp {
+    lo: -87.3,
+    hi: 88.3,
+    log2e: std::f32::consts::LOG2_E,
+    ln2_hi: 0.693_359_4,
+    ln2_lo: -2.121_944_4e-4,
+    shift: 12_582_912.0,
+    poly: [
+        1.987_569_1e-4,
+        1.398_2e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ],
+};
 
 /// tanh via exp, branch-free.
 #[inline(always)]
@@ -386,28 +414,25 @@ pub fn fast_tanh(x: f32) -> f32 {
 
 /// GPT-2's `gelu_new` (tanh approximation), in place.
 pub fn gelu_new(x: &mut [f32]) {
-    x.par_chunks_mut(4096).for_each(|ch| {
-        for v in ch.iter_mut() {
-            *v = gelu_new_one(*v);
-        }
-    });
+    let width = Width::best();
+    x.par_chunks_mut(4096)
+        .for_each(|ch| simd::gelu_new_in_place(width, ch));
 }
 
+/// √(2/π), `gelu_new`'s constant.
+pub(crate) const GELU_C: f32 = 0.797_884_6;
+
+/// `gelu_new` of one value.
 #[inline(always)]
-fn gelu_new_one(u: f32) -> f32 {
-    const C: f32 = 0.797_884_6; // sqrt(2/pi)
-    0.5 * u * (1.0 + fast_tanh(C * (u + 0.044715 * u * u * u)))
+pub fn gelu_new_one(u: f32) -> f32 {
+    0.5 * u * (1.0 + fast_tanh(GELU_C * (u + 0.044715 * u * u * u)))
 }
 
 /// [`gelu_new`] of the rows of `x` (width `out.k()`), rounded into `out`
 /// for a bf16 product: the values `gelu_new` computes, then rounded.
 pub fn gelu_new_bf16(x: &[f32], out: &mut Bf16Rows) {
-    let f = out.k();
-    out.fill_par(|r, row| {
-        for (o, &u) in row.iter_mut().zip(&x[r * f..(r + 1) * f]) {
-            *o = gelu_new_one(u);
-        }
-    });
+    let (f, width) = (out.k(), Width::best());
+    out.fill_par(|r, row| simd::gelu_new_into(width, &x[r * f..(r + 1) * f], row));
 }
 
 /// SwiGLU: `h[r, j] = silu(gu[r, j]) * gu[r, f + j]` for rows of `gu`
@@ -418,15 +443,17 @@ pub fn swiglu_rows(gu: &[f32], f: usize, h: &mut [f32]) {
         .for_each(|(hr, g)| swiglu_row(g, hr));
 }
 
+/// SwiGLU of one gate value `a` and its up value `u`: `silu(a)·u`.
+#[inline(always)]
+pub fn swiglu_one(a: f32, u: f32) -> f32 {
+    a / (1.0 + fast_exp(-a)) * u
+}
+
 /// One row of [`swiglu_rows`]: `g` is gate then up.
 #[inline(always)]
 fn swiglu_row(g: &[f32], out: &mut [f32]) {
     let (gate, up) = g.split_at(out.len());
-    // Iterators, not indices: with the bounds checks gone the loop (and
-    // fast_exp in it) vectorizes.
-    for ((o, &a), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = a / (1.0 + fast_exp(-a)) * u;
-    }
+    simd::swiglu_into(Width::best(), gate, up, out);
 }
 
 /// [`swiglu_rows`] rounded into `out` (width `f = out.k()`) for a bf16
@@ -623,9 +650,7 @@ fn softmax_in_place(live: &mut [f32]) {
         }
     }
     let m = mx.iter().fold(tail_max, |a, &b| a.max(b));
-    for s in live.iter_mut() {
-        *s = fast_exp(*s - m);
-    }
+    simd::exp_sub_in_place(Width::best(), live, m);
     let mut sums = [0.0f32; L];
     let whole = live.chunks_exact(L);
     let tail: f32 = whole.remainder().iter().sum();
