@@ -592,30 +592,43 @@ pub fn apply_rope(
     style: RopeStyle,
 ) {
     let half = head_dim / 2;
-    x.par_chunks_mut(stride).enumerate().for_each(|(r, row)| {
-        let t = r % seq;
-        let c = &cos[t * half..(t + 1) * half];
-        let s = &sin[t * half..(t + 1) * half];
-        for h in 0..n_heads {
-            let hv = &mut row[h * head_dim..(h + 1) * head_dim];
-            match style {
-                RopeStyle::Interleaved => {
-                    for i in 0..half {
-                        let (a, b) = (hv[2 * i], hv[2 * i + 1]);
-                        hv[2 * i] = a * c[i] - b * s[i];
-                        hv[2 * i + 1] = a * s[i] + b * c[i];
-                    }
-                }
-                RopeStyle::Half => {
-                    for i in 0..half {
-                        let (a, b) = (hv[i], hv[i + half]);
-                        hv[i] = a * c[i] - b * s[i];
-                        hv[i + half] = a * s[i] + b * c[i];
-                    }
+    // Rows in tasks of ROWS_PER_TASK, and zipped iterators in place of
+    // indices: without bounds checks the rotations vectorize (the same
+    // operations per element, so the same bits).
+    x.par_chunks_mut(stride * ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(task, rows)| {
+            for (i, row) in rows.chunks_mut(stride).enumerate() {
+                let t = (task * ROWS_PER_TASK + i) % seq;
+                let c = &cos[t * half..(t + 1) * half];
+                let s = &sin[t * half..(t + 1) * half];
+                for hv in row[..n_heads * head_dim].chunks_exact_mut(head_dim) {
+                    rotate(hv, c, s, style);
                 }
             }
+        });
+}
+
+/// One head's rotation by the angles whose cosines and sines are `c`, `s`.
+#[inline(always)]
+fn rotate(hv: &mut [f32], c: &[f32], s: &[f32], style: RopeStyle) {
+    match style {
+        RopeStyle::Interleaved => {
+            for ((p, &c), &s) in hv.chunks_exact_mut(2).zip(c).zip(s) {
+                let (a, b) = (p[0], p[1]);
+                p[0] = a * c - b * s;
+                p[1] = a * s + b * c;
+            }
         }
-    });
+        RopeStyle::Half => {
+            let (lo, hi) = hv.split_at_mut(c.len());
+            for (((a, b), &c), &s) in lo.iter_mut().zip(hi.iter_mut()).zip(c).zip(s) {
+                let (x, y) = (*a, *b);
+                *a = x * c - y * s;
+                *b = x * s + y * c;
+            }
+        }
+    }
 }
 
 /// Shape of a causal multi-head attention call.
@@ -876,6 +889,48 @@ mod tests {
             for (g, e) in got.iter().zip(&want) {
                 assert!((g - e).abs() < 1e-4 * (1.0 + e.abs()));
             }
+        }
+    }
+
+    /// RoPE against the rotation written with plain indices (the same
+    /// operations, so the same bits), both styles, a row stride wider than
+    /// the heads and a suffix slice as the K half of a fused QKV row is.
+    #[test]
+    fn rope_matches_indexed_rotation_bit_for_bit() {
+        let (batch, seq, heads, hd, stride) = (2, 37, 3, 8, 40);
+        let positions: Vec<usize> = (0..seq).collect();
+        let (cos, sin) = rope_tables(&positions, hd, 10000.0);
+        for style in [RopeStyle::Interleaved, RopeStyle::Half] {
+            let x0: Vec<f32> = (0..batch * seq * stride)
+                .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+                .collect();
+            let mut got = x0.clone();
+            apply_rope(&mut got[3..], stride, seq, heads, hd, &cos, &sin, style);
+            let mut want = x0.clone();
+            let half = hd / 2;
+            for r in 0..batch * seq {
+                let t = r % seq;
+                for h in 0..heads {
+                    let o = 3 + r * stride + h * hd;
+                    for i in 0..half {
+                        let (ia, ib) = match style {
+                            RopeStyle::Interleaved => (o + 2 * i, o + 2 * i + 1),
+                            RopeStyle::Half => (o + i, o + i + half),
+                        };
+                        let (a, b, c, s) =
+                            (want[ia], want[ib], cos[t * half + i], sin[t * half + i]);
+                        want[ia] = a * c - b * s;
+                        want[ib] = a * s + b * c;
+                    }
+                }
+            }
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{style:?}"
+            );
+            assert!(got != x0, "{style:?}: nothing rotated");
         }
     }
 
