@@ -4,7 +4,10 @@
 //! element-wise loops (norms, GELU, SiLU, softmax, RoPE) are hand-written so
 //! they fuse and auto-vectorize: they use a branch-free polynomial `exp`
 //! (`fast_exp`, ≈ 2 ulp) instead of libm, which the compiler cannot vectorize
-//! and which would otherwise cost a third of a GPT-2 forward pass.
+//! and which would otherwise cost a third of a GPT-2 forward pass. On
+//! AVX-512 CPUs GELU, SwiGLU and softmax's exponentials run through
+//! [`crate::simd`] (zmm by hand, the same bits), since the compiler keeps
+//! Intel server CPUs on 256-bit vectors.
 
 use crate::bf16::{gemm_bf16, gemm_bf16_rows, Bf16Rows, PackedBf16};
 use crate::simd::{self, Width};
