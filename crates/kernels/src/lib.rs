@@ -9,3 +9,4 @@ pub mod aligned;
 pub mod bf16;
 pub mod phase_times;
 pub mod pool;
+pub mod simd;

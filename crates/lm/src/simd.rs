@@ -11,44 +11,12 @@
 //! (no fused multiply-adds; Rust never contracts the scalar ones either),
 //! so both forms give the same bits; the tests check it on every input
 //! class. The AVX-512 form runs only where the CPU has avx512f
-//! ([`Width::best`]); `SAELAB_SIMD=scalar` forces the scalar loops.
+//! ([`Width::best`], shared with the other crates through
+//! `saelab_kernels::simd`); `SAELAB_SIMD=scalar` forces the scalar loops.
 
 use crate::ops::{fast_exp, gelu_new_one, swiglu_one};
 
-/// Which loop runs the element-wise functions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Width {
-    /// The scalar functions (the compiler vectorizes them as it tunes).
-    Scalar,
-    /// 16 lanes of zmm (avx512f).
-    Avx512,
-}
-
-impl Width {
-    /// AVX-512 where the CPU has it, unless `SAELAB_SIMD=scalar`.
-    pub fn best() -> Width {
-        static BEST: std::sync::OnceLock<Width> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| {
-            let forced = std::env::var("SAELAB_SIMD").is_ok_and(|v| v == "scalar");
-            if !forced && Width::Avx512.available() {
-                Width::Avx512
-            } else {
-                Width::Scalar
-            }
-        })
-    }
-
-    /// Whether this CPU can run it.
-    pub fn available(self) -> bool {
-        match self {
-            Width::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Width::Avx512 => is_x86_feature_detected!("avx512f"),
-            #[cfg(not(target_arch = "x86_64"))]
-            Width::Avx512 => false,
-        }
-    }
-}
+pub use saelab_kernels::simd::Width;
 
 /// `dst[i] = gelu_new_one(src[i])`.
 ///

@@ -61,7 +61,7 @@ fn main() {
     });
     let (mut gd, mut ge, mut cs) = (vec![0.0f32; N * D], vec![0.0f32; N * D], vec![0.0f32; N]);
     time("latent gradients", || {
-        kern.latent_grads(&dz, &xc, D, &g_of, &mut gd, &mut ge, &mut cs);
+        kern.latent_grads(&dz, &xc, D, &g_of, &mut gd, &mut ge, &mut cs, false);
     });
     std::hint::black_box((gd, ge, cs));
 }

@@ -24,7 +24,7 @@
 //! take all of a group's entries per column chunk before storing it
 //! (`cargo bench -p saelab-sae --bench auxk_kernels` times each kernel).
 
-use crate::kernels::{axpy, dot_finish, dot_lanes, SparseCodes};
+use crate::kernels::{axpy, dots_side_by_side, SparseCodes, DOT_GROUP};
 use rayon::prelude::*;
 
 /// Rows per block: 128 rows of d 768 are 384 KB, so a block of gradient
@@ -141,7 +141,8 @@ impl RowBlocks {
 
     /// Per-latent gradient accumulation, as [`crate::kernels::latent_grads`]:
     /// `d_w_dec[i] += Σ z·g_of(b, i)`, `d_w_enc_t[i] += Σ dpre·xc[b]`,
-    /// `col_sum[i] += Σ dpre`, each latent summed in increasing row order.
+    /// `col_sum[i] += Σ dpre`, each latent summed in increasing row order
+    /// (with `overwrite`, the gradient rows are zeroed first, per task).
     #[allow(clippy::too_many_arguments)]
     pub fn latent_grads<'a>(
         &self,
@@ -153,6 +154,7 @@ impl RowBlocks {
         d_w_dec: &mut [f32],
         d_w_enc_t: &mut [f32],
         col_sum: &mut [f32],
+        overwrite: bool,
     ) {
         d_w_dec
             .par_chunks_mut(LATENT_CHUNK * d)
@@ -160,6 +162,10 @@ impl RowBlocks {
             .zip(col_sum.par_chunks_mut(LATENT_CHUNK))
             .enumerate()
             .for_each(|(c, ((gd, ge), cs))| {
+                if overwrite {
+                    gd.fill(0.0);
+                    ge.fill(0.0);
+                }
                 let lo = (c * LATENT_CHUNK) as u32;
                 let hi = lo + cs.len() as u32;
                 let mut acc = vec![0.0f32; cs.len()];
@@ -232,7 +238,7 @@ fn add_group(group: &[(f32, f32, &[f32], &[f32])], gd: &mut [f32], ge: &mut [f32
 impl Block {
     /// [`RowBlocks::dz`] for this block's entries (`out` starts at CSR
     /// position `p0`). Each latent's decoder row stays in L1 while its
-    /// entries go by [`DZ_LANES`] at a time: the dot products are chains of
+    /// entries go by [`DOT_GROUP`] at a time: the dot products are chains of
     /// dependent adds (the order [`crate::kernels::dot`] fixes), so several
     /// run side by side to hide the add latency.
     fn dz<'a>(
@@ -243,26 +249,19 @@ impl Block {
         g_of: &(dyn Fn(usize, usize) -> &'a [f32] + Sync),
         out: &mut [f32],
     ) {
-        let full = d / 8 * 8;
+        let mut pairs: Vec<(&[f32], &[f32])> = Vec::with_capacity(DOT_GROUP);
+        let mut dots = [0.0f32; DOT_GROUP];
         for (g, &i) in self.lat.iter().enumerate() {
             let i = i as usize;
             let w = &w_dec[i * d..(i + 1) * d];
             let (start, end) = (self.gptr[g] as usize, self.gptr[g + 1] as usize);
-            for q0 in (start..end).step_by(DZ_LANES) {
-                let lanes = DZ_LANES.min(end - q0);
-                let mut rows: [&[f32]; DZ_LANES] = [&[]; DZ_LANES];
-                for (l, r) in rows.iter_mut().enumerate().take(lanes) {
-                    *r = g_of(self.row[q0 + l] as usize, i);
-                }
-                let mut acc = [[0.0f32; 8]; DZ_LANES];
-                for c in (0..full).step_by(8) {
-                    let wc = &w[c..c + 8];
-                    for (a, r) in acc.iter_mut().zip(&rows).take(lanes) {
-                        dot_lanes(a, &r[c..c + 8], wc);
-                    }
-                }
-                for (l, (a, r)) in acc.iter().zip(&rows).enumerate().take(lanes) {
-                    out[self.pos[q0 + l] as usize - p0] = dot_finish(a, &r[full..d], &w[full..]);
+            for q0 in (start..end).step_by(DOT_GROUP) {
+                let q1 = (q0 + DOT_GROUP).min(end);
+                pairs.clear();
+                pairs.extend((q0..q1).map(|q| (g_of(self.row[q] as usize, i), w)));
+                dots_side_by_side(&pairs, d, &mut dots);
+                for (q, &v) in (q0..q1).zip(&dots) {
+                    out[self.pos[q] as usize - p0] = v;
                 }
             }
         }
@@ -325,9 +324,6 @@ pub fn tiled_decode(codes: &SparseCodes, w_dec: &[f32], d: usize) -> Vec<f32> {
     out
 }
 
-/// Entries of one latent whose dot products [`Block::dz`] runs together.
-const DZ_LANES: usize = 8;
-
 /// The sparse kernels for one set of codes, blocked when [`worth_blocking`]
 /// says so and plain otherwise; both give the same bits.
 pub struct CodeKernels<'c> {
@@ -382,7 +378,7 @@ impl<'c> CodeKernels<'c> {
     }
 
     /// Decoder / encoder / bias gradients (see
-    /// [`crate::kernels::latent_grads`]).
+    /// [`crate::kernels::latent_grads`], also for `overwrite`).
     #[allow(clippy::too_many_arguments)]
     pub fn latent_grads<'a>(
         &self,
@@ -393,6 +389,7 @@ impl<'c> CodeKernels<'c> {
         d_w_dec: &mut [f32],
         d_w_enc_t: &mut [f32],
         col_sum: &mut [f32],
+        overwrite: bool,
     ) {
         match self.blocks() {
             Some(rb) => rb.latent_grads(
@@ -404,6 +401,7 @@ impl<'c> CodeKernels<'c> {
                 d_w_dec,
                 d_w_enc_t,
                 col_sum,
+                overwrite,
             ),
             None => crate::kernels::latent_grads(
                 &self.codes.to_csc(),
@@ -415,6 +413,7 @@ impl<'c> CodeKernels<'c> {
                 d_w_dec,
                 d_w_enc_t,
                 col_sum,
+                overwrite,
             ),
         }
     }

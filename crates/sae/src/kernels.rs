@@ -31,6 +31,7 @@
 
 use crate::error::{Result, SaeError};
 use rayon::prelude::*;
+use saelab_kernels::simd::{above_mask, Width};
 
 /// Rows per rayon task for row-parallel kernels; fixed so that chunked
 /// reductions have boundaries independent of the thread count.
@@ -79,6 +80,19 @@ impl SparseCodes {
     pub fn row(&self, b: usize) -> (&[u32], &[f32]) {
         let (s, e) = (self.indptr[b], self.indptr[b + 1]);
         (&self.idx[s..e], &self.val[s..e])
+    }
+
+    /// `buf` (one value per entry, in CSR order) cut into each row's part,
+    /// so rows can be filled in parallel.
+    pub fn row_parts<'a>(&self, buf: &'a mut [f32]) -> Vec<&'a mut [f32]> {
+        let mut parts = Vec::with_capacity(self.rows);
+        let mut rest = buf;
+        for b in 0..self.rows {
+            let (h, t) = rest.split_at_mut(self.indptr[b + 1] - self.indptr[b]);
+            parts.push(h);
+            rest = t;
+        }
+        parts
     }
 
     /// Number of stored entries.
@@ -166,32 +180,78 @@ pub fn check_finite(x: &[f32], d: usize) -> Result<()> {
 /// Per-row input unit normalization (SPEC §2.1): returns x̃ and the per-row
 /// (μ, σ) needed to map reconstructions back. σ is the unbiased std.
 pub fn normalize_rows(x: &[f32], d: usize, eps: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let rows = x.len() / d.max(1);
     let mut xt = vec![0.0f32; x.len()];
+    let (mu, sd) = normalize_rows_into(x, d, eps, &mut xt);
+    (xt, mu, sd)
+}
+
+/// [`normalize_rows`] into `xt` (same length as `x`, e.g. a buffer kept
+/// across training steps); returns the row means and standard deviations.
+pub fn normalize_rows_into(x: &[f32], d: usize, eps: f32, xt: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(xt.len(), x.len(), "normalize_rows_into: output length");
+    let rows = x.len() / d.max(1);
     let mut mu = vec![0.0f32; rows];
     let mut sd = vec![0.0f32; rows];
-    xt.par_chunks_mut(d)
-        .zip(x.par_chunks(d))
-        .zip(mu.par_iter_mut().zip(sd.par_iter_mut()))
-        .for_each(|((out, row), (m, s))| {
-            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
-            let var = row
-                .iter()
-                .map(|&v| {
-                    let c = v as f64 - mean;
-                    c * c
-                })
-                .sum::<f64>()
-                / (d.max(2) - 1) as f64;
-            let std = var.sqrt();
-            let denom = std + eps as f64;
-            for (o, &v) in out.iter_mut().zip(row) {
-                *o = ((v as f64 - mean) / denom) as f32;
+    if d == 0 {
+        return (mu, sd);
+    }
+    const G: usize = ROW_GROUP;
+    xt.par_chunks_mut(G * d)
+        .zip(x.par_chunks(G * d))
+        .zip(mu.par_chunks_mut(G).zip(sd.par_chunks_mut(G)))
+        .for_each(|((out, block), (m, s))| {
+            let rows = group_rows(block, d);
+            let sums = row_sums_f64(&rows, |_, _, v| v as f64);
+            let mean = sums.map(|t| t / d as f64);
+            let sq = row_sums_f64(&rows, |r, _, v| {
+                let c = v as f64 - mean[r];
+                c * c
+            });
+            for (r, (o, row)) in out.chunks_mut(d).zip(block.chunks(d)).enumerate() {
+                let std = (sq[r] / (d.max(2) - 1) as f64).sqrt();
+                let denom = std + eps as f64;
+                for (o, &v) in o.iter_mut().zip(row) {
+                    *o = ((v as f64 - mean[r]) / denom) as f32;
+                }
+                m[r] = mean[r] as f32;
+                s[r] = std as f32;
             }
-            *m = mean as f32;
-            *s = std as f32;
         });
-    (xt, mu, sd)
+    (mu, sd)
+}
+
+/// Rows summed side by side by [`row_sums_f64`].
+pub const ROW_GROUP: usize = 8;
+
+/// The rows of `block` (up to [`ROW_GROUP`] rows of length `d > 0`), the
+/// missing ones filled with the first row (their sums are not used).
+pub fn group_rows(block: &[f32], d: usize) -> [&[f32]; ROW_GROUP] {
+    let mut rows = [&block[..d]; ROW_GROUP];
+    for (r, row) in rows.iter_mut().zip(block.chunks_exact(d)) {
+        *r = row;
+    }
+    rows
+}
+
+/// `out[r] = Σ_j f(r, j, rows[r][j])` in f64, bit for bit as
+/// `rows[r].iter().enumerate().map(..).sum::<f64>()` (same start value,
+/// same order),
+/// but with the rows' chains of dependent adds side by side: one row at a
+/// time is bound by the add latency.
+#[inline]
+pub fn row_sums_f64(
+    rows: &[&[f32]; ROW_GROUP],
+    f: impl Fn(usize, usize, f32) -> f64,
+) -> [f64; ROW_GROUP] {
+    let start: f64 = std::iter::empty::<f64>().sum();
+    let mut acc = [start; ROW_GROUP];
+    let d = rows[0].len();
+    for j in 0..d {
+        for (r, (a, row)) in acc.iter_mut().zip(rows).enumerate() {
+            *a += f(r, j, row[j]);
+        }
+    }
+    acc
 }
 
 /// Dense encoder product through the `gemm` crate:
@@ -408,25 +468,8 @@ pub fn encoder_preacts_bf16(
     out
 }
 
-/// Values per chunk in [`row_topk_positive`]'s skip test.
+/// Values per chunk in [`row_topk_positive`]'s comparison masks.
 const SCAN_CHUNK: usize = 64;
-
-/// Whether any value of `chunk` is greater than `min` (NaN never is). The
-/// maximum is taken in 16 independent lanes (an element-wise select the
-/// compiler turns into vector max instructions; a single running maximum
-/// is a serial chain it keeps scalar).
-#[inline]
-fn any_above(chunk: &[f32], min: f32) -> bool {
-    let mut lanes = [f32::NEG_INFINITY; 16];
-    let whole = chunk.chunks_exact(16);
-    let tail = whole.remainder();
-    for x in whole {
-        for l in 0..16 {
-            lanes[l] = if x[l] > lanes[l] { x[l] } else { lanes[l] };
-        }
-    }
-    lanes.iter().chain(tail).any(|&v| v > min)
-}
 
 /// Top-k of the strictly positive entries of one row, returned sorted by
 /// index. Ties go to the lower index: a later candidate must be strictly
@@ -453,15 +496,19 @@ pub fn row_topk_positive(row: &[f32], k: usize, idx: &mut Vec<u32>, val: &mut Ve
     }
     if heap.len() == k {
         let mut min = heap[0].0;
-        // Most chunks hold nothing above the heap minimum once it has
-        // filled: their maximum (a vector reduction) skips them whole.
-        // NaN never compares greater, here or below, as in a plain scan.
+        // Once the heap has filled, few values beat its minimum: one vector
+        // comparison per chunk finds those that beat it at the chunk's
+        // start, and only they are visited, in order (the minimum only
+        // grows, so no other value of the chunk could enter). NaN never
+        // compares greater, as in a plain scan.
+        let width = Width::best();
         for (c, chunk) in row[next..].chunks(SCAN_CHUNK).enumerate() {
-            if !any_above(chunk, min) {
-                continue;
-            }
+            let mut mask = above_mask(width, chunk, min);
             let base = next + c * SCAN_CHUNK;
-            for (j, &v) in chunk.iter().enumerate() {
+            while mask != 0 {
+                let j = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let v = chunk[j];
                 if v > min {
                     heap[0] = (v, (base + j) as u32);
                     sift_down(&mut heap, worse);
@@ -739,6 +786,28 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_finish(&acc, &a[full..], &b[full..])
 }
 
+/// Dot products run side by side in [`dots_side_by_side`].
+pub const DOT_GROUP: usize = 8;
+
+/// `out[l] = dot(a_l, b_l)` for up to [`DOT_GROUP`] pairs of equal length
+/// `d`, bit for bit as [`dot`]. Each dot is a chain of dependent adds in
+/// `dot`'s fixed lane order, so one at a time is bound by the add latency;
+/// several side by side are not.
+#[inline]
+pub fn dots_side_by_side(pairs: &[(&[f32], &[f32])], d: usize, out: &mut [f32]) {
+    debug_assert!(pairs.len() <= DOT_GROUP && out.len() >= pairs.len());
+    let full = d / 8 * 8;
+    let mut acc = [[0.0f32; 8]; DOT_GROUP];
+    for c in (0..full).step_by(8) {
+        for (a, (x, y)) in acc.iter_mut().zip(pairs) {
+            dot_lanes(a, &x[c..c + 8], &y[c..c + 8]);
+        }
+    }
+    for ((o, a), (x, y)) in out.iter_mut().zip(&acc).zip(pairs) {
+        *o = dot_finish(a, &x[full..d], &y[full..d]);
+    }
+}
+
 /// `acc[l] += Σ_j a[8j + l]·b[8j + l]` over the 8-wide chunks, in order.
 #[inline]
 pub fn dot_lanes(acc: &mut [f32; 8], a: &[f32], b: &[f32]) {
@@ -767,29 +836,26 @@ pub fn sparse_dz<'a>(
     g_of: &(dyn Fn(usize, usize) -> &'a [f32] + Sync),
 ) -> Vec<f32> {
     let mut dz = vec![0.0f32; codes.nnz()];
-    // Split dz by rows with the CSR boundaries, then fill each row in parallel.
-    let mut parts: Vec<&mut [f32]> = Vec::with_capacity(codes.rows);
-    let mut rest: &mut [f32] = &mut dz;
-    for b in 0..codes.rows {
-        let len = codes.indptr[b + 1] - codes.indptr[b];
-        let (h, t) = rest.split_at_mut(len);
-        parts.push(h);
-        rest = t;
-    }
-    parts.into_par_iter().enumerate().for_each(|(b, out)| {
-        let (ix, _) = codes.row(b);
-        for (o, &i) in out.iter_mut().zip(ix) {
-            let i = i as usize;
-            *o = dot(g_of(b, i), &w_dec[i * d..(i + 1) * d]);
-        }
-    });
+    codes
+        .row_parts(&mut dz)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(b, out)| {
+            let (ix, _) = codes.row(b);
+            for (o, &i) in out.iter_mut().zip(ix) {
+                let i = i as usize;
+                *o = dot(g_of(b, i), &w_dec[i * d..(i + 1) * d]);
+            }
+        });
     dz
 }
 
 /// Per-latent gradient accumulation from a CSC view, each latent summed by
 /// one task in increasing row order:
 /// `d_w_dec[i] += Σ z·g_of(b, i)`, `d_w_enc_t[i] += Σ dpre·xc[b]`,
-/// `col_sum[i] += Σ dpre`.
+/// `col_sum[i] += Σ dpre`. With `overwrite`, each latent's rows of
+/// `d_w_dec` and `d_w_enc_t` are zeroed first, by the task that fills
+/// them, so the caller need not clear the two n×d gradients beforehand.
 #[allow(clippy::too_many_arguments)]
 pub fn latent_grads<'a>(
     csc: &Csc,
@@ -801,6 +867,7 @@ pub fn latent_grads<'a>(
     d_w_dec: &mut [f32],
     d_w_enc_t: &mut [f32],
     col_sum: &mut [f32],
+    overwrite: bool,
 ) {
     d_w_dec
         .par_chunks_mut(d)
@@ -808,6 +875,10 @@ pub fn latent_grads<'a>(
         .zip(col_sum.par_iter_mut())
         .enumerate()
         .for_each(|(i, ((gd, ge), cs))| {
+            if overwrite {
+                gd.fill(0.0);
+                ge.fill(0.0);
+            }
             let (s, e) = (csc.colptr[i], csc.colptr[i + 1]);
             if s == e {
                 return;
@@ -862,17 +933,84 @@ pub fn sum_sq(x: &[f32]) -> f64 {
 /// Sum of squares of `c` in f64 in eight lanes, summed in a fixed tree
 /// (one chunk of [`sum_sq`]; also the decoder row norms).
 pub(crate) fn sum_sq_lanes(c: &[f32]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let lanes = c.chunks_exact(8);
-    let tail = lanes.remainder();
-    for x in lanes {
-        for l in 0..8 {
-            acc[l] += (x[l] as f64) * (x[l] as f64);
+    saelab_kernels::simd::sum_sq_lanes(Width::best(), c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Rows of every kind the sums meet: random, all −0.0, all +0.0, with
+    /// subnormals and huge values; `rows` not a multiple of the group.
+    fn awkward_rows(rows: usize, d: usize) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut x: Vec<f32> = (0..rows * d).map(|_| rng.random_range(-4.0..4.0)).collect();
+        x[..d].fill(-0.0);
+        x[d..2 * d].fill(0.0);
+        for (j, v) in x[2 * d..3 * d].iter_mut().enumerate() {
+            *v = if j % 2 == 0 { 1e-40 } else { -3e38 };
+        }
+        x
+    }
+
+    /// The row-by-row normalization this kernel replaced, kept as the
+    /// reference: one serial sum per row.
+    fn normalize_row_by_row(x: &[f32], d: usize, eps: f32) -> Vec<(f32, f32, f32)> {
+        let mut out = Vec::new();
+        for row in x.chunks(d) {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+            let var = row
+                .iter()
+                .map(|&v| (v as f64 - mean) * (v as f64 - mean))
+                .sum::<f64>()
+                / (d.max(2) - 1) as f64;
+            let std = var.sqrt();
+            for &v in row {
+                out.push((
+                    ((v as f64 - mean) / (std + eps as f64)) as f32,
+                    mean as f32,
+                    std as f32,
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn row_sums_side_by_side_give_the_serial_bits() {
+        for (rows, d) in [(3, 5), (8, 16), (13, 37), (21, 768)] {
+            let x = awkward_rows(rows, d);
+            for block in x.chunks(d * ROW_GROUP) {
+                // Terms that are not exact in f64, so the order of the adds shows.
+                let f = |r: usize, j: usize, v: f32| {
+                    v as f64 / 3.0 + (j as f64).sqrt() * (r + 1) as f64
+                };
+                let got = row_sums_f64(&group_rows(block, d), f);
+                for (r, row) in block.chunks(d).enumerate() {
+                    let want: f64 = row.iter().enumerate().map(|(j, &v)| f(r, j, v)).sum();
+                    assert_eq!(
+                        got[r].to_bits(),
+                        want.to_bits(),
+                        "rows {rows}, d {d}, row {r}"
+                    );
+                }
+            }
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for &v in tail {
-        s += (v as f64) * (v as f64);
+
+    #[test]
+    fn normalize_rows_matches_the_row_by_row_form() {
+        for (rows, d) in [(3, 5), (13, 37), (21, 768)] {
+            let x = awkward_rows(rows, d);
+            let (xt, mu, sd) = normalize_rows(&x, d, 1e-5);
+            let want = normalize_row_by_row(&x, d, 1e-5);
+            for (p, w) in want.iter().enumerate() {
+                let got = (xt[p], mu[p / d], sd[p / d]);
+                let bits = |t: (f32, f32, f32)| (t.0.to_bits(), t.1.to_bits(), t.2.to_bits());
+                assert_eq!(bits(got), bits(*w), "rows {rows}, d {d}, entry {p}");
+            }
+        }
     }
-    s
 }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod init;
 pub mod io;
 pub mod kernels;
+mod optim;
 pub mod params;
 pub mod sae;
 mod st;

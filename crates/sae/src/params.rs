@@ -99,19 +99,30 @@ impl SaeParams {
             t.par_iter_mut().for_each(|v| *v = 0.0);
         }
     }
+
+    /// Zeroes the per-latent and per-feature vectors only (b_enc, b_dec,
+    /// log_threshold), for a caller that overwrites the two n×d matrices.
+    pub fn fill_zero_vectors(&mut self) {
+        for t in [&mut self.b_enc, &mut self.b_dec, &mut self.log_threshold] {
+            t.fill(0.0);
+        }
+    }
 }
 
 /// Scales each length-`d` row to unit L2 norm (rows of zero norm stay zero).
 pub fn normalize_rows_unit(m: &mut [f32], d: usize) {
-    m.par_chunks_mut(d).for_each(|row| {
-        // Eight f64 lanes: a single running sum is a serial chain of adds
-        // (two of these passes over W_dec cost 16 ms a step at n 12288).
-        let nrm = crate::kernels::sum_sq_lanes(row).sqrt();
-        if nrm > 0.0 {
-            let inv = (1.0 / nrm) as f32;
-            row.iter_mut().for_each(|v| *v *= inv);
-        }
-    });
+    m.par_chunks_mut(d).for_each(normalize_row_unit);
+}
+
+/// Scales one row to unit L2 norm (a row of zero norm stays zero).
+pub fn normalize_row_unit(row: &mut [f32]) {
+    // Eight f64 lanes: a single running sum is a serial chain of adds
+    // (two of these passes over W_dec cost 16 ms a step at n 12288).
+    let nrm = crate::kernels::sum_sq_lanes(row).sqrt();
+    if nrm > 0.0 {
+        let inv = (1.0 / nrm) as f32;
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
 }
 
 /// Transposes an r×c row-major matrix into c×r.

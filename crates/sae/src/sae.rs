@@ -4,7 +4,9 @@
 use crate::arch::Architecture;
 use crate::config::SaeConfig;
 use crate::error::{Result, SaeError};
-use crate::kernels::{check_finite, encoder_preacts, normalize_rows, sparse_decode, SparseCodes};
+use crate::kernels::{
+    check_finite, encoder_preacts, normalize_rows_into, sparse_decode, SparseCodes,
+};
 use crate::params::SaeParams;
 use rayon::prelude::*;
 
@@ -87,21 +89,28 @@ impl Sae {
     /// Applies the input normalization or scaling (if configured); the
     /// returned stats undo it in [`Sae::decode`].
     pub fn preprocess(&self, x: &[f32]) -> (Vec<f32>, Option<RowNorm>) {
+        let mut xt = Vec::new();
+        let norm = self.preprocess_into(x, &mut xt);
+        (xt, norm)
+    }
+
+    /// [`Sae::preprocess`] into `xt` (resized to `x`'s length; a trainer
+    /// keeps it across steps, so its pages are not faulted in every step).
+    pub fn preprocess_into(&self, x: &[f32], xt: &mut Vec<f32>) -> Option<RowNorm> {
+        xt.resize(x.len(), 0.0);
         if self.cfg.input_unit_norm {
-            let (xt, mu, sigma) = normalize_rows(x, self.cfg.d_in, NORM_EPS);
-            (xt, Some(RowNorm { mu, sigma }))
+            let (mu, sigma) = normalize_rows_into(x, self.cfg.d_in, NORM_EPS, xt);
+            Some(RowNorm { mu, sigma })
         } else if let Some(s) = self.cfg.input_scale {
             let rows = x.len() / self.cfg.d_in;
-            let xt = x.par_iter().map(|&v| v * s).collect();
-            (
-                xt,
-                Some(RowNorm {
-                    mu: vec![0.0; rows],
-                    sigma: vec![1.0 / s; rows],
-                }),
-            )
+            xt.par_iter_mut().zip(x).for_each(|(o, &v)| *o = v * s);
+            Some(RowNorm {
+                mu: vec![0.0; rows],
+                sigma: vec![1.0 / s; rows],
+            })
         } else {
-            (x.to_vec(), None)
+            xt.copy_from_slice(x);
+            None
         }
     }
 

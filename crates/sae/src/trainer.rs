@@ -12,8 +12,9 @@
 use crate::config::{BDecInit, TrainConfig};
 use crate::engine::{loss_and_grads_with, LossParts, StepBuffers};
 use crate::error::{Result, SaeError};
-use crate::kernels::{dot, sum_sq};
-use crate::params::{normalize_rows_unit, SaeParams};
+use crate::kernels::sum_sq;
+use crate::optim::{self, Adam, DecoderConstraint};
+use crate::params::SaeParams;
 use crate::sae::Sae;
 use crate::st::{InFile, OutTensor};
 use rand::SeedableRng;
@@ -144,7 +145,8 @@ impl Trainer {
     pub fn step(&mut self, batch: &[f32]) -> Result<StepMetrics> {
         let mut t = PhaseTimes::start(Timed::Step);
         let rows = self.sae.check_batch(batch)?;
-        let (xt, _) = self.sae.preprocess(batch);
+        let mut xt = std::mem::take(&mut self.bufs.xt);
+        self.sae.preprocess_into(batch, &mut xt);
         t.mark("preprocess");
         if self.step == 0 {
             // Part of the first step, so a resumed run never repeats it.
@@ -177,6 +179,7 @@ impl Trainer {
             cfg.encoder_precision,
             &mut self.bufs,
         );
+        self.bufs.xt = xt;
         t.extend(out.times);
         let grad_norm = self
             .grads
@@ -214,36 +217,21 @@ impl Trainer {
             }
         }
         t.mark("grad norm+counts");
-        let d = self.sae.params.d;
-        if cfg.decoder_unit_norm {
-            normalize_rows_unit(&mut self.sae.params.w_dec, d);
-            self.grads
-                .w_dec
-                .par_chunks_mut(d)
-                .zip(self.sae.params.w_dec.par_chunks(d))
-                .for_each(|(g, w)| {
-                    let a = dot(g, w);
-                    for (gj, &wj) in g.iter_mut().zip(w) {
-                        *gj -= a * wj;
-                    }
-                });
-        }
         let lr = cfg.lr * cfg.schedule.factor(self.step);
         self.step += 1;
-        adam_step(
+        let adam = Adam::new(self.step, lr, cfg.beta1, cfg.beta2, cfg.eps);
+        let constraint = DecoderConstraint {
+            unit_norm: cfg.decoder_unit_norm,
+            renormalize_after: cfg.renormalize_after_step,
+        };
+        optim::update(
             &mut self.sae.params,
-            &self.grads,
+            &mut self.grads,
             &mut self.m,
             &mut self.v,
-            self.step,
-            lr,
-            cfg.beta1,
-            cfg.beta2,
-            cfg.eps,
+            &adam,
+            constraint,
         );
-        if cfg.decoder_unit_norm && cfg.renormalize_after_step {
-            normalize_rows_unit(&mut self.sae.params.w_dec, d);
-        }
         t.mark("constraint+adam");
         t.print();
         let LossParts {
@@ -340,48 +328,6 @@ impl Trainer {
         t.fire_counts = state.fire_counts;
         t.tokens_seen = state.tokens_seen;
         Ok(t)
-    }
-}
-
-/// torch.optim.Adam (no weight decay, no amsgrad), elementwise in the same
-/// operation order as its single-tensor path.
-#[allow(clippy::too_many_arguments)]
-fn adam_step(
-    p: &mut SaeParams,
-    g: &SaeParams,
-    m: &mut SaeParams,
-    v: &mut SaeParams,
-    step: u64,
-    lr: f32,
-    b1: f32,
-    b2: f32,
-    eps: f32,
-) {
-    let bc1 = 1.0 - (b1 as f64).powi(step as i32);
-    let bc2_sqrt = (1.0 - (b2 as f64).powi(step as i32)).sqrt();
-    let step_size = (lr as f64 / bc1) as f32;
-    let bc2_sqrt = bc2_sqrt as f32;
-    let gs = g.tensors();
-    for ((((_, pt), (_, gt)), (_, mt)), (_, vt)) in p
-        .tensors_mut()
-        .into_iter()
-        .zip(gs)
-        .zip(m.tensors_mut())
-        .zip(v.tensors_mut())
-    {
-        pt.par_chunks_mut(4096)
-            .zip(gt.par_chunks(4096))
-            .zip(mt.par_chunks_mut(4096))
-            .zip(vt.par_chunks_mut(4096))
-            .for_each(|(((pc, gc), mc), vc)| {
-                // Zipped iterators (no bounds checks), so the loop vectorizes.
-                for (((pj, &gj), mj), vj) in pc.iter_mut().zip(gc).zip(mc).zip(vc) {
-                    *mj += (1.0 - b1) * (gj - *mj);
-                    *vj = *vj * b2 + (1.0 - b2) * gj * gj;
-                    let denom = vj.sqrt() / bc2_sqrt + eps;
-                    *pj -= step_size * *mj / denom;
-                }
-            });
     }
 }
 

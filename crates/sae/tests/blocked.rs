@@ -116,10 +116,11 @@ fn check_blocked_kernels(d: usize) {
         &mut gd_a,
         &mut ge_a,
         &mut cs_a,
+        false,
     );
     let (mut gd_b, mut ge_b, mut cs_b) = (gd0.clone(), ge0.clone(), cs0.clone());
     rb.latent_grads(
-        &codes.val, &dpre, &xc, d, &g_of, &mut gd_b, &mut ge_b, &mut cs_b,
+        &codes.val, &dpre, &xc, d, &g_of, &mut gd_b, &mut ge_b, &mut cs_b, false,
     );
     assert_eq!(bits(&gd_a), bits(&gd_b), "decoder gradient");
     assert_eq!(bits(&ge_a), bits(&ge_b), "encoder gradient");
@@ -136,12 +137,52 @@ fn check_blocked_kernels(d: usize) {
     let (mut gd_c, mut ge_c, mut cs_c) = (gd0, ge0, cs0);
     pool.install(|| {
         RowBlocks::new(&codes).latent_grads(
-            &codes.val, &dpre, &xc, d, &g_of, &mut gd_c, &mut ge_c, &mut cs_c,
+            &codes.val, &dpre, &xc, d, &g_of, &mut gd_c, &mut ge_c, &mut cs_c, false,
         )
     });
     assert_eq!(bits(&gd_b), bits(&gd_c));
     assert_eq!(bits(&ge_b), bits(&ge_c));
     assert_eq!(bits(&cs_b), bits(&cs_c));
+
+    // Overwriting from garbage equals accumulating onto zeros, both layouts.
+    let zeros = vec![0.0f32; n * d];
+    let (mut gd_z, mut ge_z, mut cs_z) = (zeros.clone(), zeros, vec![0.0f32; n]);
+    rb.latent_grads(
+        &codes.val, &dpre, &xc, d, &g_of, &mut gd_z, &mut ge_z, &mut cs_z, false,
+    );
+    let garbage = randv(&mut rng, n * d);
+    for blocked in [false, true] {
+        let (mut gd_o, mut ge_o, mut cs_o) = (garbage.clone(), garbage.clone(), vec![0.0f32; n]);
+        if blocked {
+            rb.latent_grads(
+                &codes.val, &dpre, &xc, d, &g_of, &mut gd_o, &mut ge_o, &mut cs_o, true,
+            );
+        } else {
+            latent_grads(
+                &codes.to_csc(),
+                &codes.val,
+                &dpre,
+                &xc,
+                d,
+                &g_of,
+                &mut gd_o,
+                &mut ge_o,
+                &mut cs_o,
+                true,
+            );
+        }
+        assert_eq!(
+            bits(&gd_o),
+            bits(&gd_z),
+            "overwritten decoder gradient, blocked {blocked}"
+        );
+        assert_eq!(
+            bits(&ge_o),
+            bits(&ge_z),
+            "overwritten encoder gradient, blocked {blocked}"
+        );
+        assert_eq!(bits(&cs_o), bits(&cs_z), "column sums, blocked {blocked}");
+    }
 }
 
 #[test]

@@ -47,7 +47,7 @@ impl Engine<'_> {
         nested: &mut Nested,
     ) -> Option<(f64, AuxPart)> {
         let cfg = self.aux_cfg;
-        if !(self.arch.uses_auxk() && cfg.enabled && !dead.is_empty() && cfg.k_aux > 0) {
+        if !self.aux_applies(&dead) {
             return None;
         }
         let ka = cfg.k_aux.min(dead.len());
@@ -77,6 +77,18 @@ impl Engine<'_> {
             dead,
         };
         Some((loss, part))
+    }
+
+    /// Whether AuxK runs in this pass, with these latents dead.
+    fn aux_applies(&self, dead: &[u32]) -> bool {
+        let cfg = self.aux_cfg;
+        self.arch.uses_auxk() && cfg.enabled && !dead.is_empty() && cfg.k_aux > 0
+    }
+
+    /// Whether AuxK will add its gradient to the decode's H (the Bussmann
+    /// variant, when it runs).
+    pub(super) fn aux_changes_h(&self, dead: &[u32]) -> bool {
+        self.aux_applies(dead) && self.aux_cfg.variant == AuxVariant::Bussmann
     }
 
     /// Per row, the top `ka` positive pre-activations among `dead`.
@@ -201,6 +213,7 @@ impl Engine<'_> {
             &mut grads.w_dec,
             &mut grads.w_enc_t,
             col_sum,
+            false,
         );
     }
 

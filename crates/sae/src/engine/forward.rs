@@ -6,7 +6,10 @@ use super::reduce::total_variance;
 use super::StepBuffers;
 use super::{Engine, LossParts};
 use crate::config::EncoderPrecision;
-use crate::kernels::{axpy, encoder_preacts_bf16_packed, encoder_preacts_into, SparseCodes};
+use crate::kernels::{
+    axpy, dots_side_by_side, encoder_preacts_bf16_packed, encoder_preacts_into, SparseCodes,
+    DOT_GROUP,
+};
 use rayon::prelude::*;
 use saelab_kernels::aligned::AlignedF32;
 use saelab_kernels::bf16::PackedBf16;
@@ -26,6 +29,9 @@ pub(super) struct Nested {
     pub(super) recon_full: Vec<f32>,
     /// Per row: (Σ_m ‖r⁽ᵐ⁾‖², ‖r‖², ‖x‖²) in f64.
     row_stats: Vec<(f64, f64, f64)>,
+    /// ∂L/∂z of the training codes (CSR order), when the decode computed
+    /// it (see [`Engine::decode`]).
+    pub(super) dz: Option<Vec<f32>>,
 }
 
 impl Nested {
@@ -91,17 +97,22 @@ impl ReconStats {
 }
 
 impl Engine<'_> {
-    /// The encoder's input: x, minus b_dec for architectures that subtract it.
-    pub(super) fn encoder_input(&self) -> Vec<f32> {
-        let mut xc = self.x.to_vec();
-        if self.arch.subtracts_b_dec() {
-            xc.par_chunks_mut(self.d).for_each(|r| {
-                for (v, &b) in r.iter_mut().zip(&self.params.b_dec) {
-                    *v -= b;
+    /// The encoder's input into `xc` (resized to B×d): x, minus b_dec for
+    /// architectures that subtract it.
+    pub(super) fn encoder_input(&self, xc: &mut Vec<f32>) {
+        xc.resize(self.x.len(), 0.0);
+        let b_dec = &self.params.b_dec;
+        let sub = self.arch.subtracts_b_dec();
+        xc.par_chunks_mut(self.d)
+            .zip(self.x.par_chunks(self.d))
+            .for_each(|(o, r)| {
+                o.copy_from_slice(r);
+                if sub {
+                    for (v, &b) in o.iter_mut().zip(b_dec) {
+                        *v -= b;
+                    }
                 }
             });
-        }
-        xc
     }
 
     /// The B×n pre-activations `xc·W_enc + b_enc` in `enc` arithmetic,
@@ -136,26 +147,45 @@ impl Engine<'_> {
 
     /// Nested reconstructions of every row and the gradients H of the
     /// reconstruction loss (mean over prefixes of the elementwise MSE).
-    pub(super) fn decode(&self, codes: &SparseCodes) -> Nested {
+    /// With `with_dz` it also computes ∂L/∂z = H·W_dec[i] of every code,
+    /// as [`crate::kernels::sparse_dz`] would, while the row's decoder rows
+    /// are still in cache: valid only when nothing changes H afterwards
+    /// (AuxK of the Bussmann variant does).
+    pub(super) fn decode(&self, codes: &SparseCodes, with_dz: bool) -> Nested {
         let (d, n, rows) = (self.d, self.n, self.rows);
         let ends = self.arch.prefix_ends(n);
         let m_count = ends.len();
         let scale = 2.0 / (m_count as f64 * rows as f64 * d as f64);
         let mut h = vec![0.0f32; rows * m_count * d];
         let mut recon_full = vec![0.0f32; rows * d];
+        let mut dz = vec![0.0f32; if with_dz { codes.nnz() } else { 0 }];
+        let dz_parts = if with_dz {
+            codes.row_parts(&mut dz)
+        } else {
+            (0..rows).map(|_| <&mut [f32]>::default()).collect()
+        };
+        let group_of = group_of(&ends, n);
         let row_stats = h
             .par_chunks_mut(m_count * d)
             .zip(recon_full.par_chunks_mut(d))
+            .zip(dz_parts)
             .enumerate()
-            .map(|(b, (hb, rf))| self.decode_row(b, codes, &ends, scale, hb, rf))
+            .map(|(b, ((hb, rf), dzb))| {
+                let stats = self.decode_row(b, codes, &ends, scale, hb, rf);
+                if with_dz {
+                    row_dz(codes.row(b).0, &self.params.w_dec, d, hb, &group_of, dzb);
+                }
+                stats
+            })
             .collect();
         Nested {
             d,
             m_count,
-            group_of: group_of(&ends, n),
+            group_of,
             h,
             recon_full,
             row_stats,
+            dz: with_dz.then_some(dz),
         }
     }
 
@@ -176,13 +206,22 @@ impl Engine<'_> {
         let mut acc = self.params.b_dec.clone();
         let mut p = 0usize;
         let mut sum_m = 0.0f64;
+        let (mut rr, mut xx) = (0.0f64, 0.0f64);
         for (g, &end) in ends.iter().enumerate() {
             while p < ix.len() && (ix[p] as usize) < end {
                 let i = ix[p] as usize;
                 axpy(vs[p], &self.params.w_dec[i * d..(i + 1) * d], &mut acc);
                 p += 1;
             }
-            sum_m += prefix_grad(&acc, xb, scale, &mut hb[g * d..(g + 1) * d]);
+            let hg = &mut hb[g * d..(g + 1) * d];
+            if g + 1 < ends.len() {
+                sum_m += prefix_grad(&acc, xb, scale, hg);
+            } else {
+                // The last prefix is the full reconstruction: its ‖r‖² is
+                // the row's, and ‖x‖² runs beside it.
+                (rr, xx) = prefix_grad_and_norm(&acc, xb, scale, hg);
+                sum_m += rr;
+            }
         }
         // Suffix sums turn per-prefix gradients into H_g.
         for g in (0..ends.len().saturating_sub(1)).rev() {
@@ -192,13 +231,6 @@ impl Engine<'_> {
             }
         }
         rf.copy_from_slice(&acc);
-        let mut rr = 0.0f64;
-        let mut xx = 0.0f64;
-        for j in 0..d {
-            let r = acc[j] as f64 - xb[j] as f64;
-            rr += r * r;
-            xx += (xb[j] as f64) * (xb[j] as f64);
-        }
         (sum_m, rr, xx)
     }
 
@@ -242,6 +274,20 @@ impl Engine<'_> {
     }
 }
 
+/// ∂L/∂z of one row's codes `ix`: `H_{group(i)} · W_dec[i]` per entry,
+/// with `hb` the row's H groups, [`DOT_GROUP`] entries side by side.
+fn row_dz(ix: &[u32], w_dec: &[f32], d: usize, hb: &[f32], group_of: &[u16], out: &mut [f32]) {
+    let mut pairs: Vec<(&[f32], &[f32])> = Vec::with_capacity(DOT_GROUP);
+    for (ix, out) in ix.chunks(DOT_GROUP).zip(out.chunks_mut(DOT_GROUP)) {
+        pairs.clear();
+        pairs.extend(ix.iter().map(|&i| {
+            let (i, g) = (i as usize, group_of[i as usize] as usize);
+            (&hb[g * d..(g + 1) * d], &w_dec[i * d..(i + 1) * d])
+        }));
+        dots_side_by_side(&pairs, d, out);
+    }
+}
+
 /// Prefix group of each of the `n` latents given the prefix ends.
 fn group_of(ends: &[usize], n: usize) -> Vec<u16> {
     let mut group_of = vec![0u16; n];
@@ -265,4 +311,18 @@ fn prefix_grad(acc: &[f32], xb: &[f32], scale: f64, hg: &mut [f32]) -> f64 {
         hg[j] = (scale * r) as f32;
     }
     s
+}
+
+/// [`prefix_grad`] that also returns ‖x‖², summed in the same order in a
+/// second chain of adds beside the first (each is a serial f64 chain, so
+/// the second costs almost nothing).
+fn prefix_grad_and_norm(acc: &[f32], xb: &[f32], scale: f64, hg: &mut [f32]) -> (f64, f64) {
+    let (mut s, mut xx) = (0.0f64, 0.0f64);
+    for j in 0..xb.len() {
+        let r = acc[j] as f64 - xb[j] as f64;
+        s += r * r;
+        xx += (xb[j] as f64) * (xb[j] as f64);
+        hg[j] = (scale * r) as f32;
+    }
+    (s, xx)
 }

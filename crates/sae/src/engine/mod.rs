@@ -23,6 +23,7 @@ mod forward;
 mod reduce;
 
 use crate::arch::{Architecture, PenaltyCtx};
+use crate::blocked::worth_blocking;
 use crate::config::EncoderPrecision;
 use crate::kernels::SparseCodes;
 use crate::params::SaeParams;
@@ -97,10 +98,15 @@ pub fn loss_and_grads(
 }
 
 /// Buffers a trainer keeps across steps, so the largest allocations of a
-/// step are not faulted in anew each time: the B×n pre-activations and
-/// the bf16 packing of W_enc.
+/// step are not faulted in anew each time: the preprocessed batch and the
+/// encoder's input (B×d each), the B×n pre-activations and the bf16
+/// packing of W_enc.
 #[derive(Default)]
 pub struct StepBuffers {
+    /// The preprocessed batch (filled by the trainer).
+    pub(crate) xt: Vec<f32>,
+    /// The encoder's input, x − b_dec or x.
+    xc: Vec<f32>,
     /// B×n pre-activations (reallocated when the size changes), 64-byte
     /// aligned for the AMX encoder product (`saelab_kernels::aligned`).
     pub(crate) pre: saelab_kernels::aligned::AlignedF32,
@@ -189,24 +195,44 @@ impl<'a> Engine<'a> {
         enc: EncoderPrecision,
         bufs: &mut StepBuffers,
     ) -> PassOutput {
+        self.step_with(coeff_scale, dead, grads, enc, bufs, true)
+    }
+
+    /// [`Engine::step`], with `fuse_dz` false never computing ∂L/∂z in the
+    /// decode (the tests compare both ways bit for bit).
+    fn step_with(
+        &self,
+        coeff_scale: f32,
+        dead: &mut [u32],
+        grads: &mut SaeParams,
+        enc: EncoderPrecision,
+        bufs: &mut StepBuffers,
+        fuse_dz: bool,
+    ) -> PassOutput {
         let mut t = PhaseTimes::start(Timed::Step);
-        grads.fill_zero();
-        let xc = self.encoder_input();
+        // The code backward overwrites the W_enc and W_dec gradients.
+        grads.fill_zero_vectors();
+        let mut xc = std::mem::take(&mut bufs.xc);
+        self.encoder_input(&mut xc);
         t.mark("zero+input");
         let pre: &[f32] = self.encode(&xc, enc, bufs);
         t.mark("encode");
         let codes = self.select(pre);
         t.mark("select");
-        let mut nested = self.decode(&codes);
-        let stats = self.recon_stats(&nested);
-        t.mark("decode");
         let dead_list = self.update_dead(&codes, dead);
         let dead_fraction = dead_list.len() as f64 / self.n as f64;
+        // ∂L/∂z goes with the decode unless AuxK will still change H, or the
+        // codes are dense enough for the row-blocked kernel.
+        let dz_in_decode = fuse_dz && !self.aux_changes_h(&dead_list) && !worth_blocking(&codes);
+        let mut nested = self.decode(&codes, dz_in_decode);
+        let stats = self.recon_stats(&nested);
+        t.mark("decode");
         let (aux_loss, aux_part) = match self.aux_forward(pre, dead_list, &mut nested) {
             Some((loss, part)) => (loss, Some(part)),
             None => (0.0, None),
         };
         t.mark("auxk fwd");
+        let dz = nested.dz.take();
 
         let g_full = |b: usize| nested.full_grad(b);
         let ctx = PenaltyCtx {
@@ -216,7 +242,7 @@ impl<'a> Engine<'a> {
             g_row: &g_full,
             coeff_scale,
         };
-        let (penalty, mut col_sum) = self.backward_codes(&ctx, &nested, &xc, grads);
+        let (penalty, mut col_sum) = self.backward_codes(&ctx, &nested, dz, &xc, grads);
         t.mark("backward");
         if let Some(part) = &aux_part {
             self.backward_aux(part, pre, &xc, grads, &mut col_sum);
@@ -226,12 +252,97 @@ impl<'a> Engine<'a> {
         self.arch.penalty_grads(&ctx, grads);
         t.mark("biases");
 
+        bufs.xc = xc;
         let l0 = codes.count_positive() as f64 / self.rows as f64;
         let loss = stats.into_loss(l0, penalty, aux_loss, dead_fraction);
         PassOutput {
             loss,
             codes,
             times: t,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::ArchSpec;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// One pass with ∂L/∂z computed in the decode and one without, from the
+    /// same inputs: losses, codes, dead counters and gradients must agree
+    /// bit for bit. Half the latents start dead, so AuxK runs when on.
+    /// The fused pass starts from stale gradients, the other from zeros.
+    fn fused_equals_unfused(spec: ArchSpec, aux: AuxConfig) {
+        let (d, n, rows) = (37, 96, 40);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let params = SaeParams::init(d, n, Some(-3.0), &mut rng);
+        let x: Vec<f32> = (0..rows * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let arch = spec.build(n).unwrap();
+        let dead0: Vec<u32> = (0..n as u32).map(|i| (i % 2) * aux.dead_after).collect();
+        // `stale` starts the gradients from garbage: the pass must
+        // overwrite them.
+        let run = |fuse: bool, stale: f32| {
+            let mut dead = dead0.clone();
+            let mut grads = SaeParams::zeros(d, n, !params.log_threshold.is_empty());
+            grads.w_enc_t.fill(stale);
+            grads.w_dec.fill(stale);
+            let out = Engine::new(arch.as_ref(), &params, &aux, &x).step_with(
+                1.0,
+                &mut dead,
+                &mut grads,
+                EncoderPrecision::F32,
+                &mut StepBuffers::default(),
+                fuse,
+            );
+            (out.loss, out.codes, dead, grads)
+        };
+        let (a, b) = (run(true, 7.0), run(false, 0.0));
+        assert_eq!(a.0, b.0, "{spec:?}: losses");
+        assert_eq!((a.1.idx, a.1.val), (b.1.idx, b.1.val), "{spec:?}: codes");
+        assert_eq!(a.2, b.2, "{spec:?}: dead counters");
+        for ((name, ga), (_, gb)) in a.3.tensors().iter().zip(b.3.tensors()) {
+            let bits = |t: &[f32]| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(ga), bits(gb), "{spec:?}: gradient of {name}");
+        }
+    }
+
+    #[test]
+    fn dz_in_the_decode_gives_the_same_bits() {
+        let specs = [
+            ArchSpec::TopK { k: 5 },
+            ArchSpec::BatchTopK {
+                k: 5,
+                threshold_ema_rate: 0.01,
+            },
+            ArchSpec::MatryoshkaBatchTopK {
+                k: 5,
+                group_sizes: vec![12, 20, 64],
+                threshold_ema_rate: 0.01,
+            },
+            ArchSpec::Relu { l1_coeff: 0.01 },
+            ArchSpec::JumpRelu {
+                l0_coeff: 0.01,
+                bandwidth: 0.001,
+                init_threshold: 0.05,
+                apply_b_dec_to_input: false,
+            },
+        ];
+        for spec in specs {
+            for (enabled, variant) in [
+                (false, AuxVariant::Bussmann),
+                (true, AuxVariant::Bussmann),
+                (true, AuxVariant::OpenAi),
+            ] {
+                let aux = AuxConfig {
+                    enabled,
+                    k_aux: 8,
+                    variant,
+                    ..AuxConfig::default()
+                };
+                fused_equals_unfused(spec.clone(), aux);
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! summed in parallel and combined in chunk order, so results do not depend
 //! on the thread count.
 
-use crate::kernels::ROW_CHUNK;
+use crate::kernels::{group_rows, row_sums_f64, ROW_CHUNK, ROW_GROUP};
 use rayon::prelude::*;
 
 /// Σ_b row(b) over rows in fixed chunks combined in order, in f64.
@@ -40,20 +40,19 @@ pub(super) fn total_variance(x: &[f32], d: usize) -> f64 {
     }
     let mean = chunked_col_sum(rows, d, &|b| &x[b * d..(b + 1) * d]);
     let mean: Vec<f64> = mean.iter().map(|v| v / rows as f64).collect();
+    // Per row Σ_j (x_j − x̄_j)², then the chunk's rows summed in order.
     let parts: Vec<f64> = x
         .par_chunks(d * ROW_CHUNK)
         .map(|c| {
-            c.chunks(d)
-                .map(|r| {
-                    r.iter()
-                        .zip(&mean)
-                        .map(|(&v, &m)| {
-                            let t = v as f64 - m;
-                            t * t
-                        })
-                        .sum::<f64>()
-                })
-                .sum::<f64>()
+            let mut row_sums = Vec::with_capacity(ROW_CHUNK);
+            for block in c.chunks(d * ROW_GROUP) {
+                let sums = row_sums_f64(&group_rows(block, d), |_, j, v| {
+                    let t = v as f64 - mean[j];
+                    t * t
+                });
+                row_sums.extend_from_slice(&sums[..block.len() / d]);
+            }
+            row_sums.iter().sum::<f64>()
         })
         .collect();
     parts.iter().sum()
