@@ -24,7 +24,7 @@
 //! take all of a group's entries per column chunk before storing it
 //! (`cargo bench -p saelab-sae --bench auxk_kernels` times each kernel).
 
-use crate::kernels::{axpy, dots_side_by_side, SparseCodes, DOT_GROUP};
+use crate::kernels::{axpy, dot_group, dots_against, SparseCodes, DOT_GROUP};
 use rayon::prelude::*;
 
 /// Rows per block: 128 rows of d 768 are 384 KB, so a block of gradient
@@ -249,17 +249,14 @@ impl Block {
         g_of: &(dyn Fn(usize, usize) -> &'a [f32] + Sync),
         out: &mut [f32],
     ) {
-        let mut pairs: Vec<(&[f32], &[f32])> = Vec::with_capacity(DOT_GROUP);
-        let mut dots = [0.0f32; DOT_GROUP];
         for (g, &i) in self.lat.iter().enumerate() {
             let i = i as usize;
             let w = &w_dec[i * d..(i + 1) * d];
             let (start, end) = (self.gptr[g] as usize, self.gptr[g + 1] as usize);
             for q0 in (start..end).step_by(DOT_GROUP) {
                 let q1 = (q0 + DOT_GROUP).min(end);
-                pairs.clear();
-                pairs.extend((q0..q1).map(|q| (g_of(self.row[q] as usize, i), w)));
-                dots_side_by_side(&pairs, d, &mut dots);
+                let group = dot_group((q0..q1).map(|q| g_of(self.row[q] as usize, i)));
+                let dots = dots_against(&group, w, d);
                 for (q, &v) in (q0..q1).zip(&dots) {
                     out[self.pos[q] as usize - p0] = v;
                 }

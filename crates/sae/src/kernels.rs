@@ -789,23 +789,39 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Dot products run side by side in [`dots_side_by_side`].
 pub const DOT_GROUP: usize = 8;
 
-/// `out[l] = dot(a_l, b_l)` for up to [`DOT_GROUP`] pairs of equal length
-/// `d`, bit for bit as [`dot`]. Each dot is a chain of dependent adds in
-/// `dot`'s fixed lane order, so one at a time is bound by the add latency;
-/// several side by side are not.
+/// `dot(rows[l], v)` for [`DOT_GROUP`] rows of length ≥ `d` (their first
+/// `d` values), bit for bit as [`dot`]. Each dot is a chain of dependent
+/// adds in `dot`'s fixed lane order, so one at a time is bound by the add
+/// latency; several side by side are not. Callers with fewer rows pad
+/// the group with copies and ignore those results ([`dot_group`]); since
+/// `x·y = y·x` exactly, `dot(v, rows[l])` has the same bits.
 #[inline]
-pub fn dots_side_by_side(pairs: &[(&[f32], &[f32])], d: usize, out: &mut [f32]) {
-    debug_assert!(pairs.len() <= DOT_GROUP && out.len() >= pairs.len());
+pub fn dots_against(rows: &[&[f32]; DOT_GROUP], v: &[f32], d: usize) -> [f32; DOT_GROUP] {
     let full = d / 8 * 8;
     let mut acc = [[0.0f32; 8]; DOT_GROUP];
     for c in (0..full).step_by(8) {
-        for (a, (x, y)) in acc.iter_mut().zip(pairs) {
-            dot_lanes(a, &x[c..c + 8], &y[c..c + 8]);
+        let vc = &v[c..c + 8];
+        for (a, r) in acc.iter_mut().zip(rows) {
+            dot_lanes(a, &r[c..c + 8], vc);
         }
     }
-    for ((o, a), (x, y)) in out.iter_mut().zip(&acc).zip(pairs) {
-        *o = dot_finish(a, &x[full..d], &y[full..d]);
+    let mut out = [0.0f32; DOT_GROUP];
+    for ((o, a), r) in out.iter_mut().zip(&acc).zip(rows) {
+        *o = dot_finish(a, &r[full..d], &v[full..d]);
     }
+    out
+}
+
+/// Up to [`DOT_GROUP`] rows as the fixed group [`dots_against`] takes,
+/// padded with copies of the first (empty if there are none).
+#[inline]
+pub fn dot_group<'a>(rows: impl Iterator<Item = &'a [f32]>) -> [&'a [f32]; DOT_GROUP] {
+    let mut rows = rows.take(DOT_GROUP);
+    let mut group = [rows.next().unwrap_or(&[]); DOT_GROUP];
+    for (slot, r) in group.iter_mut().skip(1).zip(rows) {
+        *slot = r;
+    }
+    group
 }
 
 /// `acc[l] += Σ_j a[8j + l]·b[8j + l]` over the 8-wide chunks, in order.

@@ -7,7 +7,7 @@ use super::StepBuffers;
 use super::{Engine, LossParts};
 use crate::config::EncoderPrecision;
 use crate::kernels::{
-    axpy, dots_side_by_side, encoder_preacts_bf16_packed, encoder_preacts_into, SparseCodes,
+    axpy, dot_group, dots_against, encoder_preacts_bf16_packed, encoder_preacts_into, SparseCodes,
     DOT_GROUP,
 };
 use rayon::prelude::*;
@@ -35,6 +35,12 @@ pub(super) struct Nested {
 }
 
 impl Nested {
+    /// Hands the buffers back for the next step.
+    pub(super) fn return_buffers(self, bufs: &mut StepBuffers) {
+        bufs.h = self.h;
+        bufs.recon = self.recon_full;
+    }
+
     /// H of the group holding latent `i`, row `b`: what reaches z[b, i].
     pub(super) fn grad(&self, b: usize, i: usize) -> &[f32] {
         let g = self.group_of[i] as usize;
@@ -151,13 +157,21 @@ impl Engine<'_> {
     /// as [`crate::kernels::sparse_dz`] would, while the row's decoder rows
     /// are still in cache: valid only when nothing changes H afterwards
     /// (AuxK of the Bussmann variant does).
-    pub(super) fn decode(&self, codes: &SparseCodes, with_dz: bool) -> Nested {
+    /// `spare` lends the storage of H and the reconstruction (every value
+    /// is written).
+    pub(super) fn decode(
+        &self,
+        codes: &SparseCodes,
+        with_dz: bool,
+        spare: [Vec<f32>; 2],
+    ) -> Nested {
         let (d, n, rows) = (self.d, self.n, self.rows);
         let ends = self.arch.prefix_ends(n);
         let m_count = ends.len();
         let scale = 2.0 / (m_count as f64 * rows as f64 * d as f64);
-        let mut h = vec![0.0f32; rows * m_count * d];
-        let mut recon_full = vec![0.0f32; rows * d];
+        let [mut h, mut recon_full] = spare;
+        h.resize(rows * m_count * d, 0.0);
+        recon_full.resize(rows * d, 0.0);
         let mut dz = vec![0.0f32; if with_dz { codes.nnz() } else { 0 }];
         let dz_parts = if with_dz {
             codes.row_parts(&mut dz)
@@ -274,17 +288,23 @@ impl Engine<'_> {
     }
 }
 
-/// ∂L/∂z of one row's codes `ix`: `H_{group(i)} · W_dec[i]` per entry,
-/// with `hb` the row's H groups, [`DOT_GROUP`] entries side by side.
+/// ∂L/∂z of one row's codes `ix` (increasing): `H_{group(i)} · W_dec[i]`
+/// per entry, with `hb` the row's H groups. A group's latents are a range,
+/// so its entries are consecutive: they go [`DOT_GROUP`] at a time
+/// against the group's H row.
 fn row_dz(ix: &[u32], w_dec: &[f32], d: usize, hb: &[f32], group_of: &[u16], out: &mut [f32]) {
-    let mut pairs: Vec<(&[f32], &[f32])> = Vec::with_capacity(DOT_GROUP);
-    for (ix, out) in ix.chunks(DOT_GROUP).zip(out.chunks_mut(DOT_GROUP)) {
-        pairs.clear();
-        pairs.extend(ix.iter().map(|&i| {
-            let (i, g) = (i as usize, group_of[i as usize] as usize);
-            (&hb[g * d..(g + 1) * d], &w_dec[i * d..(i + 1) * d])
-        }));
-        dots_side_by_side(&pairs, d, out);
+    let mut p = 0;
+    while p < ix.len() {
+        let g = group_of[ix[p] as usize];
+        let mut q = p + 1;
+        while q < ix.len() && q - p < DOT_GROUP && group_of[ix[q] as usize] == g {
+            q += 1;
+        }
+        let h = &hb[g as usize * d..(g as usize + 1) * d];
+        let rows = dot_group(ix[p..q].iter().map(|&i| &w_dec[i as usize * d..]));
+        let dots = dots_against(&rows, h, d);
+        out[p..q].copy_from_slice(&dots[..q - p]);
+        p = q;
     }
 }
 

@@ -98,15 +98,18 @@ pub fn loss_and_grads(
 }
 
 /// Buffers a trainer keeps across steps, so the largest allocations of a
-/// step are not faulted in anew each time: the preprocessed batch and the
-/// encoder's input (B×d each), the B×n pre-activations and the bf16
-/// packing of W_enc.
+/// step are not faulted in or cleared anew each time: the preprocessed
+/// batch, the encoder's input, the decode's gradients and reconstruction
+/// (B×d each), the B×n pre-activations and the bf16 packing of W_enc.
 #[derive(Default)]
 pub struct StepBuffers {
     /// The preprocessed batch (filled by the trainer).
     pub(crate) xt: Vec<f32>,
     /// The encoder's input, x − b_dec or x.
     xc: Vec<f32>,
+    /// The decode's gradients H (B×groups×d) and reconstruction (B×d).
+    h: Vec<f32>,
+    recon: Vec<f32>,
     /// B×n pre-activations (reallocated when the size changes), 64-byte
     /// aligned for the AMX encoder product (`saelab_kernels::aligned`).
     pub(crate) pre: saelab_kernels::aligned::AlignedF32,
@@ -213,6 +216,7 @@ impl<'a> Engine<'a> {
         // The code backward overwrites the W_enc and W_dec gradients.
         grads.fill_zero_vectors();
         let mut xc = std::mem::take(&mut bufs.xc);
+        let spare = [std::mem::take(&mut bufs.h), std::mem::take(&mut bufs.recon)];
         self.encoder_input(&mut xc);
         t.mark("zero+input");
         let pre: &[f32] = self.encode(&xc, enc, bufs);
@@ -224,7 +228,7 @@ impl<'a> Engine<'a> {
         // ∂L/∂z goes with the decode unless AuxK will still change H, or the
         // codes are dense enough for the row-blocked kernel.
         let dz_in_decode = fuse_dz && !self.aux_changes_h(&dead_list) && !worth_blocking(&codes);
-        let mut nested = self.decode(&codes, dz_in_decode);
+        let mut nested = self.decode(&codes, dz_in_decode, spare);
         let stats = self.recon_stats(&nested);
         t.mark("decode");
         let (aux_loss, aux_part) = match self.aux_forward(pre, dead_list, &mut nested) {
@@ -253,6 +257,7 @@ impl<'a> Engine<'a> {
         t.mark("biases");
 
         bufs.xc = xc;
+        nested.return_buffers(bufs);
         let l0 = codes.count_positive() as f64 / self.rows as f64;
         let loss = stats.into_loss(l0, penalty, aux_loss, dead_fraction);
         PassOutput {
