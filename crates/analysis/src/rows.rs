@@ -10,8 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use saelab_data::corpus::{Corpus, CorpusError};
 use saelab_data::packing::{Packing, PackingError, RowPacker};
-use saelab_lm::{HookPoint, LmError, Model, PosIntervention, Positions};
-use std::cell::RefCell;
+use saelab_lm::{HookPoint, LenientTokenizer, LmError, Model, PosIntervention, Positions};
 use std::path::PathBuf;
 
 /// Errors making token rows.
@@ -82,22 +81,18 @@ pub fn token_rows(
     let tokenizer = model.tokenizer()?;
     let path = &cfg.corpus;
     let corpus = Corpus::open(path)?.with_text_field(&cfg.text_field);
-    // The packer wants an infallible tokenizer: keep the first failure and
-    // report it after the rows are read.
-    let tok_err: RefCell<Option<String>> = RefCell::new(None);
-    let tokenize = |text: &str| match tokenizer.encode(text) {
-        Ok(ids) => ids,
-        Err(e) => {
-            tok_err.borrow_mut().get_or_insert(e.to_string());
-            Vec::new()
-        }
-    };
+    // The packer wants an infallible tokenizer: the first failure is
+    // reported after the rows are read.
+    let lenient = LenientTokenizer::new(tokenizer);
     let packer = RowPacker::new(cfg.packing, seq, tokenizer.bos, tokenizer.eos)?;
     let mut out = Vec::with_capacity(rows * seq);
-    for r in packer.rows(corpus.documents(), tokenize).take(rows) {
+    for r in packer
+        .rows(corpus.documents(), |t| lenient.encode(t))
+        .take(rows)
+    {
         out.extend(r?);
     }
-    if let Some(msg) = tok_err.borrow_mut().take() {
+    if let Some(msg) = lenient.take_error() {
         return Err(RowsError::Tokenize {
             path: path.clone(),
             msg,

@@ -28,4 +28,4 @@ pub use forward::{ForwardOutput, ForwardSpec, PosIntervention, Positions, Splice
 pub use hooks::{HookPoint, Site};
 pub use model::{Model, ModelInfo};
 pub use ops::Precision;
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{LenientTokenizer, Tokenizer};

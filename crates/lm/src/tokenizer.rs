@@ -5,6 +5,7 @@
 
 use crate::error::{LmError, Result};
 use crate::gguf::GgufFile;
+use std::cell::RefCell;
 use std::path::Path;
 
 enum Inner {
@@ -184,6 +185,37 @@ fn byte_symbol(b: u8) -> char {
     } else {
         let n = (0..b).filter(|&x| !printable(x)).count() as u32;
         char::from_u32(256 + n).unwrap_or('\u{FFFD}')
+    }
+}
+
+/// A tokenizer for callers that want an infallible function (the row
+/// packers): a text that fails to encode gives no ids, and the first
+/// failure is kept for the caller to report once the rows are read.
+pub struct LenientTokenizer<'t> {
+    tokenizer: &'t Tokenizer,
+    first_error: RefCell<Option<String>>,
+}
+
+impl<'t> LenientTokenizer<'t> {
+    /// Wraps `tokenizer`.
+    pub fn new(tokenizer: &'t Tokenizer) -> Self {
+        LenientTokenizer {
+            tokenizer,
+            first_error: RefCell::new(None),
+        }
+    }
+
+    /// The ids of `text`, or none if it fails to encode (the failure kept).
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        self.tokenizer.encode(text).unwrap_or_else(|e| {
+            self.first_error.borrow_mut().get_or_insert(e.to_string());
+            Vec::new()
+        })
+    }
+
+    /// The first failure since the last call, if any.
+    pub fn take_error(&self) -> Option<String> {
+        self.first_error.borrow_mut().take()
     }
 }
 

@@ -23,9 +23,8 @@ use saelab_data::corpus::{Corpus, CorpusError};
 use saelab_data::packing::RowPacker;
 use saelab_data::store::{StoreError, StoreManifest, StoreWriter};
 use saelab_fsio::DirLock;
-use saelab_lm::{ForwardSpec, HookPoint, Model};
+use saelab_lm::{ForwardSpec, HookPoint, LenientTokenizer, Model};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -119,16 +118,9 @@ pub fn run(
         });
     }
 
-    let tok_err: RefCell<Option<String>> = RefCell::new(None);
-    let tokenize = |text: &str| match tokenizer.encode(text) {
-        Ok(ids) => ids,
-        Err(e) => {
-            tok_err.borrow_mut().get_or_insert(e.to_string());
-            Vec::new()
-        }
-    };
+    let lenient = LenientTokenizer::new(tokenizer);
     let packer = row_packer(cfg, tokenizer)?;
-    let mut rows = packer.rows(corpus.documents(), tokenize);
+    let mut rows = packer.rows(corpus.documents(), |t: &str| lenient.encode(t));
     skip_rows(&mut rows, skip, corpus.path())?;
 
     let mut h = Harvest {
@@ -140,7 +132,7 @@ pub fn run(
         done: skip,
         exhausted: false,
     };
-    h.run_batches(&mut rows, &tok_err, progress, stop)?;
+    h.run_batches(&mut rows, &lenient, progress, stop)?;
     let Harvest {
         writer, exhausted, ..
     } = h;
@@ -260,7 +252,7 @@ impl Harvest<'_> {
     fn run_batches<I>(
         &mut self,
         rows: &mut I,
-        tok_err: &RefCell<Option<String>>,
+        lenient: &LenientTokenizer,
         progress: &dyn Fn(HarvestProgress),
         stop: &AtomicBool,
     ) -> Result<(), HarvestError>
@@ -284,7 +276,7 @@ impl Harvest<'_> {
                 return Ok(());
             }
             let (batch, n) = next_batch(rows, want, seq)?;
-            if let Some(msg) = tok_err.borrow_mut().take() {
+            if let Some(msg) = lenient.take_error() {
                 return Err(HarvestError::Tokenizer {
                     corpus: self.corpus.to_path_buf(),
                     msg,

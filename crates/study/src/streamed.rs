@@ -28,14 +28,13 @@ use crate::harvest::{forward_rows, row_packer, HarvestConfig, HarvestError};
 use crate::sources::TrainError;
 use saelab_data::corpus::Corpus;
 use saelab_data::store::{BatchStream, ShardProvider, ShardVectors, StoreDtype, StoreError};
-use saelab_lm::{HookPoint, Model};
+use saelab_lm::{HookPoint, LenientTokenizer, Model};
 use saelab_sae::sweep::{
     self, BatchSource, PlanRequest, SaePlan, SourceError, SweepProgress, SweepSettings,
     SweepSummary,
 };
 use saelab_sae::ExportMeta;
 use serde_json::{json, Value};
-use std::cell::RefCell;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -67,24 +66,20 @@ pub fn token_rows(
     let corpus = Corpus::open(corpus)?.with_text_field(&cfg.text_field);
     let spec = cfg.store_spec(model, tokenizer, &corpus)?;
     let packer = row_packer(cfg, tokenizer)?;
-    let tok_err: RefCell<Option<String>> = RefCell::new(None);
-    let tokenize = |text: &str| match tokenizer.encode(text) {
-        Ok(ids) => ids,
-        Err(e) => {
-            tok_err.borrow_mut().get_or_insert(e.to_string());
-            Vec::new()
-        }
-    };
+    let lenient = LenientTokenizer::new(tokenizer);
     let target = cfg
         .target_rows()
         .map_or(usize::MAX, |t| usize::try_from(t).unwrap_or(usize::MAX));
     let mut tokens = Vec::new();
     let mut rows = 0u64;
-    for row in packer.rows(corpus.documents(), tokenize).take(target) {
+    for row in packer
+        .rows(corpus.documents(), |t| lenient.encode(t))
+        .take(target)
+    {
         tokens.extend(row?);
         rows += 1;
     }
-    if let Some(msg) = tok_err.borrow_mut().take() {
+    if let Some(msg) = lenient.take_error() {
         return Err(HarvestError::Tokenizer {
             corpus: corpus.path().to_path_buf(),
             msg,
