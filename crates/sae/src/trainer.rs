@@ -143,9 +143,19 @@ impl Trainer {
 
     /// One training step on a B×d row-major batch.
     pub fn step(&mut self, batch: &[f32]) -> Result<StepMetrics> {
+        let mut bufs = std::mem::take(&mut self.bufs);
+        let out = self.step_with(batch, &mut bufs);
+        self.bufs = bufs;
+        out
+    }
+
+    /// [`Trainer::step`] with scratch buffers the caller keeps, e.g. one
+    /// set shared by SAEs that step in turn (nothing in them outlives a
+    /// step, so sharing changes no result).
+    pub fn step_with(&mut self, batch: &[f32], bufs: &mut StepBuffers) -> Result<StepMetrics> {
         let mut t = PhaseTimes::start(Timed::Step);
         let rows = self.sae.check_batch(batch)?;
-        let mut xt = std::mem::take(&mut self.bufs.xt);
+        let mut xt = std::mem::take(&mut bufs.xt);
         self.sae.preprocess_into(batch, &mut xt);
         t.mark("preprocess");
         if self.step == 0 {
@@ -177,9 +187,9 @@ impl Trainer {
             &mut self.dead,
             &mut self.grads,
             cfg.encoder_precision,
-            &mut self.bufs,
+            bufs,
         );
-        self.bufs.xt = xt;
+        bufs.xt = xt;
         t.extend(out.times);
         let grad_norm = self
             .grads

@@ -428,3 +428,29 @@ fn snapshots_are_the_run_stopped_there() {
     );
     assert!(e.unwrap_err().to_string().contains("snapshot"));
 }
+
+#[test]
+fn saes_trained_together_equal_each_trained_alone() {
+    // The SAEs of a sweep share one set of step buffers (sizes 16, 16 and
+    // 12 here, stepping in turn): each must come out as if trained alone.
+    let all = tempfile::tempdir().unwrap();
+    straight(all.path());
+    for p in plan() {
+        let alone = tempfile::tempdir().unwrap();
+        let s = settings();
+        sweep::run(
+            alone.path(),
+            std::slice::from_ref(&p),
+            &s,
+            &mut source(s.batch),
+            &NoProgress,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        for f in ["sae_weights.safetensors", "metrics.jsonl"] {
+            let a = std::fs::read(all.path().join(&p.name).join(f)).unwrap();
+            let b = std::fs::read(alone.path().join(&p.name).join(f)).unwrap();
+            assert!(a == b, "{}/{f} differs when trained alone", p.name);
+        }
+    }
+}

@@ -122,7 +122,7 @@ impl Engine<'_> {
     }
 
     /// The B×n pre-activations `xc·W_enc + b_enc` in `enc` arithmetic,
-    /// written into `bufs.pre` (reallocated when the size changes).
+    /// written into the start of `bufs.pre` (reallocated when too small).
     pub(super) fn encode<'p>(
         &self,
         xc: &[f32],
@@ -130,10 +130,11 @@ impl Engine<'_> {
         bufs: &'p mut StepBuffers,
     ) -> &'p [f32] {
         let (d, n, p) = (self.d, self.n, self.params);
-        if bufs.pre.len() != self.rows * n {
+        // Grown, never shrunk: SAEs of different sizes may share it.
+        if bufs.pre.len() < self.rows * n {
             bufs.pre = AlignedF32::zeros(self.rows * n);
         }
-        let pre = &mut bufs.pre[..];
+        let pre = &mut bufs.pre[..self.rows * n];
         match enc {
             EncoderPrecision::F32 => {
                 encoder_preacts_into(xc, d, &p.w_enc_t, n, Some(&p.b_enc), pre)

@@ -110,7 +110,7 @@ pub struct StepBuffers {
     /// The decode's gradients H (B×groups×d) and reconstruction (B×d).
     h: Vec<f32>,
     recon: Vec<f32>,
-    /// B×n pre-activations (reallocated when the size changes), 64-byte
+    /// B×n pre-activations (grown when too small, never shrunk), 64-byte
     /// aligned for the AMX encoder product (`saelab_kernels::aligned`).
     pub(crate) pre: saelab_kernels::aligned::AlignedF32,
     /// W_enc packed for the bf16 encoder product.

@@ -27,6 +27,7 @@ use super::settings::SweepSettings;
 use super::source::BatchSource;
 use super::spec::{check_name, SaePlan};
 use crate::config::EncoderPrecision;
+use crate::engine::StepBuffers;
 use crate::error::SaeError;
 use crate::io::{save_sae, ExportMeta};
 use crate::trainer::{StepMetrics, Trainer};
@@ -287,6 +288,9 @@ fn train(
     let (steps, s) = (ctx.steps, ctx.settings);
     let want = s.batch * source.d();
     let mut batches = vec![Vec::with_capacity(want); source.lanes()];
+    // The SAEs step one after another, so one set of step buffers serves
+    // them all (at n 12288, batch 4096, ≈ 250 MB per SAE otherwise).
+    let mut bufs = StepBuffers::default();
     let mut last_ckpt = start_step;
     for step in start_step..steps {
         if stop.load(Ordering::SeqCst) {
@@ -314,7 +318,7 @@ fn train(
             });
         }
         for l in live.iter_mut() {
-            step_one(ctx, l, &batches[l.lane], last_ckpt)?;
+            step_one(ctx, l, &batches[l.lane], &mut bufs, last_ckpt)?;
         }
         if let Some(m) = live.first().and_then(|l| l.last.as_ref()) {
             progress.step(m);
@@ -335,8 +339,14 @@ fn train(
 }
 
 /// One step of one SAE, logged every `log_every` steps and at the end.
-fn step_one(ctx: &Ctx, l: &mut Live, batch: &[f32], last_ckpt: u64) -> Result<(), SweepError> {
-    let m = match l.trainer.step(batch) {
+fn step_one(
+    ctx: &Ctx,
+    l: &mut Live,
+    batch: &[f32],
+    bufs: &mut StepBuffers,
+    last_ckpt: u64,
+) -> Result<(), SweepError> {
+    let m = match l.trainer.step_with(batch, bufs) {
         Ok(m) => m,
         Err(e @ SaeError::Diverged { .. }) => {
             return Err(SweepError::Diverged {
