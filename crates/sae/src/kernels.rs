@@ -235,9 +235,8 @@ pub fn group_rows(block: &[f32], d: usize) -> [&[f32]; ROW_GROUP] {
 
 /// `out[r] = Σ_j f(r, j, rows[r][j])` in f64, bit for bit as
 /// `rows[r].iter().enumerate().map(..).sum::<f64>()` (same start value,
-/// same order),
-/// but with the rows' chains of dependent adds side by side: one row at a
-/// time is bound by the add latency.
+/// same order), but with the rows' chains of dependent adds side by side:
+/// one row at a time is bound by the add latency.
 #[inline]
 pub fn row_sums_f64(
     rows: &[&[f32]; ROW_GROUP],
