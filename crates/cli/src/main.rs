@@ -16,6 +16,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// Large buffers on huge pages, see `saelab_kernels::hugepages`; `SAELAB_HUGEPAGES=off` turns it off.
+#[global_allocator]
+static ALLOC: saelab_kernels::hugepages::HugePageAlloc = saelab_kernels::hugepages::HugePageAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "saelab",

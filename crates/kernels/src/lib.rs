@@ -3,10 +3,12 @@
 //! pre-packed weights (its tests and benchmark live in `crates/lm`,
 //! `tests/bf16.rs`, `benches/bf16.rs`, where it was first used), the
 //! 64-byte aligned buffers its AMX path wants for outputs, a per-thread
-//! pool of scratch buffers, and the phase timers both use for profiling.
+//! pool of scratch buffers, the phase timers both use for profiling, and
+//! the huge-page allocator the binary and the benchmarks install.
 
 pub mod aligned;
 pub mod bf16;
+pub mod hugepages;
 pub mod phase_times;
 pub mod pool;
 pub mod simd;

@@ -17,6 +17,10 @@ use saelab_lm::bf16::{
 use saelab_lm::ops::{matmul, MatRef};
 use std::time::Instant;
 
+/// Large buffers on huge pages, as in the `saelab` binary.
+#[global_allocator]
+static ALLOC: saelab_kernels::hugepages::HugePageAlloc = saelab_kernels::hugepages::HugePageAlloc;
+
 /// Threads (`RAYON_NUM_THREADS`, default 2) and timed runs (`BENCH_REPS`,
 /// default 7): bench/gemm.sh sets both for saelab and PyTorch alike.
 fn env_or(name: &str, default: usize) -> usize {

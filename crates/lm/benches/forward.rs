@@ -12,6 +12,10 @@
 use saelab_lm::{ForwardSpec, HookPoint, Model, Precision, Site};
 use std::time::Instant;
 
+/// Large buffers on huge pages, as in the `saelab` binary.
+#[global_allocator]
+static ALLOC: saelab_kernels::hugepages::HugePageAlloc = saelab_kernels::hugepages::HugePageAlloc;
+
 fn gpt2_small_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     saelab_lm::testing::write_gpt2(dir.path(), saelab_lm::testing::Gpt2Shape::SMALL, 7, "")

@@ -5,6 +5,10 @@
 use saelab_lm::ops::{matmul, MatRef};
 use std::time::Instant;
 
+/// Large buffers on huge pages, as in the `saelab` binary.
+#[global_allocator]
+static ALLOC: saelab_kernels::hugepages::HugePageAlloc = saelab_kernels::hugepages::HugePageAlloc;
+
 fn main() {
     let shapes = [
         ("gpt2 c_attn", 2048, 2304, 768, false),

@@ -4,6 +4,10 @@
 use saelab_lm::ops::*;
 use std::time::Instant;
 
+/// Large buffers on huge pages, as in the `saelab` binary.
+#[global_allocator]
+static ALLOC: saelab_kernels::hugepages::HugePageAlloc = saelab_kernels::hugepages::HugePageAlloc;
+
 fn time<F: FnMut()>(name: &str, mut f: F) {
     f();
     let mut v: Vec<f64> = (0..9)

@@ -20,6 +20,10 @@ use saelab_sae::kernels::{encoder_preacts, encoder_preacts_bf16};
 use saelab_sae::{ArchSpec, EncoderPrecision, SaeConfig, TrainConfig, Trainer};
 use std::time::Instant;
 
+/// Large buffers on huge pages, as in the `saelab` binary.
+#[global_allocator]
+static ALLOC: saelab_kernels::hugepages::HugePageAlloc = saelab_kernels::hugepages::HugePageAlloc;
+
 const D: usize = 768;
 const K: usize = 16;
 const B: usize = 4096;
