@@ -8,8 +8,12 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use saelab_sae::blocked::{CodeKernels, RowBlocks};
-use saelab_sae::kernels::{topk_positive_among, SparseCodes};
+use saelab_sae::kernels::{topk_positive_among, LatentMask, SparseCodes};
 use std::time::Instant;
+
+/// Large buffers on huge pages, as in the `saelab` binary.
+#[global_allocator]
+static ALLOC: saelab_kernels::hugepages::HugePageAlloc = saelab_kernels::hugepages::HugePageAlloc;
 
 const B: usize = 4096;
 const D: usize = 768;
@@ -31,6 +35,7 @@ fn main() {
     );
 
     let mut codes = None;
+    let dead = LatentMask::new(N, &dead);
     time("select (top k_aux among the dead)", || {
         use rayon::prelude::*;
         let rows: Vec<(Vec<u32>, Vec<f32>)> = pre

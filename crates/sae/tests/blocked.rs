@@ -7,7 +7,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use saelab_sae::blocked::{tiled_decode, worth_blocking, CodeKernels, RowBlocks, BLOCK_ROWS};
 use saelab_sae::kernels::{
-    latent_grads, row_topk_positive, sparse_decode, sparse_dz, topk_positive_among, SparseCodes,
+    latent_grads, row_topk_positive, sparse_decode, sparse_dz, topk_positive_among, LatentMask,
+    SparseCodes,
 };
 
 fn random_codes(rng: &mut ChaCha8Rng, rows: usize, n: usize, max_per_row: usize) -> SparseCodes {
@@ -208,9 +209,11 @@ fn topk_among_candidates_equals_full_sort() {
         let candidates: Vec<u32> = (0..n as u32)
             .filter(|_| rng.random_range(0..3) > 0)
             .collect();
+        let mask = LatentMask::new(n, &candidates);
+        assert_eq!(mask.count(), candidates.len());
         for k in [1usize, 5, 64, 512, 5000] {
             let (mut ix, mut vs) = (vec![], vec![]);
-            topk_positive_among(&row, &candidates, k, &mut ix, &mut vs);
+            topk_positive_among(&row, &mask, k, &mut ix, &mut vs);
             let mut all: Vec<(f32, u32)> = candidates
                 .iter()
                 .map(|&i| (row[i as usize], i))

@@ -9,7 +9,7 @@ use super::reduce::{chunked_col_sum, sum_sq_rows, total_variance};
 use super::{Engine, AUX_DENSE_MIN_DENSITY};
 use crate::blocked::CodeKernels;
 use crate::config::AuxVariant;
-use crate::kernels::{gemm_strided, topk_positive_among, SparseCodes};
+use crate::kernels::{gemm_strided, topk_positive_among, LatentMask, SparseCodes};
 use crate::params::SaeParams;
 use rayon::prelude::*;
 
@@ -93,11 +93,12 @@ impl Engine<'_> {
 
     /// Per row, the top `ka` positive pre-activations among `dead`.
     fn aux_codes(&self, pre: &[f32], dead: &[u32], ka: usize) -> SparseCodes {
+        let dead = LatentMask::new(self.n, dead);
         let aux_rows: Vec<(Vec<u32>, Vec<f32>)> = pre
             .par_chunks(self.n)
             .map(|row| {
                 let (mut ix, mut vs) = (Vec::with_capacity(ka), Vec::with_capacity(ka));
-                topk_positive_among(row, dead, ka, &mut ix, &mut vs);
+                topk_positive_among(row, &dead, ka, &mut ix, &mut vs);
                 (ix, vs)
             })
             .collect();
