@@ -9,6 +9,8 @@
 //! into the products, and makes hook reads and splices plain slice access.
 
 pub use saelab_kernels::bf16;
+#[cfg(target_arch = "x86_64")]
+mod attention;
 pub mod error;
 pub mod forward;
 pub mod gguf;

@@ -648,37 +648,10 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-/// Softmax of one row in place. Its maximum and sum run in 16 lanes
-/// (fixed order, so the same bits every run): a single running maximum or
-/// sum is a serial chain the compiler keeps scalar, and it kept the exp
-/// loop scalar with it.
+/// Softmax of one row in place ([`simd::softmax_in_place`] on the best
+/// width).
 fn softmax_in_place(live: &mut [f32]) {
-    const L: usize = 16;
-    let mut mx = [f32::NEG_INFINITY; L];
-    let whole = live.chunks_exact(L);
-    let tail_max = whole
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    for c in whole {
-        for l in 0..L {
-            mx[l] = if c[l] > mx[l] { c[l] } else { mx[l] };
-        }
-    }
-    let m = mx.iter().fold(tail_max, |a, &b| a.max(b));
-    simd::exp_sub_in_place(Width::best(), live, m);
-    let mut sums = [0.0f32; L];
-    let whole = live.chunks_exact(L);
-    let tail: f32 = whole.remainder().iter().sum();
-    for c in whole {
-        for l in 0..L {
-            sums[l] += c[l];
-        }
-    }
-    let inv = 1.0 / (sums.iter().sum::<f32>() + tail);
-    for s in live.iter_mut() {
-        *s *= inv;
-    }
+    simd::softmax_in_place(Width::best(), live);
 }
 
 /// Query rows per causal block of [`causal_attention`] (a hand-written
@@ -690,6 +663,10 @@ const ATTN_ROWS: usize = 32;
 /// Causal softmax attention. Row r (= b*seq + t) of `q` holds head h at
 /// `q[r*q_stride + h*hd ..]`; likewise `k`, `v` with `kv_stride` and kv head
 /// `h / (n_heads / n_kv_heads)` (GQA). Writes `out[r*out_stride + h*hd ..]`.
+///
+/// At head width 64 on a CPU with avx512f ([`Width::best`]) each (sequence,
+/// head) runs the hand-written kernel of [`crate::attention`]; otherwise
+/// the `gemm` crate's products in causal blocks.
 #[allow(clippy::too_many_arguments)]
 pub fn causal_attention(
     q: &[f32],
@@ -701,6 +678,41 @@ pub fn causal_attention(
     out: &mut [f32],
     out_stride: usize,
 ) {
+    let args = AttnArgs {
+        q,
+        q_stride,
+        k,
+        v,
+        kv_stride,
+        out_stride,
+    };
+    causal_attention_with(Width::best(), &args, shape, out);
+}
+
+/// The inputs of [`causal_attention`] besides the shape and the output.
+pub struct AttnArgs<'a> {
+    pub q: &'a [f32],
+    pub q_stride: usize,
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub kv_stride: usize,
+    pub out_stride: usize,
+}
+
+/// [`causal_attention`] on the path `width` selects (the tests run both).
+pub fn causal_attention_with(width: Width, args: &AttnArgs, shape: AttnShape, out: &mut [f32]) {
+    check_attention(args, shape, out);
+    #[cfg(target_arch = "x86_64")]
+    if width == Width::Avx512 && width.available() && shape.head_dim == crate::attention::HEAD_DIM {
+        attention_avx512(args, shape, out);
+        return;
+    }
+    let _ = width;
+    attention_gemm(args, shape, out);
+}
+
+/// Panics unless every row the shape names lies inside its slice.
+fn check_attention(args: &AttnArgs, shape: AttnShape, out: &[f32]) {
     let AttnShape {
         batch,
         seq,
@@ -709,12 +721,75 @@ pub fn causal_attention(
         head_dim: hd,
     } = shape;
     assert!(n_kv_heads > 0 && n_heads % n_kv_heads == 0);
-    let group = n_heads / n_kv_heads;
     let rows = batch * seq;
-    assert!(q.len() >= (rows - 1) * q_stride + n_heads * hd);
-    assert!(k.len() >= (rows - 1) * kv_stride + n_kv_heads * hd);
-    assert!(v.len() >= (rows - 1) * kv_stride + n_kv_heads * hd);
-    assert!(out.len() >= (rows - 1) * out_stride + n_heads * hd);
+    if rows == 0 {
+        return;
+    }
+    assert!(args.q.len() >= (rows - 1) * args.q_stride + n_heads * hd);
+    assert!(args.k.len() >= (rows - 1) * args.kv_stride + n_kv_heads * hd);
+    assert!(args.v.len() >= (rows - 1) * args.kv_stride + n_kv_heads * hd);
+    assert!(out.len() >= (rows - 1) * args.out_stride + n_heads * hd);
+}
+
+/// [`causal_attention`] through [`crate::attention`], one task per
+/// (sequence, head).
+#[cfg(target_arch = "x86_64")]
+fn attention_avx512(args: &AttnArgs, shape: AttnShape, out: &mut [f32]) {
+    use crate::attention::{run, Scratch, Task};
+    let AttnShape {
+        batch,
+        seq,
+        n_heads,
+        n_kv_heads,
+        head_dim: hd,
+    } = shape;
+    let group = n_heads / n_kv_heads;
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let out_ref = &out_ptr;
+    (0..batch * n_heads)
+        .into_par_iter()
+        .for_each_init(Scratch::default, |scratch, t| {
+            let (b, h) = (t / n_heads, t % n_heads);
+            let (q0, k0) = (
+                b * seq * args.q_stride + h * hd,
+                b * seq * args.kv_stride + (h / group) * hd,
+            );
+            let task = Task {
+                q: args.q[q0..].as_ptr(),
+                q_stride: args.q_stride,
+                k: args.k[k0..].as_ptr(),
+                v: args.v[k0..].as_ptr(),
+                kv_stride: args.kv_stride,
+                out: out_ref.0.wrapping_add(b * seq * args.out_stride + h * hd),
+                out_stride: args.out_stride,
+                seq,
+            };
+            // SAFETY: avx512f is available (checked by the caller); the rows
+            // lie inside the slices (`check_attention`); each task writes its
+            // own (sequence, head) block of `out`, disjoint from the others.
+            unsafe { run(&task, &softmax_in_place, scratch) };
+        });
+}
+
+/// [`causal_attention`] through the `gemm` crate, in causal blocks of
+/// [`ATTN_ROWS`] query rows.
+fn attention_gemm(args: &AttnArgs, shape: AttnShape, out: &mut [f32]) {
+    let AttnArgs {
+        q,
+        q_stride,
+        k,
+        v,
+        kv_stride,
+        out_stride,
+    } = *args;
+    let AttnShape {
+        batch,
+        seq,
+        n_heads,
+        n_kv_heads,
+        head_dim: hd,
+    } = shape;
+    let group = n_heads / n_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let out_ptr = SendPtr(out.as_mut_ptr());
     let out_ref = &out_ptr;
@@ -941,20 +1016,34 @@ mod tests {
     fn attention_matches_naive() {
         // Short rows (one causal block), rows over several 32-row blocks
         // with a partial last one, and GQA in both.
-        for (batch, seq, n_heads, n_kv, hd) in
-            [(2, 5, 4, 2, 3), (2, 70, 4, 2, 64), (1, 128, 3, 1, 16)]
-        {
-            attention_case(AttnShape {
-                batch,
-                seq,
-                n_heads,
-                n_kv_heads: n_kv,
-                head_dim: hd,
-            });
+        // Head width 64 (the AVX-512 kernel's) with 1, 4, 70 and 131
+        // rows: partial row groups, a partial 64-key chunk, more than 128.
+        for (batch, seq, n_heads, n_kv, hd) in [
+            (2, 5, 4, 2, 3),
+            (2, 70, 4, 2, 64),
+            (1, 128, 3, 1, 16),
+            (3, 1, 2, 1, 64),
+            (1, 4, 1, 1, 64),
+            (1, 131, 2, 2, 64),
+        ] {
+            for width in [Width::Scalar, Width::Avx512] {
+                if width.available() {
+                    attention_case(
+                        width,
+                        AttnShape {
+                            batch,
+                            seq,
+                            n_heads,
+                            n_kv_heads: n_kv,
+                            head_dim: hd,
+                        },
+                    );
+                }
+            }
         }
     }
 
-    fn attention_case(shape: AttnShape) {
+    fn attention_case(width: Width, shape: AttnShape) {
         let AttnShape {
             batch,
             seq,
@@ -976,7 +1065,15 @@ mod tests {
             .map(|i| ((i * 7) % 19) as f32 / 9.0 - 1.0)
             .collect();
         let mut out = vec![f32::NAN; rows * qs];
-        causal_attention(&q, qs, &k, &v, kvs, shape, &mut out, qs);
+        let args = AttnArgs {
+            q: &q,
+            q_stride: qs,
+            k: &k,
+            v: &v,
+            kv_stride: kvs,
+            out_stride: qs,
+        };
+        causal_attention_with(width, &args, shape, &mut out);
         for b in 0..batch {
             for h in 0..n_heads {
                 let kh = h / group;
@@ -1004,7 +1101,7 @@ mod tests {
                         let got = out[r * qs + h * hd + d] as f64;
                         assert!(
                             (got - want).abs() < 1e-5,
-                            "{shape:?} b{b} h{h} i{i} d{d}: {got} vs {want}"
+                            "{width:?} {shape:?} b{b} h{h} i{i} d{d}: {got} vs {want}"
                         );
                     }
                 }

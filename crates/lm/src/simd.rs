@@ -1,5 +1,6 @@
 //! AVX-512 forms of the forward pass's element-wise functions: GELU
-//! (`gelu_new`), SwiGLU and softmax's `exp(s − max)`, 16 lanes at a time.
+//! (`gelu_new`), SwiGLU, softmax and its `exp(s − max)`, 16 lanes at a
+//! time.
 //!
 //! Why by hand: LLVM tunes Intel server CPUs for 256-bit vectors, so with
 //! `target-cpu=native` the compiler's own vectorization of these loops
@@ -83,12 +84,139 @@ pub fn exp_sub_in_place(width: Width, x: &mut [f32], m: f32) {
     }
 }
 
+/// Softmax of one row in place, in a fixed order on every width: element
+/// `j` goes to lane `j % 16`; the maximum (by `>`, so NaN is passed over)
+/// and the sum of `fast_exp(x − max)` run per lane in increasing `j`, then
+/// over the lanes as a halving tree ([`sum_of_lanes`]); each value is then
+/// multiplied by 1 / sum. A single running maximum or sum is a serial chain
+/// the compiler keeps scalar; 16 lanes let the AVX-512 form run the row,
+/// tail included (masked), as whole vectors.
+pub fn softmax_in_place(width: Width, x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if width == Width::Avx512 && width.available() {
+        // SAFETY: avx512f is available (checked).
+        unsafe { avx512::softmax_in_place(x) };
+        return;
+    }
+    let _ = width;
+    let mut mx = [f32::NEG_INFINITY; 16];
+    for (j, &v) in x.iter().enumerate() {
+        if v > mx[j % 16] {
+            mx[j % 16] = v;
+        }
+    }
+    let m = max_of_lanes(&mx);
+    let mut sums = [0.0f32; 16];
+    for (j, v) in x.iter_mut().enumerate() {
+        *v = fast_exp(*v - m);
+        sums[j % 16] += *v;
+    }
+    let inv = 1.0 / sum_of_lanes(&sums);
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// The lanes' maximum as a halving tree: lane `i` takes lane `i + h` when
+/// that is greater (`>`), for h = 8, 4, 2, 1; the answer is lane 0.
+fn max_of_lanes(lanes: &[f32; 16]) -> f32 {
+    let mut s = *lanes;
+    for h in [8, 4, 2, 1] {
+        for i in 0..h {
+            if s[i + h] > s[i] {
+                s[i] = s[i + h];
+            }
+        }
+    }
+    s[0]
+}
+
+/// The lanes' sum as a halving tree: lane `i` += lane `i + h` for h = 8,
+/// 4, 2, 1; the answer is lane 0 (the AVX-512 form's shuffles, in scalar).
+fn sum_of_lanes(lanes: &[f32; 16]) -> f32 {
+    let mut s = *lanes;
+    for h in [8, 4, 2, 1] {
+        for i in 0..h {
+            s[i] += s[i + h];
+        }
+    }
+    s[0]
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     //! The 16-lane loops; each lane repeats the scalar function's
     //! operations in order (`crate::ops::fast_exp` and the callers).
     use crate::ops::{fast_exp, gelu_new_one, swiglu_one, FAST_EXP};
     use std::arch::x86_64::*;
+
+    /// [`super::softmax_in_place`]: whole vectors, the tail masked.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn softmax_in_place(x: &mut [f32]) {
+        let whole = x.len() / 16 * 16;
+        let tail: __mmask16 = ((1u32 << (x.len() - whole)) - 1) as __mmask16;
+        let p = x.as_mut_ptr();
+        let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut mx = neg_inf;
+        for j in (0..whole).step_by(16) {
+            // SAFETY: j + 16 ≤ len.
+            let v = unsafe { _mm512_loadu_ps(p.add(j)) };
+            mx = _mm512_mask_mov_ps(mx, _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, mx), v);
+        }
+        // SAFETY: only the tail's lanes are read (masked load).
+        let v = unsafe { _mm512_mask_loadu_ps(neg_inf, tail, p.add(whole)) };
+        mx = _mm512_mask_mov_ps(mx, _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, mx), v);
+        let m = max_tree(mx);
+        let mut sums = _mm512_setzero_ps();
+        for j in (0..whole).step_by(16) {
+            // SAFETY: j + 16 ≤ len.
+            unsafe {
+                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(p.add(j)), m));
+                _mm512_storeu_ps(p.add(j), e);
+                sums = _mm512_add_ps(sums, e);
+            }
+        }
+        // SAFETY: only the tail's lanes are read and written (masked).
+        unsafe {
+            let e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p.add(whole)), m));
+            _mm512_mask_storeu_ps(p.add(whole), tail, e);
+            sums = _mm512_mask_add_ps(sums, tail, sums, e);
+        }
+        let inv = _mm512_div_ps(_mm512_set1_ps(1.0), sum_tree(sums));
+        for j in (0..whole).step_by(16) {
+            // SAFETY: j + 16 ≤ len.
+            unsafe { _mm512_storeu_ps(p.add(j), _mm512_mul_ps(_mm512_loadu_ps(p.add(j)), inv)) };
+        }
+        // SAFETY: masked to the tail.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(tail, p.add(whole));
+            _mm512_mask_storeu_ps(p.add(whole), tail, _mm512_mul_ps(v, inv));
+        }
+    }
+
+    /// [`super::max_of_lanes`] in registers, broadcast to every lane.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn max_tree(v: __m512) -> __m512 {
+        let pick =
+            |a: __m512, b: __m512| _mm512_mask_mov_ps(a, _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a), b);
+        let v = pick(v, _mm512_shuffle_f32x4::<0b01_00_11_10>(v, v));
+        let v = pick(v, _mm512_shuffle_f32x4::<0b10_11_00_01>(v, v));
+        let v = pick(v, _mm512_permute_ps::<0b01_00_11_10>(v));
+        let v = pick(v, _mm512_permute_ps::<0b10_11_00_01>(v));
+        _mm512_permutexvar_ps(_mm512_setzero_si512(), v)
+    }
+
+    /// [`super::sum_of_lanes`] in registers, broadcast to every lane.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn sum_tree(v: __m512) -> __m512 {
+        let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0b01_00_11_10>(v, v));
+        let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0b10_11_00_01>(v, v));
+        let v = _mm512_add_ps(v, _mm512_permute_ps::<0b01_00_11_10>(v));
+        let v = _mm512_add_ps(v, _mm512_permute_ps::<0b10_11_00_01>(v));
+        _mm512_permutexvar_ps(_mm512_setzero_si512(), v)
+    }
 
     /// `fast_exp` on 16 lanes.
     #[inline]
@@ -276,7 +404,16 @@ mod tests {
             swiglu_into(w, &x, &up, &mut swiglu);
             let mut exp = x.clone();
             exp_sub_in_place(w, &mut exp, 1.5);
-            [gelu, in_place, swiglu, exp]
+            // Rows of every length up to 40 (each tail), over finite
+            // inputs, and one over everything (NaN, infinities).
+            let mut soft: Vec<f32> = x.iter().map(|v| v.clamp(-50.0, 50.0)).collect();
+            let mut at = 0;
+            for len in 0..41 {
+                softmax_in_place(w, &mut soft[at..at + len]);
+                at += len;
+            }
+            softmax_in_place(w, &mut soft[at..]);
+            [gelu, in_place, swiglu, exp, soft]
         };
         let want = run(Width::Scalar);
         // The scalar loops are the scalar functions.
@@ -291,6 +428,7 @@ mod tests {
                 "gelu_new_in_place",
                 "swiglu_into",
                 "exp_sub_in_place",
+                "softmax_in_place",
             ]
             .iter()
             .zip(run(w).iter().zip(&want))
@@ -306,6 +444,39 @@ mod tests {
                     bad.map(|i| g[i]),
                     bad.map(|i| e[i])
                 );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod softmax_tests {
+    use super::*;
+
+    /// Against an f64 softmax, on rows of several lengths and scales.
+    #[test]
+    fn softmax_matches_f64() {
+        for len in [1usize, 2, 15, 16, 17, 33, 100, 128] {
+            for scale in [0.1f32, 3.0, 30.0] {
+                let x: Vec<f32> = (0..len)
+                    .map(|j| ((j * 37 % 23) as f32 / 11.0 - 1.0) * scale)
+                    .collect();
+                let m = x.iter().fold(f64::MIN, |a, &b| a.max(b as f64));
+                let z: f64 = x.iter().map(|&v| (v as f64 - m).exp()).sum();
+                for w in [Width::Scalar, Width::Avx512] {
+                    if !w.available() {
+                        continue;
+                    }
+                    let mut got = x.clone();
+                    softmax_in_place(w, &mut got);
+                    for (g, &v) in got.iter().zip(&x) {
+                        let want = (v as f64 - m).exp() / z;
+                        assert!(
+                            (*g as f64 - want).abs() < 1e-6,
+                            "{w:?} len {len} scale {scale}: {g} vs {want}"
+                        );
+                    }
+                }
             }
         }
     }
