@@ -17,9 +17,11 @@
 //! 2 MiB pages, then advised. The kernel hands out zeroed pages, so a zeroed
 //! allocation costs nothing extra. Smaller ones, alignments above 2 MiB and
 //! every allocation when `SAELAB_HUGEPAGES=off` (or `0`) go to
-//! [`std::alloc::System`]. If the kernel refuses the advice (huge pages
-//! `never`) the memory is simply 4 KiB pages. Nothing here changes a
-//! computed bit: only where memory lives.
+//! [`std::alloc::System`]. A large block grows or shrinks by `mremap`
+//! (no copy, as glibc's `realloc` of a mapped block), so a `Vec` that
+//! keeps growing does not copy itself each time. If the kernel refuses
+//! the advice (huge pages `never`) the memory is simply 4 KiB pages.
+//! Nothing here changes a computed bit: only where memory lives.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -80,9 +82,16 @@ unsafe impl GlobalAlloc for HugePageAlloc {
             // SAFETY: forwarded with the caller's guarantees.
             return unsafe { System.realloc(ptr, layout, new_size) };
         }
-        if is_huge(&layout) && is_huge(&new_layout) && huge::same_span(layout.size(), new_size) {
-            // The mapping already covers the new size (whole huge pages).
-            return ptr;
+        if is_huge(&layout) && is_huge(&new_layout) {
+            if huge::same_span(layout.size(), new_size) {
+                // The mapping already covers the new size (whole huge pages).
+                return ptr;
+            }
+            // SAFETY: `ptr` came from `huge::map(layout.size())`.
+            let moved = unsafe { huge::remap(ptr, layout.size(), new_size, layout.align()) };
+            if !moved.is_null() {
+                return moved;
+            }
         }
         // SAFETY: `new_layout` is valid and non-zero sized (at least one
         // side is huge, so large).
@@ -184,6 +193,34 @@ mod huge {
         start as *mut u8
     }
 
+    /// The block of [`map`]`(old)` at `ptr` grown or shrunk to `new` bytes
+    /// by the kernel (`mremap`: pages move, nothing is copied; the mapping
+    /// keeps its huge-page advice, which the tests check); null, with the
+    /// block untouched, when `align` is above a page (a moved mapping is
+    /// only page aligned) or the kernel refuses.
+    ///
+    /// # Safety
+    /// `ptr` must come from `map(old)`; on success it is no longer valid.
+    pub(super) unsafe fn remap(ptr: *mut u8, old: usize, new: usize, align: usize) -> *mut u8 {
+        if align > 4096 {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's guarantee: `ptr` maps `span(old)` bytes;
+        // MREMAP_MAYMOVE leaves the old mapping intact on failure.
+        unsafe {
+            let q = libc::mremap(
+                ptr as *mut libc::c_void,
+                span(old),
+                span(new),
+                libc::MREMAP_MAYMOVE,
+            );
+            if q == libc::MAP_FAILED {
+                return std::ptr::null_mut();
+            }
+            q as *mut u8
+        }
+    }
+
     /// Unmaps a block of [`map`].
     ///
     /// # Safety
@@ -204,6 +241,9 @@ mod huge {
     }
     pub(super) fn same_span(_a: usize, _b: usize) -> bool {
         false
+    }
+    pub(super) unsafe fn remap(_p: *mut u8, _old: usize, _new: usize, _align: usize) -> *mut u8 {
+        std::ptr::null_mut()
     }
     pub(super) fn map(_size: usize) -> *mut u8 {
         std::ptr::null_mut()
@@ -302,13 +342,19 @@ mod tests {
         unsafe {
             let p = a.alloc(layout);
             std::slice::from_raw_parts_mut(p, HUGE_MIN_BYTES).fill(1);
-            let entry = smaps_entry(p as usize).expect("the block's mapping in smaps");
+            // Grown (moved by mremap, most likely): advised, contents kept.
+            let grown = 5 * HUGE_MIN_BYTES;
+            let q = a.realloc(p, layout, grown);
+            let entry = smaps_entry(q as usize).expect("the block's mapping in smaps");
             let flags = entry
                 .lines()
                 .find(|l| l.starts_with("VmFlags:"))
                 .expect("VmFlags line");
             assert!(flags.split_whitespace().any(|f| f == "hg"), "{flags}");
-            a.dealloc(p, layout);
+            assert!(std::slice::from_raw_parts(q, HUGE_MIN_BYTES)
+                .iter()
+                .all(|&b| b == 1));
+            a.dealloc(q, Layout::from_size_align(grown, 64).unwrap());
         }
     }
 }
