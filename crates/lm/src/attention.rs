@@ -175,9 +175,17 @@ unsafe fn scores(
         // SAFETY: as the function's contract; j0 + 64 ≤ width.
         unsafe { score_block::<4>(q, kt, width, j0, scale, s) };
     }
-    for j0 in (full..keys).step_by(16) {
-        // SAFETY: as above; j0 + 16 ≤ width (width is a multiple of 64).
-        unsafe { score_block::<1>(q, kt, width, j0, scale, s) };
+    // The rest (under 64 keys) in one block of 1–4 vectors: more
+    // independent chains than one vector at a time.
+    // SAFETY: as above; full + 16·NV ≤ full + 64 ≤ width.
+    unsafe {
+        match (keys - full).div_ceil(16) {
+            0 => {}
+            1 => score_block::<1>(q, kt, width, full, scale, s),
+            2 => score_block::<2>(q, kt, width, full, scale, s),
+            3 => score_block::<3>(q, kt, width, full, scale, s),
+            _ => score_block::<4>(q, kt, width, full, scale, s),
+        }
     }
 }
 
