@@ -644,6 +644,27 @@ pub struct AttnShape {
     pub head_dim: usize,
 }
 
+impl AttnShape {
+    /// Tasks of an attention call: one per (sequence, head).
+    fn tasks(&self) -> usize {
+        self.batch * self.n_heads
+    }
+
+    /// Where task `t` (sequence `t / n_heads`, head `t % n_heads`) starts:
+    /// its first query value, key / value value (its kv head under GQA)
+    /// and output value.
+    fn task_starts(&self, args: &AttnArgs, t: usize) -> (usize, usize, usize) {
+        let (b, h) = (t / self.n_heads, t % self.n_heads);
+        let kvh = h / (self.n_heads / self.n_kv_heads);
+        let row0 = b * self.seq;
+        (
+            row0 * args.q_stride + h * self.head_dim,
+            row0 * args.kv_stride + kvh * self.head_dim,
+            row0 * args.out_stride + h * self.head_dim,
+        )
+    }
+}
+
 struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
@@ -736,33 +757,21 @@ fn check_attention(args: &AttnArgs, shape: AttnShape, out: &[f32]) {
 #[cfg(target_arch = "x86_64")]
 fn attention_avx512(args: &AttnArgs, shape: AttnShape, out: &mut [f32]) {
     use crate::attention::{run, Scratch, Task};
-    let AttnShape {
-        batch,
-        seq,
-        n_heads,
-        n_kv_heads,
-        head_dim: hd,
-    } = shape;
-    let group = n_heads / n_kv_heads;
     let out_ptr = SendPtr(out.as_mut_ptr());
     let out_ref = &out_ptr;
-    (0..batch * n_heads)
+    (0..shape.tasks())
         .into_par_iter()
         .for_each_init(Scratch::default, |scratch, t| {
-            let (b, h) = (t / n_heads, t % n_heads);
-            let (q0, k0) = (
-                b * seq * args.q_stride + h * hd,
-                b * seq * args.kv_stride + (h / group) * hd,
-            );
+            let (q0, k0, o0) = shape.task_starts(args, t);
             let task = Task {
                 q: args.q[q0..].as_ptr(),
                 q_stride: args.q_stride,
                 k: args.k[k0..].as_ptr(),
                 v: args.v[k0..].as_ptr(),
                 kv_stride: args.kv_stride,
-                out: out_ref.0.wrapping_add(b * seq * args.out_stride + h * hd),
+                out: out_ref.0.wrapping_add(o0),
                 out_stride: args.out_stride,
-                seq,
+                seq: shape.seq,
             };
             // SAFETY: avx512f is available (checked by the caller); the rows
             // lie inside the slices (`check_attention`); each task writes its
@@ -782,24 +791,14 @@ fn attention_gemm(args: &AttnArgs, shape: AttnShape, out: &mut [f32]) {
         kv_stride,
         out_stride,
     } = *args;
-    let AttnShape {
-        batch,
-        seq,
-        n_heads,
-        n_kv_heads,
-        head_dim: hd,
-    } = shape;
-    let group = n_heads / n_kv_heads;
+    let (seq, hd) = (shape.seq, shape.head_dim);
     let scale = 1.0 / (hd as f32).sqrt();
     let out_ptr = SendPtr(out.as_mut_ptr());
     let out_ref = &out_ptr;
-    (0..batch * n_heads).into_par_iter().for_each_init(
+    (0..shape.tasks()).into_par_iter().for_each_init(
         || vec![0.0f32; seq * seq],
         |scores, task| {
-            let (b, h) = (task / n_heads, task % n_heads);
-            let kvh = h / group;
-            let q0 = b * seq * q_stride + h * hd;
-            let k0 = b * seq * kv_stride + kvh * hd;
+            let (q0, k0, o0) = shape.task_starts(args, task);
             // Causal blocks: queries [r0, r1) see keys [0, r1) only, so
             // the products skip the masked upper blocks (10/16 of the full
             // work at seq 128).
@@ -841,7 +840,7 @@ fn attention_gemm(args: &AttnArgs, shape: AttnShape, out: &mut [f32]) {
                         v.as_ptr().add(k0),
                         kv_stride as isize,
                         1,
-                        out_ref.0.add((b * seq + r0) * out_stride + h * hd),
+                        out_ref.0.add(o0 + r0 * out_stride),
                         out_stride as isize,
                         1.0,
                     );
