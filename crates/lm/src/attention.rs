@@ -8,10 +8,10 @@
 //! once per task into a `kᵀ` panel (64 × keys, zero-padded), and each group
 //! of four query rows runs start to finish while its scores stay in L1:
 //! scores `q·kᵀ` (4 rows × 64 keys in 16 zmm accumulators, one broadcast of
-//! q per row and column), the softmax of [`crate::ops`], then `p·v` (4 rows
-//! × 64 output columns, one broadcast of p per row and key). Causality
-//! bounds both products: a group reads keys `0..=i` of its last row `i`
-//! only (the others' masked scores are zero).
+//! q per row and column), the softmax (the caller's: `crate::simd`'s), then
+//! `p·v` (4 rows × 64 output columns, one broadcast of p per row and key).
+//! Causality bounds both products: a group reads keys `0..=i` of its last
+//! row `i` only (the others' masked scores are zero).
 //!
 //! Numerics: each score and each output element is one chain of fused
 //! multiply-adds in increasing column / key order; the score is then

@@ -686,7 +686,7 @@ const ATTN_ROWS: usize = 32;
 /// `h / (n_heads / n_kv_heads)` (GQA). Writes `out[r*out_stride + h*hd ..]`.
 ///
 /// At head width 64 on a CPU with avx512f ([`Width::best`]) each (sequence,
-/// head) runs the hand-written kernel of [`crate::attention`]; otherwise
+/// head) runs the hand-written kernel of `lm::attention` (private); otherwise
 /// the `gemm` crate's products in causal blocks.
 #[allow(clippy::too_many_arguments)]
 pub fn causal_attention(

@@ -87,10 +87,10 @@ pub fn exp_sub_in_place(width: Width, x: &mut [f32], m: f32) {
 /// Softmax of one row in place, in a fixed order on every width: element
 /// `j` goes to lane `j % 16`; the maximum (by `>`, so NaN is passed over)
 /// and the sum of `fast_exp(x − max)` run per lane in increasing `j`, then
-/// over the lanes as a halving tree ([`sum_of_lanes`]); each value is then
-/// multiplied by 1 / sum. A single running maximum or sum is a serial chain
-/// the compiler keeps scalar; 16 lanes let the AVX-512 form run the row,
-/// tail included (masked), as whole vectors.
+/// over the lanes as a halving tree (lane i takes lane i + h for h = 8, 4,
+/// 2, 1); each value is then multiplied by 1 / sum. A single running
+/// maximum or sum is a serial chain the compiler keeps scalar; 16 lanes let
+/// the AVX-512 form run the row, tail included (masked), as whole vectors.
 pub fn softmax_in_place(width: Width, x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if width == Width::Avx512 && width.available() {
