@@ -291,28 +291,78 @@ pub fn encoder_preacts_into(
         return;
     }
     let threads = rayon::current_num_threads();
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
+    if threads > 1 && n >= ENC_COLUMN_CHUNKS * ENC_MIN_CHUNK {
+        // Column chunks, one single-threaded product each, spread over the
+        // pool: 209–230 ms against 216–247 for one product split by the
+        // `gemm` crate itself (4096 × 12288 × 768, 2 threads, alternated
+        // over 8 rounds, bench/RESULTS.md session 12). The chunks are fixed
+        // (not one per thread) and every output element is summed in the
+        // same order either way (tested), so the bits do not change.
+        let width = n.div_ceil(ENC_COLUMN_CHUNKS).next_multiple_of(16);
+        let dst = SharedOut(out.as_mut_ptr());
+        let dst = &dst;
+        (0..n.div_ceil(width)).into_par_iter().for_each(|c| {
+            let (c0, c1) = (c * width, ((c + 1) * width).min(n));
+            // SAFETY: columns c0..c1 of `out` (row stride n) and latents
+            // c0..c1 of W_enc lie inside their buffers; each task writes
+            // its own columns only.
+            unsafe { encoder_gemm(x, d, w_enc_t, n, (c0, c1), dst.0, gemm::Parallelism::None) };
+        });
     } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the slices have exactly the lengths implied by the shapes and
-    // strides passed: x is rows×d (row stride d), W_enc viewed as d×n reads
-    // w_enc_t[i*d + j] (row stride 1, column stride d), out is rows×n
-    // (checked above). read_dst is false, so `out` is only written.
+        let par = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: all n columns of `out`, which is rows×n (checked above).
+        unsafe { encoder_gemm(x, d, w_enc_t, n, (0, n), out.as_mut_ptr(), par) };
+    }
+    add_bias_rows(out, n, b_enc);
+}
+
+/// Column chunks of a large encoder product (see [`encoder_preacts_into`]).
+const ENC_COLUMN_CHUNKS: usize = 8;
+/// Fewer columns per chunk than this and the product runs as one call.
+const ENC_MIN_CHUNK: usize = 256;
+
+/// `out` as a pointer the column tasks share (each writes its own columns).
+struct SharedOut(*mut f32);
+// SAFETY: the tasks write disjoint columns of the buffer behind it.
+unsafe impl Sync for SharedOut {}
+
+/// Columns `c0..c1` of the encoder product into `out` (rows×n, row stride
+/// n), with the `gemm` crate's parallelism `par`.
+///
+/// # Safety
+/// `x` is rows×d, `w_enc_t` n×d, `out` valid for rows×n writes with
+/// nothing else touching columns `c0..c1` during the call; `c0 ≤ c1 ≤ n`.
+unsafe fn encoder_gemm(
+    x: &[f32],
+    d: usize,
+    w_enc_t: &[f32],
+    n: usize,
+    (c0, c1): (usize, usize),
+    out: *mut f32,
+    par: gemm::Parallelism,
+) {
+    let rows = x.len() / d;
+    // SAFETY: the caller's contract: x is rows×d (row stride d), W_enc
+    // viewed as d×n reads w_enc_t[i*d + j] for latents i in c0..c1 (row
+    // stride 1, column stride d), out's columns c0..c1 (row stride n).
+    // read_dst is false, so `out` is only written.
     unsafe {
         gemm::gemm(
             rows,
-            n,
+            c1 - c0,
             d,
-            out.as_mut_ptr(),
+            out.add(c0),
             1,
             n as isize,
             false,
             x.as_ptr(),
             1,
             d as isize,
-            w_enc_t.as_ptr(),
+            w_enc_t.as_ptr().add(c0 * d),
             d as isize,
             1,
             0.0f32,
@@ -323,7 +373,6 @@ pub fn encoder_preacts_into(
             par,
         );
     }
-    add_bias_rows(out, n, b_enc);
 }
 
 /// Adds `b` to every row of `out`; skipped when `b` is all zeros (TopK and
@@ -990,6 +1039,44 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    /// The column-chunked encoder product gives the bits of one product
+    /// over all columns, on pools of 1, 2 and 3 threads (n with a partial
+    /// last chunk, and the step's d).
+    #[test]
+    fn column_chunks_give_the_one_product_bits() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        for (rows, d, n) in [(70, 96, 8 * 256 + 37), (33, 768, 4096)] {
+            let x: Vec<f32> = (0..rows * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let w: Vec<f32> = (0..n * d).map(|_| rng.random_range(-0.1..0.1)).collect();
+            let mut want = vec![0.0f32; rows * n];
+            // SAFETY: all columns of a rows×n buffer.
+            unsafe {
+                encoder_gemm(
+                    &x,
+                    d,
+                    &w,
+                    n,
+                    (0, n),
+                    want.as_mut_ptr(),
+                    gemm::Parallelism::None,
+                )
+            };
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut got = vec![f32::NAN; rows * n];
+                pool.install(|| encoder_preacts_into(&x, d, &w, n, None, &mut got));
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert!(
+                    bits(&got) == bits(&want),
+                    "{rows}×{n}×{d}, {threads} threads"
+                );
+            }
+        }
+    }
 
     /// Rows of every kind the sums meet: random, all −0.0, all +0.0, with
     /// subnormals and huge values; `rows` not a multiple of the group.
