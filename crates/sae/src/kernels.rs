@@ -293,9 +293,9 @@ pub fn encoder_preacts_into(
     let threads = rayon::current_num_threads();
     if threads > 1 && n >= ENC_COLUMN_CHUNKS * ENC_MIN_CHUNK {
         // Column chunks, one single-threaded product each, spread over the
-        // pool: 209–230 ms against 216–247 for one product split by the
+        // pool: 209–230 ms against 222–247 for one product split by the
         // `gemm` crate itself (4096 × 12288 × 768, 2 threads, alternated
-        // over 8 rounds, bench/RESULTS.md session 12). The chunks are fixed
+        // over 7 rounds, bench/RESULTS.md session 12). The chunks are fixed
         // (not one per thread) and every output element is summed in the
         // same order either way (tested), so the bits do not change.
         let width = n.div_ceil(ENC_COLUMN_CHUNKS).next_multiple_of(16);
