@@ -1,7 +1,9 @@
 //! GEMM rate (GFLOP/s) of the opt-in bf16 paths (`saelab_lm::bf16`, weights
 //! packed once; every path this CPU has: AMX, AVX512_BF16, portable when
-//! nothing else) against the f32 product `ops::matmul` as
-//! `Linear::forward_into` calls it, on the dense products of a forward pass
+//! nothing else) against the f32 products: `ops::matmul` (the `gemm`
+//! crate) and, where the CPU has avx512f, the packed f32 kernel
+//! (`saelab_kernels::f32gemm`, what `Linear::forward_into` runs in f32
+//! there), on the dense products of a forward pass
 //! and the SAE encoder, with 2 rayon threads. Packing time (once per weight
 //! at model load) is reported separately and not in the rate. "bf16" rounds
 //! the f32 x while packing it; "bf16, x rounded" takes x already rounded
@@ -11,6 +13,7 @@
 //! runs PyTorch's matmul on the same shapes in the same run).
 
 use saelab_kernels::aligned::AlignedF32;
+use saelab_kernels::f32gemm::{self, PackedF32};
 use saelab_lm::bf16::{
     bf16_paths, gemm_bf16_rows_with, gemm_bf16_with, Bf16Path, Bf16Rows, PackedBf16,
 };
@@ -79,10 +82,11 @@ fn main() {
             .join(", ")
     );
     println!(
-        "| {:22} | {:15} | {:15} | {:11} | {:15} | {:15} | {:5} | {:8} | {:8} |",
+        "| {:22} | {:15} | {:15} | {:15} | {:11} | {:15} | {:15} | {:5} | {:8} | {:8} |",
         "shape",
         "m×n×k",
         "f32 matmul",
+        "f32 packed",
         "bf16 path",
         "bf16",
         "bf16, x rounded",
@@ -91,8 +95,8 @@ fn main() {
         "rel err"
     );
     println!(
-        "|{:-<24}|{:-<17}|{:-<17}|{:-<13}|{:-<17}|{:-<17}|{:-<7}|{:-<10}|{:-<10}|",
-        "", "", "", "", "", "", "", "", ""
+        "|{:-<24}|{:-<17}|{:-<17}|{:-<17}|{:-<13}|{:-<17}|{:-<17}|{:-<7}|{:-<10}|{:-<10}|",
+        "", "", "", "", "", "", "", "", "", ""
     );
     pool.install(|| {
         // BENCH_SHAPES=sub1,sub2 runs only the shapes whose name holds one.
@@ -124,6 +128,20 @@ fn main() {
                     true,
                 )
             });
+            // The packed f32 kernel, W packed once (as at model load).
+            let packed_f32 = f32gemm::available().then(|| {
+                let p = if t {
+                    PackedF32::from_out_in(&b, k, n)
+                } else {
+                    PackedF32::from_in_out(&b, k, n)
+                };
+                let mut c = AlignedF32::zeros(m * n);
+                rate(flop, reps, || f32gemm::gemm_f32(m, &a, &p, None, &mut c, false))
+            });
+            let packed_col = match packed_f32 {
+                Some((med, best)) => format!("{med:6.1} ({best:6.1})"),
+                None => "—".into(),
+            };
             let t0 = Instant::now();
             let packed = if t {
                 PackedBf16::from_out_in(&b, k, n)
@@ -150,7 +168,7 @@ fn main() {
                     .sum();
                 let den: f64 = c32.iter().map(|&q| f64::from(q).powi(2)).sum();
                 println!(
-                    "| {name:22} | {:15} | {:6.1} ({:6.1}) | {:11} | {:6.1} ({:6.1}) | {:6.1} ({:6.1}) | {:4.2}× | {:8.1} | {:8.2e} |",
+                    "| {name:22} | {:15} | {:6.1} ({:6.1}) | {packed_col:15} | {:11} | {:6.1} ({:6.1}) | {:6.1} ({:6.1}) | {:4.2}× | {:8.1} | {:8.2e} |",
                     format!("{m}×{n}×{k}"),
                     f_med,
                     f_best,

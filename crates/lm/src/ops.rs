@@ -1,6 +1,10 @@
 //! Numerical kernels of the forward pass on plain row-major `f32` slices.
 //!
-//! Dense products go through the `gemm` crate (runtime-dispatched SIMD). The
+//! The blocks' f32 dense products ([`Linear`]) run on the packed AVX-512
+//! kernel of `saelab_kernels::f32gemm` where the CPU has avx512f (W packed
+//! once per model; 5–15 % faster than the `gemm` crate on the forward's
+//! shapes, bench/RESULTS.md, session 13), elsewhere (and for the other
+//! products, [`matmul`]) through the `gemm` crate (runtime-dispatched SIMD). The
 //! element-wise loops (norms, GELU, SiLU, softmax, RoPE) are hand-written so
 //! they fuse and auto-vectorize: they use a branch-free polynomial `exp`
 //! (`fast_exp`, ≈ 2 ulp) instead of libm, which the compiler cannot vectorize
@@ -13,6 +17,7 @@ use crate::bf16::{gemm_bf16, gemm_bf16_rows, Bf16Rows, PackedBf16};
 use crate::simd::{self, Width};
 use gemm::Parallelism;
 use rayon::prelude::*;
+use saelab_kernels::f32gemm::{self, PackedF32};
 
 /// Rows of the activation matrix per rayon task in element-wise kernels.
 const ROWS_PER_TASK: usize = 16;
@@ -49,16 +54,22 @@ impl std::fmt::Display for Precision {
 }
 
 /// A dense affine map `y = x·W + b`.
+///
+/// The products use, in this order: the bf16 copy (bf16 precision), the
+/// packed f32 copy (f32 precision on an avx512f CPU), `w` through the
+/// `gemm` crate. The copies are made from `w` once, so the fields are
+/// read-only.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    pub w: Vec<f32>,
-    pub b: Option<Vec<f32>>,
-    pub in_dim: usize,
-    pub out_dim: usize,
-    pub layout: Layout,
-    /// bf16 copy of `w` packed for [`crate::bf16::gemm_bf16`]; when set,
-    /// products use it instead of `w`.
-    pub packed: Option<PackedBf16>,
+    w: Vec<f32>,
+    b: Option<Vec<f32>>,
+    in_dim: usize,
+    out_dim: usize,
+    layout: Layout,
+    /// bf16 copy of `w` packed for [`crate::bf16::gemm_bf16`].
+    packed: Option<PackedBf16>,
+    /// f32 copy of `w` packed for [`f32gemm::gemm_f32`].
+    packed_f32: Option<PackedF32>,
 }
 
 impl Linear {
@@ -70,25 +81,51 @@ impl Linear {
         out_dim: usize,
         layout: Layout,
     ) -> Self {
-        Linear {
+        let mut l = Linear {
             w,
             b,
             in_dim,
             out_dim,
             layout,
             packed: None,
+            packed_f32: None,
+        };
+        l.set_precision(Precision::F32);
+        l
+    }
+
+    /// Switches the products to `precision`, packing the copy it runs on
+    /// (and dropping the other one).
+    pub fn set_precision(&mut self, precision: Precision) {
+        let (k, n, w) = (self.in_dim, self.out_dim, &self.w);
+        match precision {
+            Precision::F32 => {
+                self.packed = None;
+                if self.packed_f32.is_none() && f32gemm::available() {
+                    self.packed_f32 = Some(match self.layout {
+                        Layout::InOut => PackedF32::from_in_out(w, k, n),
+                        Layout::OutIn => PackedF32::from_out_in(w, k, n),
+                    });
+                }
+            }
+            Precision::Bf16 => {
+                self.packed_f32 = None;
+                self.packed = Some(match self.layout {
+                    Layout::InOut => PackedBf16::from_in_out(w, k, n),
+                    Layout::OutIn => PackedBf16::from_out_in(w, k, n),
+                });
+            }
         }
     }
 
-    /// Switches the products to `precision` (packing the bf16 copy once).
-    pub fn set_precision(&mut self, precision: Precision) {
-        self.packed = match precision {
-            Precision::F32 => None,
-            Precision::Bf16 => Some(match self.layout {
-                Layout::InOut => PackedBf16::from_in_out(&self.w, self.in_dim, self.out_dim),
-                Layout::OutIn => PackedBf16::from_out_in(&self.w, self.in_dim, self.out_dim),
-            }),
-        };
+    /// Input width (rows of W).
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
+    }
+
+    /// Output width (columns of W).
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
     }
 
     /// `y[n, out] = x[n, in]·W (+ b)`; when `accumulate`, adds to `y` instead.
@@ -97,6 +134,11 @@ impl Linear {
         debug_assert_eq!(y.len(), n * self.out_dim);
         if let Some(p) = &self.packed {
             gemm_bf16(n, x, p, y, accumulate);
+        } else if let Some(p) = &self.packed_f32 {
+            // The bias joins in the kernel's last store: the same bits as
+            // the separate pass, without reading `y` again.
+            f32gemm::gemm_f32(n, x, p, self.b.as_deref(), y, accumulate);
+            return;
         } else {
             let (rs, cs) = match self.layout {
                 Layout::InOut => (self.out_dim as isize, 1),

@@ -18,4 +18,11 @@ pub struct Machine {
     /// `portable`): what `--precision bf16` and the bf16 encoder ran on.
     #[serde(default)]
     pub bf16_path: String,
+    /// The f32 path of this process: `avx512` (the blocks' packed f32
+    /// products, attention and the element-wise loops by hand) or
+    /// `portable` (the `gemm` crate and compiler-vectorized loops; no
+    /// avx512f, or `SAELAB_SIMD=scalar`). Empty in records written before
+    /// it existed.
+    #[serde(default)]
+    pub f32_path: String,
 }

@@ -27,13 +27,17 @@ pub fn code_version(kind: &str) -> u32 {
         // own kernel (one fused multiply-add chain per score and output);
         // softmax sums its 16 lanes as a halving tree, the row's tail in
         // its lanes: activations move at f32 rounding.
-        "harvest" => 4,
+        // 5 (session 13): the blocks' f32 products on AVX-512 run the
+        // packed kernel (one fused multiply-add chain per output over k in
+        // order): activations move at f32 rounding.
+        "harvest" => 5,
         // 2: the gradient norm sums in eight f64 lanes (session 8), which
         // can move clipping by an ulp. 3: the AMX bf16 encoder (session 9).
         "train" => 3,
         // 2: eval and stats run the model, in bf16 when asked (session 9).
         // 3: the model's attention and softmax as for harvest 4.
-        "eval" | "stats" => 3,
+        // 4: the model's f32 products as for harvest 5.
+        "eval" | "stats" => 4,
         "match" | "umap" => 1,
         _ => 1,
     }

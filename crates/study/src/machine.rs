@@ -1,5 +1,5 @@
 //! The machine a stage ran on: CPU model, cores, the vector extensions the
-//! arithmetic paths dispatch on and the bf16 path taken. Recorded in every `stage.json` and the
+//! arithmetic paths dispatch on and the f32 and bf16 paths taken. Recorded in every `stage.json` and the
 //! report header, because speed numbers mean nothing without it.
 
 pub use saelab_results::Machine;
@@ -12,6 +12,16 @@ pub fn detect() -> Machine {
         threads: rayon_threads(),
         features: features(),
         bf16_path: saelab_lm::bf16::bf16_path().name().to_string(),
+        f32_path: f32_path().to_string(),
+    }
+}
+
+/// `avx512` when the hand-written f32 kernels run, else `portable`.
+fn f32_path() -> &'static str {
+    if saelab_kernels::f32gemm::available() {
+        "avx512"
+    } else {
+        "portable"
     }
 }
 

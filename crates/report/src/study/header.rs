@@ -76,14 +76,23 @@ fn training_budget(t: &serde_json::Value) -> String {
 /// The dense-product paths the runtime dispatch takes on this machine.
 fn paths(m: &Machine, precision: &str) -> String {
     let has = |f: &str| m.features.iter().any(|x| x == f);
-    let f32_path = if has("avx512f") {
+    let gemm_crate = if has("avx512f") {
         "AVX-512F"
     } else if has("avx2") && has("fma") {
         "AVX2/FMA"
     } else {
         "portable"
     };
-    let mut s = format!("f32 GEMM: gemm crate, {f32_path} kernels");
+    let mut s = match m.f32_path.as_str() {
+        "avx512" => "f32 model products: packed AVX-512 kernel; attention and element-wise \
+                     loops: AVX-512 by hand; other f32 products: gemm crate, AVX-512F kernels"
+            .to_string(),
+        "portable" => format!(
+            "f32 products: gemm crate, {gemm_crate} kernels; element-wise loops: compiler-vectorized"
+        ),
+        // Records from before the path was recorded.
+        _ => format!("f32 GEMM: gemm crate, {gemm_crate} kernels"),
+    };
     let bf16 = match m.bf16_path.as_str() {
         "amx" => "AMX-BF16 (tdpbf16ps) kernel",
         "avx512_bf16" => "AVX512_BF16 (vdpbf16ps) kernel",

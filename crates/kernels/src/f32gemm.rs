@@ -1,0 +1,576 @@
+//! The f32 product `y (+)= x·W` with W packed once (per model), by hand on
+//! AVX-512.
+//!
+//! # Why by hand
+//!
+//! The `gemm` crate reaches 300–340 GFLOP/s on the forward pass's shapes on
+//! the 2-core Xeon (MKL 370–390; the FMA units' peak ≈ 450), packs W again
+//! on every call, and its sums are ordered by its own blocking. Here W is
+//! packed once into 48-column panels (`[k][48]`, zero-padded) and an 8 × 48
+//! microkernel keeps the tile in 24 zmm accumulators: per k index 3 loads
+//! of W, 8 `vbroadcastss` of x (read in place from its rows) and 24
+//! `vfmadd231ps`. Rates: bench/RESULTS.md.
+//!
+//! # Numerics
+//!
+//! Every output is one fused multiply-add chain over k in increasing order,
+//! starting from 0 (or from the old `y` when accumulating):
+//! `y = fma(x[k-1], w[k-1], … fma(x[0], w[0], y0))`. Blocks of k carry the
+//! f32 accumulator exactly, and k is never split between tasks, so the
+//! bits are those of [`gemm_f32_reference`] (a scalar `mul_add` loop) on
+//! every thread count.
+//!
+//! # Blocking
+//!
+//! A task owns up to [`MC`] rows of `y` and a range of panels. It walks its
+//! panels in column blocks whose W chunk (≤ [`KC`] k rows) fits in L2
+//! (≈ [`W_BLOCK_BYTES`]), and within a block the k chunks; per k chunk each
+//! 8-row tile of x (≤ 16 KiB, in L1) runs against every panel of the
+//! block, which streams from L2. The task's output block stays in L2
+//! across the k chunks.
+//!
+//! Only x86_64 with avx512f runs it ([`available`]; `SAELAB_SIMD=scalar`
+//! turns it off); elsewhere the callers keep the `gemm` crate.
+
+use crate::simd::Width;
+use rayon::prelude::*;
+
+/// Columns per packed panel: three 512-bit vectors.
+pub const NR: usize = 48;
+/// Rows of x per microkernel tile.
+const MR: usize = 8;
+/// Rows of y per task.
+const MC: usize = 256;
+/// Maximum k per chunk: an 8-row x tile of 16 KiB stays in L1.
+const KC: usize = 768;
+/// Bytes of W per column block (L2 is 2 MiB per core on the Xeon).
+const W_BLOCK_BYTES: usize = 1 << 20;
+
+/// One cache line of f32.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+// SAFETY: `repr(C)` around `[f32; 16]`: 64 bytes at alignment 64, no
+// padding, every bit pattern valid.
+unsafe impl bytemuck::Zeroable for Line {}
+// SAFETY: as above.
+unsafe impl bytemuck::Pod for Line {}
+
+/// `W` (logical `k × n`, for `y = x·W`) packed in panels of [`NR`]
+/// columns: panel `j` holds, for each k index in order, the 48 values
+/// `W[p][48j..48j + 48]` (the last panel zero-padded). Panels are 64-byte
+/// aligned.
+#[derive(Clone)]
+pub struct PackedF32 {
+    data: Vec<Line>,
+    k: usize,
+    n: usize,
+    panels: usize,
+}
+
+impl std::fmt::Debug for PackedF32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedF32")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .finish()
+    }
+}
+
+impl PackedF32 {
+    /// From `W` stored `[k][n]` row-major (`[in, out]`).
+    pub fn from_in_out(w: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(w.len(), k * n, "PackedF32::from_in_out: W is not {k}×{n}");
+        Self::pack(k, n, |panel, c0, cols| {
+            for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+                row[..cols].copy_from_slice(&w[p * n + c0..p * n + c0 + cols]);
+            }
+        })
+    }
+
+    /// From `W` stored `[n][k]` row-major (`nn.Linear`'s `[out, in]`).
+    pub fn from_out_in(w: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(w.len(), k * n, "PackedF32::from_out_in: W is not {n}×{k}");
+        Self::pack(k, n, |panel, c0, cols| {
+            for c in 0..cols {
+                let col = &w[(c0 + c) * k..][..k];
+                for (p, &v) in col.iter().enumerate() {
+                    panel[p * NR + c] = v;
+                }
+            }
+        })
+    }
+
+    fn pack(k: usize, n: usize, fill: impl Fn(&mut [f32], usize, usize) + Sync) -> Self {
+        let panels = n.div_ceil(NR);
+        let lines = k * NR / 16;
+        let mut data = vec![Line([0.0; 16]); panels * lines];
+        if lines > 0 {
+            data.par_chunks_mut(lines).enumerate().for_each(|(j, p)| {
+                let c0 = j * NR;
+                fill(bytemuck::cast_slice_mut(p), c0, NR.min(n - c0));
+            });
+        }
+        PackedF32 { data, k, n, panels }
+    }
+
+    /// Inner dimension (rows of W).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output columns.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// k rows `[p0, p0 + len)` of panel `j`.
+    fn chunk(&self, j: usize, p0: usize, len: usize) -> &[f32] {
+        let lines = self.k * NR / 16;
+        let flat: &[f32] = bytemuck::cast_slice(&self.data[j * lines..(j + 1) * lines]);
+        &flat[p0 * NR..(p0 + len) * NR]
+    }
+}
+
+/// Whether [`gemm_f32`] runs here: avx512f, and `SAELAB_SIMD` not `scalar`.
+pub fn available() -> bool {
+    Width::best() == Width::Avx512
+}
+
+/// `y[m × n] (+)= x[m × k]·W (+ bias)`, row-major, in the order of the
+/// module doc; the bias (one per column) is added to each finished sum.
+///
+/// Panics unless [`available`] and the lengths match.
+pub fn gemm_f32(
+    m: usize,
+    x: &[f32],
+    w: &PackedF32,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(available(), "gemm_f32: needs avx512f");
+    let (k, n) = (w.k, w.n);
+    assert_eq!(x.len(), m * k, "gemm_f32: x is not {m}×{k}");
+    assert_eq!(y.len(), m * n, "gemm_f32: y is not {m}×{n}");
+    assert!(
+        bias.is_none_or(|b| b.len() == n),
+        "gemm_f32: bias is not {n} long"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            y.fill(0.0);
+        }
+        add_bias(y, n, bias);
+        return;
+    }
+    let row_blocks = m.div_ceil(MC);
+    let target = 4 * rayon::current_num_threads().max(1);
+    let want_cb = if row_blocks >= target {
+        1
+    } else {
+        target.div_ceil(row_blocks).min(w.panels)
+    };
+    let per_cb = w.panels.div_ceil(want_cb);
+    let col_blocks = w.panels.div_ceil(per_cb);
+    let out = OutPtr(y.as_mut_ptr());
+    (0..row_blocks * col_blocks).into_par_iter().for_each(|t| {
+        let (rb, cb) = (t / col_blocks, t % col_blocks);
+        let r0 = rb * MC;
+        let j0 = cb * per_cb;
+        let task = Task {
+            x,
+            w,
+            m,
+            rows: (r0, MC.min(m - r0)),
+            panels: (j0, (j0 + per_cb).min(w.panels)),
+            bias,
+            accumulate,
+        };
+        // SAFETY: tasks own disjoint (rows, panels) rectangles of `y`,
+        // which is mutably borrowed for the whole parallel loop; avx512f
+        // is available (asserted above).
+        unsafe { task.run(out) };
+    });
+}
+
+/// The scalar definition of [`gemm_f32`]'s result (`w` stored `[k][n]`):
+/// for each output, one `mul_add` chain over k in order, then the bias
+/// (the same bits).
+pub fn gemm_f32_reference(
+    m: usize,
+    x: &[f32],
+    w: &[f32],
+    (k, n): (usize, usize),
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    accumulate: bool,
+) {
+    for r in 0..m {
+        for c in 0..n {
+            let mut acc = if accumulate { y[r * n + c] } else { 0.0 };
+            for p in 0..k {
+                acc = x[r * k + p].mul_add(w[p * n + c], acc);
+            }
+            y[r * n + c] = acc;
+        }
+    }
+    add_bias(y, n, bias);
+}
+
+/// `y[r][c] += bias[c]`.
+fn add_bias(y: &mut [f32], n: usize, bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        for row in y.chunks_exact_mut(n) {
+            for (o, v) in row.iter_mut().zip(b) {
+                *o += v;
+            }
+        }
+    }
+}
+
+/// A raw output pointer shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: only hands disjoint sub-blocks of one `&mut [f32]` to rayon
+// tasks (`gemm_f32`).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+/// One task's rectangle of `y`.
+struct Task<'a> {
+    x: &'a [f32],
+    w: &'a PackedF32,
+    m: usize,
+    /// First row and row count.
+    rows: (usize, usize),
+    /// Panel range.
+    panels: (usize, usize),
+    bias: Option<&'a [f32]>,
+    accumulate: bool,
+}
+
+impl Task<'_> {
+    /// Walks the task's column blocks, k chunks and row tiles (module doc).
+    ///
+    /// # Safety
+    /// No other thread touches this task's rectangle of `out` (an
+    /// `m × n` buffer) during the call; avx512f is available.
+    unsafe fn run(&self, out: OutPtr) {
+        let k = self.w.k;
+        let (r0, rows) = self.rows;
+        let (j0, j1) = self.panels;
+        // Even k chunks of at most KC.
+        let kc = k.div_ceil(k.div_ceil(KC));
+        let block = (W_BLOCK_BYTES / (kc * NR * 4)).max(1);
+        let mut pad = Vec::new();
+        for jb in (j0..j1).step_by(block) {
+            for p0 in (0..k).step_by(kc) {
+                let len = kc.min(k - p0);
+                for rr in (r0..r0 + rows).step_by(MR) {
+                    let (a, lda) = self.row_tile(rr, (p0, len), &mut pad);
+                    // SAFETY: the caller's contract.
+                    unsafe {
+                        self.tile_row(a, lda, (rr, p0, len), (jb, (jb + block).min(j1)), out)
+                    };
+                }
+            }
+        }
+    }
+
+    /// Rows `[rr, rr + 8)` of x, k `[p0, p0 + len)`, and their stride:
+    /// read in place, or (a partial last tile) from a zero-padded copy.
+    fn row_tile<'p>(
+        &'p self,
+        rr: usize,
+        (p0, len): (usize, usize),
+        pad: &'p mut Vec<f32>,
+    ) -> (&'p [f32], usize) {
+        let k = self.w.k;
+        let trows = MR.min(self.m - rr);
+        if trows == MR {
+            return (&self.x[rr * k + p0..], k);
+        }
+        pad.clear();
+        pad.resize(MR * len, 0.0);
+        for r in 0..trows {
+            pad[r * len..(r + 1) * len].copy_from_slice(&self.x[(rr + r) * k + p0..][..len]);
+        }
+        (&pad[..], len)
+    }
+
+    /// One row tile (rows `rr..`, k chunk `p0..p0 + len`) against panels
+    /// `[ja, jb)`.
+    ///
+    /// # Safety
+    /// As [`Task::run`].
+    unsafe fn tile_row(
+        &self,
+        a: &[f32],
+        lda: usize,
+        (rr, p0, len): (usize, usize, usize),
+        (ja, jb): (usize, usize),
+        out: OutPtr,
+    ) {
+        let n = self.w.n;
+        let trows = MR.min(self.m - rr);
+        let load = self.accumulate || p0 > 0;
+        // The bias joins after the last k chunk.
+        let bias = self.bias.filter(|_| p0 + len == self.w.k);
+        assert!(a.len() >= (MR - 1) * lda + len);
+        for j in ja..jb {
+            let b = self.w.chunk(j, p0, len);
+            let c0 = j * NR;
+            let cols = NR.min(n - c0);
+            let c = out.0.wrapping_add(rr * n + c0);
+            let bias = bias.map(|v| &v[c0..c0 + cols]);
+            // SAFETY: `a` holds MR rows of `len` at stride `lda`
+            // (asserted), `b` len·NR values and `bias` 48 (checked
+            // slices); the tile at (rr, c0) lies in this task's rectangle
+            // (caller's contract); a partial tile goes through a scratch
+            // tile.
+            unsafe {
+                if trows == MR && cols == NR {
+                    let bias = bias.map_or(std::ptr::null(), <[f32]>::as_ptr);
+                    kernel(len, (a.as_ptr(), lda), b.as_ptr(), (c, n), load, bias);
+                } else {
+                    edge((a.as_ptr(), lda), b, (len, trows, cols), (c, n), load, bias);
+                }
+            }
+        }
+    }
+}
+
+/// A tile past the edge of `y`: through a full-size scratch tile.
+///
+/// # Safety
+/// As [`kernel`] for `a` and `b`; `c` is valid for `trows` rows of `cols`
+/// at stride `ldc`.
+unsafe fn edge(
+    a: (*const f32, usize),
+    b: &[f32],
+    (len, trows, cols): (usize, usize, usize),
+    (c, ldc): (*mut f32, usize),
+    load: bool,
+    bias: Option<&[f32]>,
+) {
+    let mut tile = [0f32; MR * NR];
+    let mut bias48 = [0f32; NR];
+    let bias = bias.map_or(std::ptr::null(), |b| {
+        bias48[..cols].copy_from_slice(&b[..cols]);
+        bias48.as_ptr()
+    });
+    for r in 0..trows {
+        if load {
+            // SAFETY: the caller's contract.
+            let src = unsafe { std::slice::from_raw_parts(c.add(r * ldc), cols) };
+            tile[r * NR..r * NR + cols].copy_from_slice(src);
+        }
+    }
+    // SAFETY: `tile` is an MR × NR block at stride NR, `bias48` 48 f32.
+    unsafe { kernel(len, a, b.as_ptr(), (tile.as_mut_ptr(), NR), load, bias) };
+    for r in 0..trows {
+        // SAFETY: the caller's contract.
+        let dst = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
+        dst.copy_from_slice(&tile[r * NR..r * NR + cols]);
+    }
+}
+
+/// `c[8 × 48] (+)= a·b (+ bias)` over `kc` k indices (`a`: 8 rows at
+/// stride `lda`, `b`: `kc` rows of 48, `c`: stride `ldc`); `load_c` starts
+/// from `c`, else from zero; a non-null `bias` is added at the end.
+///
+/// # Safety
+/// As [`avx512::kernel`].
+unsafe fn kernel(
+    kc: usize,
+    a: (*const f32, usize),
+    b: *const f32,
+    c: (*mut f32, usize),
+    load_c: bool,
+    bias: *const f32,
+) {
+    // SAFETY: the caller's contract.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        avx512::kernel(kc, a, b, c, load_c, bias)
+    };
+    // SAFETY: the caller's contract.
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe {
+        portable_kernel(kc, a, b, c, load_c, bias)
+    };
+}
+
+/// The microkernel's arithmetic in scalar code, for targets without the
+/// AVX-512 one (never dispatched there: [`available`] is false; it keeps
+/// the module building everywhere).
+///
+/// # Safety
+/// As [`avx512::kernel`], without the CPU requirement.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn portable_kernel(
+    kc: usize,
+    (a, lda): (*const f32, usize),
+    b: *const f32,
+    (c, ldc): (*mut f32, usize),
+    load_c: bool,
+    bias: *const f32,
+) {
+    for r in 0..MR {
+        for col in 0..NR {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let mut acc = if load_c { *c.add(r * ldc + col) } else { 0.0 };
+                for p in 0..kc {
+                    acc = (*a.add(r * lda + p)).mul_add(*b.add(p * NR + col), acc);
+                }
+                if !bias.is_null() {
+                    acc += *bias.add(col);
+                }
+                *c.add(r * ldc + col) = acc;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! The 8 × 48 microkernel (`asm!`, so it needs no target-feature
+    //! attributes; it runs only after [`super::available`]).
+    use core::arch::asm;
+
+    /// `c[8 × 48] (+)= a·b` over `kc` k indices: zmm0–23 the accumulators,
+    /// zmm24–26 the three W vectors of a k index, zmm27/28 the broadcast x
+    /// values (rows from two bases and two scaled strides); the k loop
+    /// runs two indices per pass, then the odd one. `load_c` starts from
+    /// `c`, else from zero; a non-null `bias` (48 f32) is added to every
+    /// row after the last product, before the store.
+    ///
+    /// # Safety
+    /// avx512f is available; `a` holds 8 rows of `kc` f32 at stride `lda`,
+    /// `b` holds `kc·48` f32; `c` is valid for an 8 × 48 tile at stride
+    /// `ldc` elements; `bias` is null or valid for 48 f32.
+    pub(super) unsafe fn kernel(
+        kc: usize,
+        (a, lda): (*const f32, usize),
+        b: *const f32,
+        (c, ldc): (*mut f32, usize),
+        load_c: bool,
+        bias: *const f32,
+    ) {
+        // SAFETY: the caller's contract covers every address; vector
+        // registers are clobbered through `clobber_abi("C")`; general
+        // registers are operands; no stack.
+        unsafe {
+            asm!(
+                "lea r11, [rdx + rdx*2]",
+                "lea r9, [rsi + rdx]",
+                "test {load}, {load}",
+                "jz 2f",
+                "mov r8, {c}",
+                "vmovups zmm0, zmmword ptr [r8]; vmovups zmm1, zmmword ptr [r8 + 64]; vmovups zmm2, zmmword ptr [r8 + 128]; add r8, {ldc}",
+                "vmovups zmm3, zmmword ptr [r8]; vmovups zmm4, zmmword ptr [r8 + 64]; vmovups zmm5, zmmword ptr [r8 + 128]; add r8, {ldc}",
+                "vmovups zmm6, zmmword ptr [r8]; vmovups zmm7, zmmword ptr [r8 + 64]; vmovups zmm8, zmmword ptr [r8 + 128]; add r8, {ldc}",
+                "vmovups zmm9, zmmword ptr [r8]; vmovups zmm10, zmmword ptr [r8 + 64]; vmovups zmm11, zmmword ptr [r8 + 128]; add r8, {ldc}",
+                "vmovups zmm12, zmmword ptr [r8]; vmovups zmm13, zmmword ptr [r8 + 64]; vmovups zmm14, zmmword ptr [r8 + 128]; add r8, {ldc}",
+                "vmovups zmm15, zmmword ptr [r8]; vmovups zmm16, zmmword ptr [r8 + 64]; vmovups zmm17, zmmword ptr [r8 + 128]; add r8, {ldc}",
+                "vmovups zmm18, zmmword ptr [r8]; vmovups zmm19, zmmword ptr [r8 + 64]; vmovups zmm20, zmmword ptr [r8 + 128]; add r8, {ldc}",
+                "vmovups zmm21, zmmword ptr [r8]; vmovups zmm22, zmmword ptr [r8 + 64]; vmovups zmm23, zmmword ptr [r8 + 128]",
+                "jmp 3f",
+                "2:",
+                "vpxord zmm0, zmm0, zmm0; vpxord zmm1, zmm1, zmm1; vpxord zmm2, zmm2, zmm2",
+                "vpxord zmm3, zmm3, zmm3; vpxord zmm4, zmm4, zmm4; vpxord zmm5, zmm5, zmm5",
+                "vpxord zmm6, zmm6, zmm6; vpxord zmm7, zmm7, zmm7; vpxord zmm8, zmm8, zmm8",
+                "vpxord zmm9, zmm9, zmm9; vpxord zmm10, zmm10, zmm10; vpxord zmm11, zmm11, zmm11",
+                "vpxord zmm12, zmm12, zmm12; vpxord zmm13, zmm13, zmm13; vpxord zmm14, zmm14, zmm14",
+                "vpxord zmm15, zmm15, zmm15; vpxord zmm16, zmm16, zmm16; vpxord zmm17, zmm17, zmm17",
+                "vpxord zmm18, zmm18, zmm18; vpxord zmm19, zmm19, zmm19; vpxord zmm20, zmm20, zmm20",
+                "vpxord zmm21, zmm21, zmm21; vpxord zmm22, zmm22, zmm22; vpxord zmm23, zmm23, zmm23",
+                "3:",
+                "cmp rcx, 2",
+                "jb 6f",
+                "7:",
+                "vmovups zmm24, zmmword ptr [rdi]; vmovups zmm25, zmmword ptr [rdi + 64]; vmovups zmm26, zmmword ptr [rdi + 128]",
+                "vbroadcastss zmm27, dword ptr [rsi]; vfmadd231ps zmm0, zmm27, zmm24; vfmadd231ps zmm1, zmm27, zmm25; vfmadd231ps zmm2, zmm27, zmm26",
+                "vbroadcastss zmm28, dword ptr [r9]; vfmadd231ps zmm3, zmm28, zmm24; vfmadd231ps zmm4, zmm28, zmm25; vfmadd231ps zmm5, zmm28, zmm26",
+                "vbroadcastss zmm27, dword ptr [rsi + rdx*2]; vfmadd231ps zmm6, zmm27, zmm24; vfmadd231ps zmm7, zmm27, zmm25; vfmadd231ps zmm8, zmm27, zmm26",
+                "vbroadcastss zmm28, dword ptr [rsi + r11]; vfmadd231ps zmm9, zmm28, zmm24; vfmadd231ps zmm10, zmm28, zmm25; vfmadd231ps zmm11, zmm28, zmm26",
+                "vbroadcastss zmm27, dword ptr [rsi + rdx*4]; vfmadd231ps zmm12, zmm27, zmm24; vfmadd231ps zmm13, zmm27, zmm25; vfmadd231ps zmm14, zmm27, zmm26",
+                "vbroadcastss zmm28, dword ptr [r9 + rdx*4]; vfmadd231ps zmm15, zmm28, zmm24; vfmadd231ps zmm16, zmm28, zmm25; vfmadd231ps zmm17, zmm28, zmm26",
+                "vbroadcastss zmm27, dword ptr [rsi + r11*2]; vfmadd231ps zmm18, zmm27, zmm24; vfmadd231ps zmm19, zmm27, zmm25; vfmadd231ps zmm20, zmm27, zmm26",
+                "vbroadcastss zmm28, dword ptr [r9 + r11*2]; vfmadd231ps zmm21, zmm28, zmm24; vfmadd231ps zmm22, zmm28, zmm25; vfmadd231ps zmm23, zmm28, zmm26",
+                "vmovups zmm24, zmmword ptr [rdi + 192]; vmovups zmm25, zmmword ptr [rdi + 256]; vmovups zmm26, zmmword ptr [rdi + 320]",
+                "vbroadcastss zmm27, dword ptr [rsi + 4]; vfmadd231ps zmm0, zmm27, zmm24; vfmadd231ps zmm1, zmm27, zmm25; vfmadd231ps zmm2, zmm27, zmm26",
+                "vbroadcastss zmm28, dword ptr [r9 + 4]; vfmadd231ps zmm3, zmm28, zmm24; vfmadd231ps zmm4, zmm28, zmm25; vfmadd231ps zmm5, zmm28, zmm26",
+                "vbroadcastss zmm27, dword ptr [rsi + rdx*2 + 4]; vfmadd231ps zmm6, zmm27, zmm24; vfmadd231ps zmm7, zmm27, zmm25; vfmadd231ps zmm8, zmm27, zmm26",
+                "vbroadcastss zmm28, dword ptr [rsi + r11 + 4]; vfmadd231ps zmm9, zmm28, zmm24; vfmadd231ps zmm10, zmm28, zmm25; vfmadd231ps zmm11, zmm28, zmm26",
+                "vbroadcastss zmm27, dword ptr [rsi + rdx*4 + 4]; vfmadd231ps zmm12, zmm27, zmm24; vfmadd231ps zmm13, zmm27, zmm25; vfmadd231ps zmm14, zmm27, zmm26",
+                "vbroadcastss zmm28, dword ptr [r9 + rdx*4 + 4]; vfmadd231ps zmm15, zmm28, zmm24; vfmadd231ps zmm16, zmm28, zmm25; vfmadd231ps zmm17, zmm28, zmm26",
+                "vbroadcastss zmm27, dword ptr [rsi + r11*2 + 4]; vfmadd231ps zmm18, zmm27, zmm24; vfmadd231ps zmm19, zmm27, zmm25; vfmadd231ps zmm20, zmm27, zmm26",
+                "vbroadcastss zmm28, dword ptr [r9 + r11*2 + 4]; vfmadd231ps zmm21, zmm28, zmm24; vfmadd231ps zmm22, zmm28, zmm25; vfmadd231ps zmm23, zmm28, zmm26",
+                "add rsi, 8; add r9, 8; add rdi, 384",
+                "sub rcx, 2",
+                "cmp rcx, 2",
+                "jae 7b",
+                "6:",
+                "test rcx, rcx",
+                "jz 5f",
+                "4:",
+                "vmovups zmm24, zmmword ptr [rdi]; vmovups zmm25, zmmword ptr [rdi + 64]; vmovups zmm26, zmmword ptr [rdi + 128]",
+                "vbroadcastss zmm27, dword ptr [rsi]; vfmadd231ps zmm0, zmm27, zmm24; vfmadd231ps zmm1, zmm27, zmm25; vfmadd231ps zmm2, zmm27, zmm26",
+                "vbroadcastss zmm28, dword ptr [r9]; vfmadd231ps zmm3, zmm28, zmm24; vfmadd231ps zmm4, zmm28, zmm25; vfmadd231ps zmm5, zmm28, zmm26",
+                "vbroadcastss zmm27, dword ptr [rsi + rdx*2]; vfmadd231ps zmm6, zmm27, zmm24; vfmadd231ps zmm7, zmm27, zmm25; vfmadd231ps zmm8, zmm27, zmm26",
+                "vbroadcastss zmm28, dword ptr [rsi + r11]; vfmadd231ps zmm9, zmm28, zmm24; vfmadd231ps zmm10, zmm28, zmm25; vfmadd231ps zmm11, zmm28, zmm26",
+                "vbroadcastss zmm27, dword ptr [rsi + rdx*4]; vfmadd231ps zmm12, zmm27, zmm24; vfmadd231ps zmm13, zmm27, zmm25; vfmadd231ps zmm14, zmm27, zmm26",
+                "vbroadcastss zmm28, dword ptr [r9 + rdx*4]; vfmadd231ps zmm15, zmm28, zmm24; vfmadd231ps zmm16, zmm28, zmm25; vfmadd231ps zmm17, zmm28, zmm26",
+                "vbroadcastss zmm27, dword ptr [rsi + r11*2]; vfmadd231ps zmm18, zmm27, zmm24; vfmadd231ps zmm19, zmm27, zmm25; vfmadd231ps zmm20, zmm27, zmm26",
+                "vbroadcastss zmm28, dword ptr [r9 + r11*2]; vfmadd231ps zmm21, zmm28, zmm24; vfmadd231ps zmm22, zmm28, zmm25; vfmadd231ps zmm23, zmm28, zmm26",
+                "add rsi, 4; add r9, 4; add rdi, 192",
+                "dec rcx",
+                "jnz 4b",
+                "5:",
+                "test {bias}, {bias}",
+                "jz 8f",
+                "vmovups zmm24, zmmword ptr [{bias}]; vmovups zmm25, zmmword ptr [{bias} + 64]; vmovups zmm26, zmmword ptr [{bias} + 128]",
+                "vaddps zmm0, zmm0, zmm24; vaddps zmm1, zmm1, zmm25; vaddps zmm2, zmm2, zmm26",
+                "vaddps zmm3, zmm3, zmm24; vaddps zmm4, zmm4, zmm25; vaddps zmm5, zmm5, zmm26",
+                "vaddps zmm6, zmm6, zmm24; vaddps zmm7, zmm7, zmm25; vaddps zmm8, zmm8, zmm26",
+                "vaddps zmm9, zmm9, zmm24; vaddps zmm10, zmm10, zmm25; vaddps zmm11, zmm11, zmm26",
+                "vaddps zmm12, zmm12, zmm24; vaddps zmm13, zmm13, zmm25; vaddps zmm14, zmm14, zmm26",
+                "vaddps zmm15, zmm15, zmm24; vaddps zmm16, zmm16, zmm25; vaddps zmm17, zmm17, zmm26",
+                "vaddps zmm18, zmm18, zmm24; vaddps zmm19, zmm19, zmm25; vaddps zmm20, zmm20, zmm26",
+                "vaddps zmm21, zmm21, zmm24; vaddps zmm22, zmm22, zmm25; vaddps zmm23, zmm23, zmm26",
+                "8:",
+                "mov r8, {c}",
+                "vmovups zmmword ptr [r8], zmm0; vmovups zmmword ptr [r8 + 64], zmm1; vmovups zmmword ptr [r8 + 128], zmm2; add r8, {ldc}",
+                "vmovups zmmword ptr [r8], zmm3; vmovups zmmword ptr [r8 + 64], zmm4; vmovups zmmword ptr [r8 + 128], zmm5; add r8, {ldc}",
+                "vmovups zmmword ptr [r8], zmm6; vmovups zmmword ptr [r8 + 64], zmm7; vmovups zmmword ptr [r8 + 128], zmm8; add r8, {ldc}",
+                "vmovups zmmword ptr [r8], zmm9; vmovups zmmword ptr [r8 + 64], zmm10; vmovups zmmword ptr [r8 + 128], zmm11; add r8, {ldc}",
+                "vmovups zmmword ptr [r8], zmm12; vmovups zmmword ptr [r8 + 64], zmm13; vmovups zmmword ptr [r8 + 128], zmm14; add r8, {ldc}",
+                "vmovups zmmword ptr [r8], zmm15; vmovups zmmword ptr [r8 + 64], zmm16; vmovups zmmword ptr [r8 + 128], zmm17; add r8, {ldc}",
+                "vmovups zmmword ptr [r8], zmm18; vmovups zmmword ptr [r8 + 64], zmm19; vmovups zmmword ptr [r8 + 128], zmm20; add r8, {ldc}",
+                "vmovups zmmword ptr [r8], zmm21; vmovups zmmword ptr [r8 + 64], zmm22; vmovups zmmword ptr [r8 + 128], zmm23",
+                "vzeroupper",
+                load = in(reg) usize::from(load_c),
+                bias = in(reg) bias,
+                c = in(reg) c,
+                ldc = in(reg) ldc * 4,
+                out("r8") _,
+                out("r9") _,
+                out("r11") _,
+                inout("rcx") kc => _,
+                inout("rdx") lda * 4 => _,
+                inout("rsi") a => _,
+                inout("rdi") b => _,
+                clobber_abi("C"),
+                options(nostack),
+            );
+        }
+    }
+}
