@@ -8,10 +8,10 @@
 
 use std::ops::{Deref, DerefMut};
 
-/// One cache line of f32.
+/// One cache line of f32 (also the unit of `f32gemm`'s packed panels).
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Line([f32; 16]);
+pub(crate) struct Line(pub(crate) [f32; 16]);
 
 // SAFETY: `repr(C)` around `[f32; 16]`: 64 bytes at alignment 64, so no
 // padding, and every bit pattern is a valid value.

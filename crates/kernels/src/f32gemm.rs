@@ -32,6 +32,7 @@
 //! Only x86_64 with avx512f runs it ([`available`]; `SAELAB_SIMD=scalar`
 //! turns it off); elsewhere the callers keep the `gemm` crate.
 
+use crate::aligned::Line;
 use crate::simd::Width;
 use rayon::prelude::*;
 
@@ -45,17 +46,6 @@ const MC: usize = 256;
 const KC: usize = 768;
 /// Bytes of W per column block (L2 is 2 MiB per core on the Xeon).
 const W_BLOCK_BYTES: usize = 1 << 20;
-
-/// One cache line of f32.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([f32; 16]);
-
-// SAFETY: `repr(C)` around `[f32; 16]`: 64 bytes at alignment 64, no
-// padding, every bit pattern valid.
-unsafe impl bytemuck::Zeroable for Line {}
-// SAFETY: as above.
-unsafe impl bytemuck::Pod for Line {}
 
 /// `W` (logical `k × n`, for `y = x·W`) packed in panels of [`NR`]
 /// columns: panel `j` holds, for each k index in order, the 48 values
@@ -469,51 +459,12 @@ mod avx512 {
         // registers are operands; no stack.
         unsafe {
             asm!(
-                "lea r11, [rdx + rdx*2]",
-                "lea r9, [rsi + rdx]",
-                "test {load}, {load}",
-                "jz 2f",
-                "mov r8, {c}",
-                "vmovups zmm0, zmmword ptr [r8]; vmovups zmm1, zmmword ptr [r8 + 64]; vmovups zmm2, zmmword ptr [r8 + 128]; add r8, {ldc}",
-                "vmovups zmm3, zmmword ptr [r8]; vmovups zmm4, zmmword ptr [r8 + 64]; vmovups zmm5, zmmword ptr [r8 + 128]; add r8, {ldc}",
-                "vmovups zmm6, zmmword ptr [r8]; vmovups zmm7, zmmword ptr [r8 + 64]; vmovups zmm8, zmmword ptr [r8 + 128]; add r8, {ldc}",
-                "vmovups zmm9, zmmword ptr [r8]; vmovups zmm10, zmmword ptr [r8 + 64]; vmovups zmm11, zmmword ptr [r8 + 128]; add r8, {ldc}",
-                "vmovups zmm12, zmmword ptr [r8]; vmovups zmm13, zmmword ptr [r8 + 64]; vmovups zmm14, zmmword ptr [r8 + 128]; add r8, {ldc}",
-                "vmovups zmm15, zmmword ptr [r8]; vmovups zmm16, zmmword ptr [r8 + 64]; vmovups zmm17, zmmword ptr [r8 + 128]; add r8, {ldc}",
-                "vmovups zmm18, zmmword ptr [r8]; vmovups zmm19, zmmword ptr [r8 + 64]; vmovups zmm20, zmmword ptr [r8 + 128]; add r8, {ldc}",
-                "vmovups zmm21, zmmword ptr [r8]; vmovups zmm22, zmmword ptr [r8 + 64]; vmovups zmm23, zmmword ptr [r8 + 128]",
-                "jmp 3f",
-                "2:",
-                "vpxord zmm0, zmm0, zmm0; vpxord zmm1, zmm1, zmm1; vpxord zmm2, zmm2, zmm2",
-                "vpxord zmm3, zmm3, zmm3; vpxord zmm4, zmm4, zmm4; vpxord zmm5, zmm5, zmm5",
-                "vpxord zmm6, zmm6, zmm6; vpxord zmm7, zmm7, zmm7; vpxord zmm8, zmm8, zmm8",
-                "vpxord zmm9, zmm9, zmm9; vpxord zmm10, zmm10, zmm10; vpxord zmm11, zmm11, zmm11",
-                "vpxord zmm12, zmm12, zmm12; vpxord zmm13, zmm13, zmm13; vpxord zmm14, zmm14, zmm14",
-                "vpxord zmm15, zmm15, zmm15; vpxord zmm16, zmm16, zmm16; vpxord zmm17, zmm17, zmm17",
-                "vpxord zmm18, zmm18, zmm18; vpxord zmm19, zmm19, zmm19; vpxord zmm20, zmm20, zmm20",
-                "vpxord zmm21, zmm21, zmm21; vpxord zmm22, zmm22, zmm22; vpxord zmm23, zmm23, zmm23",
-                "3:",
+                tile_8x48_begin!(),
                 "cmp rcx, 2",
                 "jb 6f",
                 "7:",
-                "vmovups zmm24, zmmword ptr [rdi]; vmovups zmm25, zmmword ptr [rdi + 64]; vmovups zmm26, zmmword ptr [rdi + 128]",
-                "vbroadcastss zmm27, dword ptr [rsi]; vfmadd231ps zmm0, zmm27, zmm24; vfmadd231ps zmm1, zmm27, zmm25; vfmadd231ps zmm2, zmm27, zmm26",
-                "vbroadcastss zmm28, dword ptr [r9]; vfmadd231ps zmm3, zmm28, zmm24; vfmadd231ps zmm4, zmm28, zmm25; vfmadd231ps zmm5, zmm28, zmm26",
-                "vbroadcastss zmm27, dword ptr [rsi + rdx*2]; vfmadd231ps zmm6, zmm27, zmm24; vfmadd231ps zmm7, zmm27, zmm25; vfmadd231ps zmm8, zmm27, zmm26",
-                "vbroadcastss zmm28, dword ptr [rsi + r11]; vfmadd231ps zmm9, zmm28, zmm24; vfmadd231ps zmm10, zmm28, zmm25; vfmadd231ps zmm11, zmm28, zmm26",
-                "vbroadcastss zmm27, dword ptr [rsi + rdx*4]; vfmadd231ps zmm12, zmm27, zmm24; vfmadd231ps zmm13, zmm27, zmm25; vfmadd231ps zmm14, zmm27, zmm26",
-                "vbroadcastss zmm28, dword ptr [r9 + rdx*4]; vfmadd231ps zmm15, zmm28, zmm24; vfmadd231ps zmm16, zmm28, zmm25; vfmadd231ps zmm17, zmm28, zmm26",
-                "vbroadcastss zmm27, dword ptr [rsi + r11*2]; vfmadd231ps zmm18, zmm27, zmm24; vfmadd231ps zmm19, zmm27, zmm25; vfmadd231ps zmm20, zmm27, zmm26",
-                "vbroadcastss zmm28, dword ptr [r9 + r11*2]; vfmadd231ps zmm21, zmm28, zmm24; vfmadd231ps zmm22, zmm28, zmm25; vfmadd231ps zmm23, zmm28, zmm26",
-                "vmovups zmm24, zmmword ptr [rdi + 192]; vmovups zmm25, zmmword ptr [rdi + 256]; vmovups zmm26, zmmword ptr [rdi + 320]",
-                "vbroadcastss zmm27, dword ptr [rsi + 4]; vfmadd231ps zmm0, zmm27, zmm24; vfmadd231ps zmm1, zmm27, zmm25; vfmadd231ps zmm2, zmm27, zmm26",
-                "vbroadcastss zmm28, dword ptr [r9 + 4]; vfmadd231ps zmm3, zmm28, zmm24; vfmadd231ps zmm4, zmm28, zmm25; vfmadd231ps zmm5, zmm28, zmm26",
-                "vbroadcastss zmm27, dword ptr [rsi + rdx*2 + 4]; vfmadd231ps zmm6, zmm27, zmm24; vfmadd231ps zmm7, zmm27, zmm25; vfmadd231ps zmm8, zmm27, zmm26",
-                "vbroadcastss zmm28, dword ptr [rsi + r11 + 4]; vfmadd231ps zmm9, zmm28, zmm24; vfmadd231ps zmm10, zmm28, zmm25; vfmadd231ps zmm11, zmm28, zmm26",
-                "vbroadcastss zmm27, dword ptr [rsi + rdx*4 + 4]; vfmadd231ps zmm12, zmm27, zmm24; vfmadd231ps zmm13, zmm27, zmm25; vfmadd231ps zmm14, zmm27, zmm26",
-                "vbroadcastss zmm28, dword ptr [r9 + rdx*4 + 4]; vfmadd231ps zmm15, zmm28, zmm24; vfmadd231ps zmm16, zmm28, zmm25; vfmadd231ps zmm17, zmm28, zmm26",
-                "vbroadcastss zmm27, dword ptr [rsi + r11*2 + 4]; vfmadd231ps zmm18, zmm27, zmm24; vfmadd231ps zmm19, zmm27, zmm25; vfmadd231ps zmm20, zmm27, zmm26",
-                "vbroadcastss zmm28, dword ptr [r9 + r11*2 + 4]; vfmadd231ps zmm21, zmm28, zmm24; vfmadd231ps zmm22, zmm28, zmm25; vfmadd231ps zmm23, zmm28, zmm26",
+                tile_8x48_step!("vbroadcastss", "vfmadd231ps", 0, 64, 128, 0),
+                tile_8x48_step!("vbroadcastss", "vfmadd231ps", 192, 256, 320, 4),
                 "add rsi, 8; add r9, 8; add rdi, 384",
                 "sub rcx, 2",
                 "cmp rcx, 2",
@@ -522,15 +473,7 @@ mod avx512 {
                 "test rcx, rcx",
                 "jz 5f",
                 "4:",
-                "vmovups zmm24, zmmword ptr [rdi]; vmovups zmm25, zmmword ptr [rdi + 64]; vmovups zmm26, zmmword ptr [rdi + 128]",
-                "vbroadcastss zmm27, dword ptr [rsi]; vfmadd231ps zmm0, zmm27, zmm24; vfmadd231ps zmm1, zmm27, zmm25; vfmadd231ps zmm2, zmm27, zmm26",
-                "vbroadcastss zmm28, dword ptr [r9]; vfmadd231ps zmm3, zmm28, zmm24; vfmadd231ps zmm4, zmm28, zmm25; vfmadd231ps zmm5, zmm28, zmm26",
-                "vbroadcastss zmm27, dword ptr [rsi + rdx*2]; vfmadd231ps zmm6, zmm27, zmm24; vfmadd231ps zmm7, zmm27, zmm25; vfmadd231ps zmm8, zmm27, zmm26",
-                "vbroadcastss zmm28, dword ptr [rsi + r11]; vfmadd231ps zmm9, zmm28, zmm24; vfmadd231ps zmm10, zmm28, zmm25; vfmadd231ps zmm11, zmm28, zmm26",
-                "vbroadcastss zmm27, dword ptr [rsi + rdx*4]; vfmadd231ps zmm12, zmm27, zmm24; vfmadd231ps zmm13, zmm27, zmm25; vfmadd231ps zmm14, zmm27, zmm26",
-                "vbroadcastss zmm28, dword ptr [r9 + rdx*4]; vfmadd231ps zmm15, zmm28, zmm24; vfmadd231ps zmm16, zmm28, zmm25; vfmadd231ps zmm17, zmm28, zmm26",
-                "vbroadcastss zmm27, dword ptr [rsi + r11*2]; vfmadd231ps zmm18, zmm27, zmm24; vfmadd231ps zmm19, zmm27, zmm25; vfmadd231ps zmm20, zmm27, zmm26",
-                "vbroadcastss zmm28, dword ptr [r9 + r11*2]; vfmadd231ps zmm21, zmm28, zmm24; vfmadd231ps zmm22, zmm28, zmm25; vfmadd231ps zmm23, zmm28, zmm26",
+                tile_8x48_step!("vbroadcastss", "vfmadd231ps", 0, 64, 128, 0),
                 "add rsi, 4; add r9, 4; add rdi, 192",
                 "dec rcx",
                 "jnz 4b",
@@ -547,15 +490,7 @@ mod avx512 {
                 "vaddps zmm18, zmm18, zmm24; vaddps zmm19, zmm19, zmm25; vaddps zmm20, zmm20, zmm26",
                 "vaddps zmm21, zmm21, zmm24; vaddps zmm22, zmm22, zmm25; vaddps zmm23, zmm23, zmm26",
                 "8:",
-                "mov r8, {c}",
-                "vmovups zmmword ptr [r8], zmm0; vmovups zmmword ptr [r8 + 64], zmm1; vmovups zmmword ptr [r8 + 128], zmm2; add r8, {ldc}",
-                "vmovups zmmword ptr [r8], zmm3; vmovups zmmword ptr [r8 + 64], zmm4; vmovups zmmword ptr [r8 + 128], zmm5; add r8, {ldc}",
-                "vmovups zmmword ptr [r8], zmm6; vmovups zmmword ptr [r8 + 64], zmm7; vmovups zmmword ptr [r8 + 128], zmm8; add r8, {ldc}",
-                "vmovups zmmword ptr [r8], zmm9; vmovups zmmword ptr [r8 + 64], zmm10; vmovups zmmword ptr [r8 + 128], zmm11; add r8, {ldc}",
-                "vmovups zmmword ptr [r8], zmm12; vmovups zmmword ptr [r8 + 64], zmm13; vmovups zmmword ptr [r8 + 128], zmm14; add r8, {ldc}",
-                "vmovups zmmword ptr [r8], zmm15; vmovups zmmword ptr [r8 + 64], zmm16; vmovups zmmword ptr [r8 + 128], zmm17; add r8, {ldc}",
-                "vmovups zmmword ptr [r8], zmm18; vmovups zmmword ptr [r8 + 64], zmm19; vmovups zmmword ptr [r8 + 128], zmm20; add r8, {ldc}",
-                "vmovups zmmword ptr [r8], zmm21; vmovups zmmword ptr [r8 + 64], zmm22; vmovups zmmword ptr [r8 + 128], zmm23",
+                tile_8x48_store!(),
                 "vzeroupper",
                 load = in(reg) usize::from(load_c),
                 bias = in(reg) bias,

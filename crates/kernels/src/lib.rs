@@ -8,6 +8,10 @@
 //! pool of scratch buffers, the phase timers both use for profiling, and
 //! the huge-page allocator the binary and the benchmarks install.
 
+#[cfg(target_arch = "x86_64")]
+#[macro_use]
+mod zmm_tile;
+
 pub mod aligned;
 pub mod bf16;
 pub mod f32gemm;
