@@ -490,3 +490,32 @@ fn smollm2_on_wiki_slice() {
         "f16 store equals the f32 forward exactly: rounding not applied?"
     );
 }
+
+/// The manifest records the path of the dense products; a store made on one
+/// path is not taken for a request on another (their results agree to f32
+/// rounding, not bit for bit). `SAELAB_SIMD=scalar` forces the portable f32
+/// path; on an avx512f CPU the default is the packed AVX-512 kernel.
+#[test]
+fn product_path_is_recorded_and_checked() {
+    let s = setup();
+    let dir = s.root.join("portable").to_string_lossy().to_string();
+    let o = saelab(&harvest_args(&s, &dir, &[]), &[("SAELAB_SIMD", "scalar")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let store = ActivationStore::open(&dir).unwrap();
+    assert_eq!(store.spec().extra["product_path"], "portable");
+    let again = saelab(&harvest_args(&s, &dir, &[]), &[]);
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    let err = String::from_utf8_lossy(&again.stderr);
+    if avx512 {
+        assert!(
+            !again.status.success(),
+            "a portable store accepted on the AVX-512 path"
+        );
+        assert!(err.contains("product_path"), "{err}");
+    } else {
+        assert!(!err.contains("product_path"), "{err}");
+    }
+}

@@ -11,17 +11,30 @@ pub fn detect() -> Machine {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         threads: rayon_threads(),
         features: features(),
-        bf16_path: saelab_lm::bf16::bf16_path().name().to_string(),
+        bf16_path: bf16_path().to_string(),
         f32_path: f32_path().to_string(),
     }
 }
 
 /// `avx512` when the hand-written f32 kernels run, else `portable`.
-fn f32_path() -> &'static str {
+pub(crate) fn f32_path() -> &'static str {
     if saelab_kernels::f32gemm::available() {
         "avx512"
     } else {
         "portable"
+    }
+}
+
+/// The bf16 GEMM path of this process (`amx`, `avx512_bf16`, `portable`).
+pub(crate) fn bf16_path() -> &'static str {
+    saelab_lm::bf16::bf16_path().name()
+}
+
+/// The path the dense products of a forward pass at `precision` take here.
+pub(crate) fn product_path(precision: saelab_lm::Precision) -> &'static str {
+    match precision {
+        saelab_lm::Precision::F32 => f32_path(),
+        saelab_lm::Precision::Bf16 => bf16_path(),
     }
 }
 

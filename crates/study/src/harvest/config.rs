@@ -133,6 +133,13 @@ impl HarvestConfig {
         put("batch_rows", self.batch_rows.into());
         put("text_field", self.text_field.clone().into());
         put("precision", model.info.precision.to_string().into());
+        // The kernels behind that precision on this machine: their results
+        // agree to f32 rounding, not bit for bit, so a store is resumed
+        // only on the path it was started on.
+        put(
+            "product_path",
+            crate::machine::product_path(model.info.precision).into(),
+        );
         put("model_positions", model.info.positions.clone().into());
         Ok(StoreSpec {
             model: ModelInfo {
