@@ -233,6 +233,18 @@ pub enum EncoderPrecision {
     Bf16,
 }
 
+impl EncoderPrecision {
+    /// The kernel the encoder product runs on in this process: `gemm` (the
+    /// `gemm` crate, which picks its SIMD width at run time) for f32, the
+    /// bf16 GEMM path (`amx`, `avx512_bf16`, `portable`) for bf16.
+    pub fn product_path(self) -> &'static str {
+        match self {
+            EncoderPrecision::F32 => "gemm",
+            EncoderPrecision::Bf16 => saelab_kernels::bf16::bf16_path().name(),
+        }
+    }
+}
+
 /// Initialization of the decoder bias from the first training batch
 /// (SAELens `b_dec_init_method`), computed on the preprocessed inputs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -233,6 +233,10 @@ fn stop_then_resume_equals_a_straight_run() {
         6,
         "steps 2, 4, 6, 8, 10 and the last, 11"
     );
+    // The exported config says which kernel ran the (f32) encoder product.
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("jr/cfg.json")).unwrap()).unwrap();
+    assert_eq!(cfg["metadata"]["saelab_encoder_product_path"], "gemm");
 
     // Stopped after step 7 (between checkpoints 6 and 9): a checkpoint at 7.
     let b = dir.path().join("b");

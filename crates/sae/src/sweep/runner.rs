@@ -408,9 +408,11 @@ fn save_snapshot(ctx: &Ctx, l: &Live, step: u64) -> Result<(), SweepError> {
 /// One SAE as it is now, in the SAELens layout, into `dir`.
 fn save(ctx: &Ctx, l: &Live, dir: &Path) -> Result<(), SweepError> {
     let mut meta = ctx.meta[l.lane].clone();
+    let enc = l.trainer.config().encoder_precision;
     let extra = json!({"saelab_train_config": l.trainer.config(), "data_seed": ctx.data_seed,
                        "steps": ctx.steps, "batch": ctx.settings.batch,
-                       "trained_steps": l.trainer.steps()});
+                       "trained_steps": l.trainer.steps(),
+                       "saelab_encoder_product_path": enc.product_path()});
     if let serde_json::Value::Object(m) = extra {
         meta.extra.extend(m);
     }
