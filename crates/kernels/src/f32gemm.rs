@@ -3,20 +3,21 @@
 //!
 //! # Why by hand
 //!
-//! The `gemm` crate reaches 300–340 GFLOP/s on the forward pass's shapes on
-//! the 2-core Xeon (MKL 370–390; the FMA units' peak ≈ 450), packs W again
-//! on every call, and its sums are ordered by its own blocking. Here W is
-//! packed once into 48-column panels (`[k][48]`, zero-padded) and an 8 × 48
-//! microkernel keeps the tile in 24 zmm accumulators: per k index 3 loads
-//! of W, 8 `vbroadcastss` of x (read in place from its rows) and 24
-//! `vfmadd231ps`. Rates: bench/RESULTS.md.
+//! On the 2-core Xeon the FMA units' peak is 440–470 GFLOP/s; MKL reaches
+//! 390–440 on the forward pass's shapes and the `gemm` crate 325–410 (less
+//! inside a forward pass), packing W again on every call, with sums ordered
+//! by its own blocking. Here W is packed once into 48-column panels
+//! (`[k][48]`, zero-padded) and an 8 × 48 microkernel keeps the tile in 24
+//! zmm accumulators: per k index 3 aligned loads of W, 8 `vbroadcastss` of
+//! x (read in place from its rows) and 24 `vfmadd231ps`, two k indices per
+//! loop pass. 0.93–1.06× MKL on those shapes (bench/RESULTS.md, session 13).
 //!
 //! # Numerics
 //!
 //! Every output is one fused multiply-add chain over k in increasing order,
-//! starting from 0 (or from the old `y` when accumulating):
-//! `y = fma(x[k-1], w[k-1], … fma(x[0], w[0], y0))`. Blocks of k carry the
-//! f32 accumulator exactly, and k is never split between tasks, so the
+//! starting from 0 (or from the old `y` when accumulating), then the bias:
+//! `y = fma(x[k-1], w[k-1], … fma(x[0], w[0], y0)) + b`. Chunks of k carry
+//! the f32 accumulator exactly, and k is never split between tasks, so the
 //! bits are those of [`gemm_f32_reference`] (a scalar `mul_add` loop) on
 //! every thread count.
 //!
@@ -25,9 +26,9 @@
 //! A task owns up to [`MC`] rows of `y` and a range of panels. It walks its
 //! panels in column blocks whose W chunk (≤ [`KC`] k rows) fits in L2
 //! (≈ [`W_BLOCK_BYTES`]), and within a block the k chunks; per k chunk each
-//! 8-row tile of x (≤ 16 KiB, in L1) runs against every panel of the
-//! block, which streams from L2. The task's output block stays in L2
-//! across the k chunks.
+//! 8-row tile of x (≤ 24 KiB, in L1) runs against every panel of the
+//! block, which streams from L2. Measured against tasks of 64, 128 and 512
+//! rows and blocks of 0.5 and 1.5 MiB (session 13).
 //!
 //! Only x86_64 with avx512f runs it ([`available`]; `SAELAB_SIMD=scalar`
 //! turns it off); elsewhere the callers keep the `gemm` crate.
@@ -40,9 +41,10 @@ use rayon::prelude::*;
 pub const NR: usize = 48;
 /// Rows of x per microkernel tile.
 const MR: usize = 8;
-/// Rows of y per task.
+/// Rows of y per task: W streams from L3 once per task, so tall tasks.
 const MC: usize = 256;
-/// Maximum k per chunk: an 8-row x tile of 16 KiB stays in L1.
+/// Maximum k per chunk: an 8-row x tile of 24 KiB stays in L1 (K = 768, GPT-2
+/// and the SAE encoder, runs as one chunk).
 const KC: usize = 768;
 /// Bytes of W per column block (L2 is 2 MiB per core on the Xeon).
 const W_BLOCK_BYTES: usize = 1 << 20;
