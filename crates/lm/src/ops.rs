@@ -2,8 +2,8 @@
 //!
 //! The blocks' f32 dense products ([`Linear`]) run on the packed AVX-512
 //! kernel of `saelab_kernels::f32gemm` where the CPU has avx512f (W packed
-//! once per model; 5–15 % faster than the `gemm` crate on the forward's
-//! shapes, bench/RESULTS.md, session 13), elsewhere (and for the other
+//! once per model; 4–23 % faster than the `gemm` crate on the forward's
+//! shapes in `bench/gemm.sh`, bench/RESULTS.md, session 13), elsewhere (and for the other
 //! products, [`matmul`]) through the `gemm` crate (runtime-dispatched SIMD). The
 //! element-wise loops (norms, GELU, SiLU, softmax, RoPE) are hand-written so
 //! they fuse and auto-vectorize: they use a branch-free polynomial `exp`
@@ -118,27 +118,18 @@ impl Linear {
         }
     }
 
-    /// Input width (rows of W).
-    pub fn in_dim(&self) -> usize {
-        self.in_dim
-    }
-
-    /// Output width (columns of W).
-    pub fn out_dim(&self) -> usize {
-        self.out_dim
-    }
-
     /// `y[n, out] = x[n, in]·W (+ b)`; when `accumulate`, adds to `y` instead.
     pub fn forward_into(&self, x: &[f32], n: usize, y: &mut [f32], accumulate: bool) {
         debug_assert_eq!(x.len(), n * self.in_dim);
         debug_assert_eq!(y.len(), n * self.out_dim);
-        if let Some(p) = &self.packed {
-            gemm_bf16(n, x, p, y, accumulate);
-        } else if let Some(p) = &self.packed_f32 {
+        if let Some(p) = &self.packed_f32 {
             // The bias joins in the kernel's last store: the same bits as
             // the separate pass, without reading `y` again.
             f32gemm::gemm_f32(n, x, p, self.b.as_deref(), y, accumulate);
             return;
+        }
+        if let Some(p) = &self.packed {
+            gemm_bf16(n, x, p, y, accumulate);
         } else {
             let (rs, cs) = match self.layout {
                 Layout::InOut => (self.out_dim as isize, 1),
