@@ -107,6 +107,21 @@ impl PackedF32 {
         PackedF32 { data, k, n, panels }
     }
 
+    /// W back in `[k][n]` row-major (`[in, out]`): the values packed, so
+    /// a holder can keep this copy alone and derive others from it.
+    pub fn to_in_out(&self) -> Vec<f32> {
+        let (k, n) = (self.k, self.n);
+        let mut w = vec![0.0; k * n];
+        for j in 0..self.panels {
+            let (c0, panel) = (j * NR, self.chunk(j, 0, k));
+            let cols = NR.min(n - c0);
+            for (row, packed) in w.chunks_exact_mut(n).zip(panel.chunks_exact(NR)) {
+                row[c0..c0 + cols].copy_from_slice(&packed[..cols]);
+            }
+        }
+        w
+    }
+
     /// Inner dimension (rows of W).
     pub fn k(&self) -> usize {
         self.k

@@ -133,3 +133,19 @@ fn empty_inner_dimension_gives_zeros_or_keeps_y_plus_bias() {
     gemm_f32(2, &[], &packed, None, &mut y, false);
     assert_eq!(y, vec![0.0; 10]);
 }
+
+/// Packing keeps the values: unpacked, both layouts give W back exactly
+/// (a holder keeps only the packed copy and derives the bf16 one from it).
+#[test]
+fn unpacking_gives_w_back() {
+    for (_, n, k) in SHAPES {
+        let w = values(k * n, 9);
+        let back = [
+            PackedF32::from_in_out(&w, k, n).to_in_out(),
+            PackedF32::from_out_in(&transpose(&w, k, n), k, n).to_in_out(),
+        ];
+        for got in back {
+            assert_eq!(bits(&got), bits(&w), "k {k}, n {n}");
+        }
+    }
+}

@@ -55,25 +55,32 @@ impl std::fmt::Display for Precision {
 
 /// A dense affine map `y = x·W + b`.
 ///
-/// The products use, in this order: the bf16 copy (bf16 precision), the
-/// packed f32 copy (f32 precision on an avx512f CPU), `w` through the
-/// `gemm` crate. The copies are made from `w` once, so the fields are
-/// read-only.
+/// The f32 weights are held once: packed for [`f32gemm::gemm_f32`] where
+/// that kernel runs (avx512f), else as loaded, for the `gemm` crate. In
+/// bf16 precision a bf16 copy packed for [`crate::bf16::gemm_bf16`] is
+/// made from them and the products run on it; the f32 weights stay, so
+/// [`Linear::set_precision`] can switch back.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    w: Vec<f32>,
+    w: F32Weights,
     b: Option<Vec<f32>>,
     in_dim: usize,
     out_dim: usize,
-    layout: Layout,
-    /// bf16 copy of `w` packed for [`crate::bf16::gemm_bf16`].
+    /// bf16 copy of the weights, set in bf16 precision.
     packed: Option<PackedBf16>,
-    /// f32 copy of `w` packed for [`f32gemm::gemm_f32`].
-    packed_f32: Option<PackedF32>,
+}
+
+/// A [`Linear`]'s f32 weights, in one form.
+#[derive(Debug, Clone)]
+enum F32Weights {
+    /// As loaded, in `layout`: the `gemm` crate's operand.
+    Plain { w: Vec<f32>, layout: Layout },
+    /// Packed for [`f32gemm::gemm_f32`].
+    Packed(PackedF32),
 }
 
 impl Linear {
-    /// A map with f32 weights.
+    /// A map with f32 weights `w` stored in `layout`.
     pub fn new(
         w: Vec<f32>,
         b: Option<Vec<f32>>,
@@ -81,72 +88,77 @@ impl Linear {
         out_dim: usize,
         layout: Layout,
     ) -> Self {
-        let mut l = Linear {
+        let (k, n) = (in_dim, out_dim);
+        let w = if f32gemm::available() {
+            F32Weights::Packed(match layout {
+                Layout::InOut => PackedF32::from_in_out(&w, k, n),
+                Layout::OutIn => PackedF32::from_out_in(&w, k, n),
+            })
+        } else {
+            F32Weights::Plain { w, layout }
+        };
+        Linear {
             w,
             b,
             in_dim,
             out_dim,
-            layout,
             packed: None,
-            packed_f32: None,
-        };
-        l.set_precision(Precision::F32);
-        l
+        }
     }
 
-    /// Switches the products to `precision`, packing the copy it runs on
-    /// (and dropping the other one).
+    /// Switches the products to `precision`: bf16 packs a bf16 copy of
+    /// the f32 weights, f32 drops it.
     pub fn set_precision(&mut self, precision: Precision) {
-        let (k, n, w) = (self.in_dim, self.out_dim, &self.w);
-        match precision {
-            Precision::F32 => {
-                self.packed = None;
-                if self.packed_f32.is_none() && f32gemm::available() {
-                    self.packed_f32 = Some(match self.layout {
-                        Layout::InOut => PackedF32::from_in_out(w, k, n),
-                        Layout::OutIn => PackedF32::from_out_in(w, k, n),
-                    });
-                }
-            }
-            Precision::Bf16 => {
-                self.packed_f32 = None;
-                self.packed = Some(match self.layout {
-                    Layout::InOut => PackedBf16::from_in_out(w, k, n),
-                    Layout::OutIn => PackedBf16::from_out_in(w, k, n),
-                });
-            }
-        }
+        let (k, n) = (self.in_dim, self.out_dim);
+        self.packed = match precision {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(match &self.w {
+                F32Weights::Plain {
+                    w,
+                    layout: Layout::InOut,
+                } => PackedBf16::from_in_out(w, k, n),
+                F32Weights::Plain {
+                    w,
+                    layout: Layout::OutIn,
+                } => PackedBf16::from_out_in(w, k, n),
+                F32Weights::Packed(p) => PackedBf16::from_in_out(&p.to_in_out(), k, n),
+            }),
+        };
     }
 
     /// `y[n, out] = x[n, in]·W (+ b)`; when `accumulate`, adds to `y` instead.
     pub fn forward_into(&self, x: &[f32], n: usize, y: &mut [f32], accumulate: bool) {
         debug_assert_eq!(x.len(), n * self.in_dim);
         debug_assert_eq!(y.len(), n * self.out_dim);
-        if let Some(p) = &self.packed_f32 {
-            // The bias joins in the kernel's last store: the same bits as
-            // the separate pass, without reading `y` again.
-            f32gemm::gemm_f32(n, x, p, self.b.as_deref(), y, accumulate);
-            return;
-        }
         if let Some(p) = &self.packed {
             gemm_bf16(n, x, p, y, accumulate);
-        } else {
-            let (rs, cs) = match self.layout {
-                Layout::InOut => (self.out_dim as isize, 1),
-                Layout::OutIn => (1, self.in_dim as isize),
-            };
-            matmul(
-                n,
-                self.out_dim,
-                self.in_dim,
-                MatRef::new(x, self.in_dim as isize, 1),
-                MatRef::new(&self.w, rs, cs),
-                y,
-                accumulate,
-                true,
-            );
+            self.add_bias(y);
+            return;
         }
-        self.add_bias(y);
+        match &self.w {
+            F32Weights::Packed(p) => {
+                // The bias joins in the kernel's last store: the same bits
+                // as the separate pass, without reading `y` again.
+                f32gemm::gemm_f32(n, x, p, self.b.as_deref(), y, accumulate);
+            }
+            F32Weights::Plain { w, layout } => {
+                let (rs, cs) = match layout {
+                    Layout::InOut => (self.out_dim as isize, 1),
+                    Layout::OutIn => (1, self.in_dim as isize),
+                };
+                matmul(
+                    n,
+                    self.out_dim,
+                    self.in_dim,
+                    MatRef::new(x, self.in_dim as isize, 1),
+                    MatRef::new(w, rs, cs),
+                    y,
+                    accumulate,
+                    true,
+                );
+                self.add_bias(y);
+            }
+        }
     }
 
     /// [`Linear::forward_into`] from rows already rounded to bf16 (by a
@@ -999,6 +1011,38 @@ mod tests {
             for (g, e) in got.iter().zip(&want) {
                 assert!((g - e).abs() < 1e-4 * (1.0 + e.abs()));
             }
+        }
+    }
+
+    /// Whichever form the f32 weights are held in, bf16 precision runs on
+    /// the bf16 packing of the weights as given (built here from them
+    /// directly), and switching back to f32 gives the f32 bits again.
+    #[test]
+    fn precision_round_trip_keeps_the_weights() {
+        let (m, k, n) = (19, 70, 53);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104729) % 97) as f32 / 47.0 - 1.0)
+            .collect();
+        let wt: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+        let want_bf16 = {
+            let mut y = vec![0.0; m * n];
+            gemm_bf16(m, &a, &PackedBf16::from_in_out(&w, k, n), &mut y, false);
+            y
+        };
+        for mut lin in [
+            Linear::new(w.clone(), None, k, n, Layout::InOut),
+            Linear::new(wt, None, k, n, Layout::OutIn),
+        ] {
+            let f32_bits = lin.forward(&a, m);
+            lin.set_precision(Precision::Bf16);
+            assert!(lin.is_bf16());
+            assert_eq!(lin.forward(&a, m), want_bf16);
+            lin.set_precision(Precision::F32);
+            assert!(!lin.is_bf16());
+            assert_eq!(lin.forward(&a, m), f32_bits);
         }
     }
 
