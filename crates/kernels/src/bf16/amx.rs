@@ -18,9 +18,11 @@
 //! block it packs its rows of x once (L2; an input already rounded to bf16,
 //! [`super::Bf16Rows`], is read in place), then walks W in blocks of
 //! panels that fit in L2 beside it ([`W_BLOCK_BYTES`]); within a W block
-//! it takes x two tiles (32 rows) at a time and runs them against every
-//! tile pair of the block, so the two x tiles (≤ 32 KiB at 256 pairs)
-//! stay in L1 (up to ≈ 256 pairs; `KC_MAX_AMX`) while W streams from L2.
+//! it takes x two tiles (32 rows) at a time and, per k sub-block of at
+//! most [`KH_AMX`] pairs, runs them against every tile pair of the block,
+//! so the two x tiles (≤ 18 KiB) stay in L1 while W streams from L2.
+//! Between sub-blocks the accumulators pass through the 32 rows of `y`
+//! the pair writes, which stay in L2 (the f32 round trip is exact).
 //!
 //! # Numerics
 //!
@@ -49,6 +51,13 @@ const TILE: usize = 16;
 const TILES_PER_PANEL: usize = NR / TILE;
 /// Bytes of one packed pair row of a panel (the W tiles' row stride).
 const PANEL_ROW_BYTES: usize = NR * 4;
+/// Maximum k pairs per sub-block of a k block: two x tiles of 16 rows ×
+/// 144 pairs (18 KiB) stay in L1 beside the W tiles streaming past. K =
+/// 768 runs as 3 sub-blocks of 128 pairs, K = 576 as 2 of 144: 3–19 %
+/// faster than whole k blocks on all seven bench shapes, and ahead of
+/// sub-blocks of at most 128, 192 or 256 pairs (bench/RESULTS.md,
+/// session 14).
+const KH_AMX: usize = 144;
 /// Bytes of W per L2 block: measured on the 2-core Xeon (2 MiB L2 per
 /// core), beside a task's packed x (≤ 256 rows × 384 pairs × 4 B).
 const W_BLOCK_BYTES: usize = 1 << 20;
@@ -264,6 +273,33 @@ struct Target {
     cols: usize,
 }
 
+impl Target {
+    /// The 2 × 2 grid of x tiles `ts` (16-row tiles from row `r0`) by
+    /// tile columns `us`, in accumulator order, in a `y` of `row_end`
+    /// rows (for this task) and `n` columns.
+    fn grid(
+        (r0, row_end, n): (usize, usize, usize),
+        ts: [usize; 2],
+        us: [usize; 2],
+    ) -> [Target; 4] {
+        [
+            (ts[0], us[0]),
+            (ts[0], us[1]),
+            (ts[1], us[0]),
+            (ts[1], us[1]),
+        ]
+        .map(|(t, u)| {
+            let (row, col) = (r0 + t * TILE, u * TILE);
+            Target {
+                row,
+                col,
+                rows: row_end.saturating_sub(row).min(TILE),
+                cols: n.saturating_sub(col).min(TILE),
+            }
+        })
+    }
+}
+
 /// One AMX task: rows `[r0, r0 + rows)` of `y` (`m × w.n`), column panels
 /// `[j0, j1)`, k in blocks of `kc` pairs (a multiple of 16).
 ///
@@ -314,23 +350,25 @@ pub(super) unsafe fn task(
                 // An odd last x tile pairs with itself: both rows of
                 // products compute, and store, the same values.
                 let t1 = (t + 1).min(tiles - 1);
-                let a = [tile_at(t), tile_at(t1)];
-                for u in (u0..u1).step_by(2) {
-                    let u1b = (u + 1).min(u1 - 1);
-                    let b = [w_tile(w, u, pk0, kpad), w_tile(w, u1b, pk0, kpad)];
-                    let targets = [(t, u), (t, u1b), (t1, u), (t1, u1b)].map(|(tt, uu)| {
-                        let (row, col) = (r0 + tt * TILE, uu * TILE);
-                        Target {
-                            row,
-                            col,
-                            rows: row_end.saturating_sub(row).min(TILE),
-                            cols: n.saturating_sub(col).min(TILE),
-                        }
-                    });
-                    // SAFETY: the targets lie in this task's rows and
-                    // panels (caller's contract); `a` and `b` are the
-                    // extents `product_2x2` reads (checked slices).
-                    unsafe { run_2x2((kpad, lda), a, b, &targets, out, n, load, &mut scratch) };
+                // The k block in sub-blocks whose two x tiles stay in L1
+                // while the block's W streams past; between sub-blocks the
+                // accumulators go through this x tile pair's rows of y,
+                // which stay in L2.
+                let subs = kpad.div_ceil(KH_AMX);
+                let kh = kpad.div_ceil(subs).div_ceil(AMX_PAIRS) * AMX_PAIRS;
+                for h0 in (0..kpad).step_by(kh) {
+                    let hl = kh.min(kpad - h0);
+                    let a = [&tile_at(t)[h0..], &tile_at(t1)[h0..]];
+                    for u in (u0..u1).step_by(2) {
+                        let u1b = (u + 1).min(u1 - 1);
+                        let b = [w_tile(w, u, pk0 + h0, hl), w_tile(w, u1b, pk0 + h0, hl)];
+                        let targets = Target::grid((r0, row_end, n), [t, t1], [u, u1b]);
+                        let load = load || h0 > 0;
+                        // SAFETY: the targets lie in this task's rows and
+                        // panels (caller's contract); `a` and `b` are the
+                        // extents `product_2x2` reads (checked slices).
+                        unsafe { run_2x2((hl, lda), a, b, &targets, out, n, load, &mut scratch) };
+                    }
                 }
             }
         }
