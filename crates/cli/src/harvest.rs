@@ -51,8 +51,8 @@ pub struct HarvestArgs {
     pub batch_rows: usize,
     /// Arithmetic of the model's dense products: f32 (research default) or
     /// bf16 (weights and their inputs rounded to bf16, f32 accumulation;
-    /// ≈ 1.9× faster on a CPU with AVX512_BF16 where it was measured,
-    /// not on every CPU; residuals within ≈ 1 % — see bench/RESULTS.md).
+    /// ≈ 3.3× faster with AMX (SmolLM2, end to end), ≈ 1.9× with
+    /// AVX512_BF16 only; residuals within ≈ 1 % — see bench/RESULTS.md).
     /// Recorded in the manifest.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     pub precision: PrecisionArg,
