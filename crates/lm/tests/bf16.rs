@@ -407,11 +407,12 @@ fn rne_matches_independent_rounding() {
 
 #[test]
 fn amx_blocking_over_several_k_blocks_panel_blocks_and_row_blocks() {
-    // Shapes that make the AMX task loop take every branch: k over
-    // several 256-pair blocks (1100 → 3), n over two 1 MiB blocks of
+    // Shapes that make the AMX task loop take every branch: k over two
+    // k blocks of ≤ 384 pairs, each in two sub-blocks of ≤ 144 pairs
+    // (1100 → 550 pairs → 288 + 262), n over three 1 MiB blocks of
     // panels with a partial last panel and an odd count of 16-column
-    // tiles (1930), m over several 256-row tasks with an odd count of
-    // 16-row tiles and a partial last tile (600); outputs both fresh and
+    // tiles (1930), m over two 512-row tasks with an odd count of 16-row
+    // tiles and a partial last tile (600); outputs both fresh and
     // accumulated, each path against the f64 reference.
     let (m, k, n) = (600, 1100, 1930);
     let x = randn(m * k, 41);

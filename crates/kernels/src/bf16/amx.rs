@@ -59,7 +59,7 @@ const PANEL_ROW_BYTES: usize = NR * 4;
 /// session 14).
 const KH_AMX: usize = 144;
 /// Bytes of W per L2 block: measured on the 2-core Xeon (2 MiB L2 per
-/// core), beside a task's packed x (≤ 256 rows × 384 pairs × 4 B).
+/// core), beside a task's packed x (≤ 512 rows × 384 pairs × 4 B).
 const W_BLOCK_BYTES: usize = 1 << 20;
 
 /// The tile configuration (palette 1): tmm0–7 are 16 rows × 64 bytes.

@@ -98,9 +98,11 @@ const KC_MAX_AMX: usize = 384;
 /// from L3 once per task, so AMX, which consumes it 6× faster than
 /// AVX-512, needs taller tasks. On the 2-core Xeon, 256 rows ran 1.2–1.4×
 /// the rate of 64 with the session-7 kernel (bench/RESULTS.md, "AMX"); with
-/// the 2 × 2 kernel, 512 and 1024 were slower again, and k blocks of 384,
-/// 512 or 768 pairs within the noise of 256 (session 9).
-const MC_AMX: usize = 256;
+/// the 2 × 2 kernel 512 was slower (session 9), but once the k sub-blocks
+/// kept x in L1 (session 14) 512 ran 2–12 % faster than 256 on six of the
+/// seven bench shapes (three alternated rounds; 1024 and 2048 help the
+/// wide shapes and slow the narrow ones).
+const MC_AMX: usize = 512;
 /// Rows of x per task (a multiple of `MR`).
 const MC: usize = 64;
 
