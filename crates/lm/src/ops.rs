@@ -982,15 +982,23 @@ mod tests {
         c
     }
 
-    #[test]
-    fn linear_layouts_agree_with_naive_product() {
-        let (m, k, n) = (37, 70, 53);
-        let a: Vec<f32> = (0..m * k)
+    /// x (`m × k`), W `[k][n]` and W `[n][k]` (the same map) for the
+    /// `Linear` tests.
+    fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let a = (0..m * k)
             .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
             .collect();
         let w: Vec<f32> = (0..k * n)
             .map(|i| ((i * 104729) % 97) as f32 / 48.0 - 1.0)
             .collect();
+        let wt = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+        (a, w, wt)
+    }
+
+    #[test]
+    fn linear_layouts_agree_with_naive_product() {
+        let (m, k, n) = (37, 70, 53);
+        let (a, w, wt) = operands(m, k, n);
         let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
         let mut want = naive_mm(&a, &w, m, k, n);
         for r in want.chunks_mut(n) {
@@ -999,12 +1007,6 @@ mod tests {
             }
         }
         let inout = Linear::new(w.clone(), Some(bias.clone()), k, n, Layout::InOut);
-        let mut wt = vec![0.0; k * n];
-        for p in 0..k {
-            for j in 0..n {
-                wt[j * k + p] = w[p * n + j];
-            }
-        }
         let outin = Linear::new(wt, Some(bias), k, n, Layout::OutIn);
         for lin in [inout, outin] {
             let got = lin.forward(&a, m);
@@ -1020,13 +1022,7 @@ mod tests {
     #[test]
     fn precision_round_trip_keeps_the_weights() {
         let (m, k, n) = (19, 70, 53);
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
-            .collect();
-        let w: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 104729) % 97) as f32 / 47.0 - 1.0)
-            .collect();
-        let wt: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+        let (a, w, wt) = operands(m, k, n);
         let want_bf16 = {
             let mut y = vec![0.0; m * n];
             gemm_bf16(m, &a, &PackedBf16::from_in_out(&w, k, n), &mut y, false);
