@@ -1,8 +1,9 @@
 //! What `saelab study plan` shows: every stage with its hash, state (done /
 //! partial / to run), folder, inputs and an estimated time. Estimates come
-//! from rates measured on this project's machines (bench/RESULTS.md,
-//! SmolLM2-135M on 2 cores), replaced by the rate of this cache's own
-//! completed stages of the same kind when there are any.
+//! from rates measured on this project's machines (the units each stage
+//! of the SmolLM2 study ran per second on the 2-core Xeon, f32, session 14:
+//! bench/RESULTS.md), replaced by the rate of this cache's own completed
+//! stages of the same kind when there are any.
 //!
 //! The `--json` output is [`PlanView`]; its fields are stable (documented
 //! in the README): a stage has `kind`, `hash`, `state`, `dir`, `deps`,
@@ -55,8 +56,8 @@ fn units(stage: &Stage) -> (f64, f64) {
             let tokens = if h.tokens == 0 { 1e6 } else { h.tokens as f64 };
             forward_units(&h.hooks, tokens)
         }
-        // One step of TopK costs ≈ 1.0e-8 s per batch row × latent at d
-        // 768 (n 12288, B 4096: 0.49 s); units are row × latent × d/768.
+        // Units are row × latent × 576/768 per step; the SmolLM2 study's
+        // TopK steps with AuxK ran 6.4e7 of them per second.
         Work::Train(t) => {
             let steps = t
                 .settings
@@ -73,36 +74,39 @@ fn units(stage: &Stage) -> (f64, f64) {
             // Streamed: the forward pass of every batch, in train units.
             let forward = t.stream.as_ref().map_or(0.0, |h| {
                 let (tokens, rate) = forward_units(&h.hooks, steps * t.settings.batch as f64);
-                tokens * 1e8 / rate
+                tokens * 6.4e7 / rate
             });
-            (steps * per_step + forward, 1e8)
+            (steps * per_step + forward, 6.4e7)
         }
         // One clean, one zero-ablated and one spliced pass per SAE, with
-        // logits: ≈ 2000 tokens/s per pass.
-        Work::Eval(e) => (e.tokens as f64 * (2.0 + e.saes.len() as f64), 2000.0),
+        // logits: ≈ 800 tokens/s per pass (the SmolLM2 study).
+        Work::Eval(e) => (e.tokens as f64 * (2.0 + e.saes.len() as f64), 800.0),
         Work::Stats(s) => {
             let passes = if s.ce_per_position { 3.0 } else { 1.0 };
-            ((s.rows * s.seq_len) as f64 * passes, 2000.0)
+            // ≈ 210 units/s in the SmolLM2 study (5 layers, a spliced
+            // pass per layer besides the clean one).
+            ((s.rows * s.seq_len) as f64 * passes, 210.0)
         }
-        // Encoder + decoder cosines and an assignment: ≈ 2 s per pair at
-        // n 2304.
         // kNN search plus 200–500 epochs of SGD: ≈ 1000 features/s at d 576.
         Work::Umap(u) => (u.saes.iter().map(|s| s.n as f64).sum(), 1000.0),
+        // Encoder + decoder cosines and an assignment: ≈ 0.5 s per pair
+        // at n 2304 (the SmolLM2 study).
         Work::Match(m) => {
             let n = (m.a.n.max(1) * m.b.n.max(1)) as f64;
-            (n, 2304.0 * 2304.0 / 2.0)
+            (n, 2304.0 * 2304.0 * 2.0)
         }
     }
 }
 
-/// A forward pass over `tokens` to the deepest of `hooks`: SmolLM2 to
-/// blocks.8 ≈ 2600 tokens/s; deeper hooks cost more.
+/// A forward pass over `tokens` to the deepest of `hooks`: SmolLM2 in f32
+/// to blocks.8 ≈ 4700 tokens/s (to blocks.20 ≈ 2000, the SmolLM2 study);
+/// deeper hooks cost more.
 fn forward_units(hooks: &[String], tokens: f64) -> (f64, f64) {
     let deepest = hooks
         .iter()
         .filter_map(|s| s.split('.').nth(1)?.parse::<f64>().ok())
         .fold(0.0, f64::max);
-    (tokens * (deepest + 1.0) / 9.0, 2600.0)
+    (tokens * (deepest + 1.0) / 9.0, 4700.0)
 }
 
 /// Work units and seconds of the stage's run, for its record.
