@@ -342,6 +342,8 @@ pub(super) unsafe fn task(
         // Offset of x tile t: 16 rows of `lda` pairs.
         let tile_at = |t: usize| &xa[t * TILE * lda..][..(TILE - 1) * lda + kpad];
         let load = accumulate || pk0 > 0;
+        // Even sub-blocks of at most KH_AMX pairs, whole tiles.
+        let kh = kpad.div_ceil(kpad.div_ceil(KH_AMX)).div_ceil(AMX_PAIRS) * AMX_PAIRS;
         let block = (W_BLOCK_BYTES / (kpad * PANEL_ROW_BYTES)).max(1);
         for jb in (j0..j1).step_by(block) {
             // Tile columns of this W block.
@@ -354,8 +356,6 @@ pub(super) unsafe fn task(
                 // while the block's W streams past; between sub-blocks the
                 // accumulators go through this x tile pair's rows of y,
                 // which stay in L2.
-                let subs = kpad.div_ceil(KH_AMX);
-                let kh = kpad.div_ceil(subs).div_ceil(AMX_PAIRS) * AMX_PAIRS;
                 for h0 in (0..kpad).step_by(kh) {
                     let hl = kh.min(kpad - h0);
                     let a = [&tile_at(t)[h0..], &tile_at(t1)[h0..]];
