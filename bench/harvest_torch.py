@@ -7,7 +7,7 @@ float32, eager attention, tokens/s median and best over reps; then the same
 model cast to bfloat16 entirely (`.to(torch.bfloat16)`: weights, residual
 stream and norms in bf16 — the fast path a PyTorch user would take).
 
-Usage: VENV/bin/python bench/harvest_torch.py [--threads 2] [--reps 5] [--smollm2 PATH]
+Usage: VENV/bin/python bench/harvest_torch.py [--threads 2] [--reps 5] [--smollm2 PATH] [--skip-gpt2]
 """
 import argparse
 import os
@@ -35,18 +35,20 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--smollm2", default=None)
+    ap.add_argument("--skip-gpt2", action="store_true", help="only the SmolLM2 rows")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     b, t = 16, 128
-    # GPT-2 small shape, only the 8 blocks that precede blocks.8.hook_resid_pre.
-    cfg = transformers.GPT2Config(n_layer=8, attn_implementation="eager")
-    m = transformers.GPT2Model(cfg).eval()
-    ids = torch.randint(0, 50257, (b, t))
-    bench("torch gpt2-small-shaped", lambda: m(input_ids=ids).last_hidden_state, b * t, a.reps, a.threads, 8)
-    m = m.to(torch.bfloat16)
-    bench("torch gpt2-small-shaped bf16", lambda: m(input_ids=ids).last_hidden_state, b * t, a.reps, a.threads, 8)
-    del m
+    if not a.skip_gpt2:
+        # GPT-2 small shape, only the 8 blocks that precede blocks.8.hook_resid_pre.
+        cfg = transformers.GPT2Config(n_layer=8, attn_implementation="eager")
+        m = transformers.GPT2Model(cfg).eval()
+        ids = torch.randint(0, 50257, (b, t))
+        bench("torch gpt2-small-shaped", lambda: m(input_ids=ids).last_hidden_state, b * t, a.reps, a.threads, 8)
+        m = m.to(torch.bfloat16)
+        bench("torch gpt2-small-shaped bf16", lambda: m(input_ids=ids).last_hidden_state, b * t, a.reps, a.threads, 8)
+        del m
     if a.smollm2 and os.path.exists(a.smollm2):
         folder, fname = os.path.split(a.smollm2)
         lm = transformers.AutoModelForCausalLM.from_pretrained(

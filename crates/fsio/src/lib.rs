@@ -1,14 +1,15 @@
 //! Crash-safe file output, in one place for every crate: atomic writes (a
 //! reader never sees a half-written file, a kill leaves the previous one),
-//! streamed sha256 of files, and an advisory lock on a run folder so two
-//! runs never write into one.
+//! whole or piece by piece ([`PendingFile`]), streamed sha256 of files, and
+//! an advisory lock on a run folder so two runs never write into one.
 //!
-//! Hand-written on `std` (≈ 100 lines): `tempfile::NamedTempFile::persist`
+//! Hand-written on `std` (and `libc` for Linux's `sync_file_range`):
+//! `tempfile::NamedTempFile::persist`
 //! would do the rename but not the directory fsync or our temp naming, which
 //! [`clean_stale_temps`] relies on to remove what a killed run left.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 /// An I/O failure with the path it concerns.
@@ -58,15 +59,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// (hex) of what was written.
 pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> Result<String> {
     use sha2::{Digest, Sha256};
-    let name = path
-        .file_name()
-        .ok_or_else(|| FsError::io(path, io::Error::other("no file name")))?;
-    let dir = parent_dir(path);
-    let tmp = dir.join(format!(
-        ".{}{TMP_MARK}{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = temp_path(path)?;
     let mut hasher = Sha256::new();
     let res = (|| {
         let f = File::create(&tmp)?;
@@ -84,8 +77,157 @@ pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> Result<String> {
         let _ = fs::remove_file(&tmp);
         return Err(FsError::io(path, e));
     }
-    sync_dir(dir)?;
+    sync_dir(parent_dir(path))?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// The temp file beside `path` that stands for it until it is renamed
+/// over it (`.NAME.saelab-tmp.PID`, which [`clean_stale_temps`] knows).
+fn temp_path(path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| FsError::io(path, io::Error::other("no file name")))?;
+    Ok(parent_dir(path).join(format!(
+        ".{}{TMP_MARK}{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+/// A file written piece by piece at chosen offsets, then published
+/// atomically like [`write_atomic`]: the bytes go to the temp file as they
+/// arrive, so a large file (an activation shard) is never whole in memory
+/// and its writing overlaps the work that produces it.
+/// [`PendingFile::publish`] hashes the file by reading it back, syncs it
+/// and renames it over `path`. Dropped unpublished (an error, a stop), it
+/// removes its temp file; a killed process leaves the temp file for
+/// [`clean_stale_temps`].
+#[derive(Debug)]
+pub struct PendingFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    /// `None` once published.
+    file: Option<File>,
+}
+
+impl PendingFile {
+    /// Creates (or truncates) the temp file of `path`.
+    pub fn create(path: &Path) -> Result<PendingFile> {
+        let tmp = temp_path(path)?;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| FsError::io(path, e))?;
+        Ok(PendingFile {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(file),
+        })
+    }
+
+    /// The final path (errors name it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn file(&mut self) -> io::Result<&mut File> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("file already published"))
+    }
+
+    /// Writes `bytes` at `offset` (a gap before it reads as zeros), then
+    /// asks the kernel to start writing them to disk, so that
+    /// [`Self::publish`]'s sync does not wait for the whole file.
+    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let res = (|| {
+            let f = self.file()?;
+            f.seek(io::SeekFrom::Start(offset))?;
+            f.write_all(bytes)?;
+            start_writeback(f, offset, bytes.len() as u64);
+            Ok(())
+        })();
+        res.map_err(|e| FsError::io(&self.path, e))
+    }
+
+    /// Fills `buf` from `offset`.
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let res = (|| {
+            let f = self.file()?;
+            f.seek(io::SeekFrom::Start(offset))?;
+            f.read_exact(buf)
+        })();
+        res.map_err(|e| FsError::io(&self.path, e))
+    }
+
+    /// Truncates or extends the file to `len` bytes.
+    pub fn set_len(&mut self, len: u64) -> Result<()> {
+        let res = self.file().and_then(|f| f.set_len(len));
+        res.map_err(|e| FsError::io(&self.path, e))
+    }
+
+    /// Hashes the file (read back from the start), syncs it, renames it
+    /// over the final path and syncs the directory; returns the sha256
+    /// (hex). On failure the temp file is removed.
+    pub fn publish(mut self) -> Result<String> {
+        let res = (|| {
+            let mut f = self
+                .file
+                .take()
+                .ok_or_else(|| io::Error::other("published twice"))?;
+            f.seek(io::SeekFrom::Start(0))?;
+            let sha = sha256_reader(&mut f)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&self.tmp, &self.path)?;
+            Ok(sha)
+        })();
+        match res {
+            Ok(sha) => {
+                sync_dir(parent_dir(&self.path))?;
+                Ok(sha)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&self.tmp);
+                Err(FsError::io(&self.path, e))
+            }
+        }
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Starts the asynchronous writeback of a just-written range (Linux's
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`; elsewhere a no-op): without
+/// it the kernel holds a run's shard in the page cache until the final
+/// sync, which then waits for all of it. Best effort: durability comes
+/// from [`PendingFile::publish`]'s sync, so a failure here is ignored.
+fn start_writeback(f: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain syscall on an open descriptor we own; it reads no
+        // memory of ours.
+        unsafe {
+            libc::sync_file_range(
+                f.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (f, offset, len);
 }
 
 /// Serializes `value` as pretty JSON (with a final newline) and writes it
@@ -113,12 +255,17 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 
 /// sha256 of a whole file, hex encoded (streamed, constant memory).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
     let mut file = File::open(path).map_err(|e| FsError::io(path, e))?;
+    sha256_reader(&mut file).map_err(|e| FsError::io(path, e))
+}
+
+/// sha256 of what `r` yields to its end, hex encoded.
+fn sha256_reader(r: &mut impl Read) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(|e| FsError::io(path, e))?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }
@@ -211,6 +358,58 @@ mod tests {
         );
         // No temp file left behind.
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    /// Pieces written out of order, over a gap and over each other, a
+    /// move through `read_at`, then a truncation: the published file is
+    /// the bytes built the same way in memory, and its hash is theirs.
+    #[test]
+    fn a_pending_file_publishes_what_was_written_where() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("shard.bin");
+        fs::write(&p, b"old contents").unwrap();
+        let mut f = PendingFile::create(&p).unwrap();
+        let mut want = vec![0u8; 40];
+        let mut put = |f: &mut PendingFile, at: usize, bytes: &[u8]| {
+            f.write_at(at as u64, bytes).unwrap();
+            want[at..at + bytes.len()].copy_from_slice(bytes);
+        };
+        put(&mut f, 20, b"tail of the file....");
+        put(&mut f, 0, b"head");
+        put(&mut f, 22, b"IL");
+        let mut moved = [0u8; 6];
+        f.read_at(20, &mut moved).unwrap();
+        assert_eq!(&moved, b"taIL o");
+        put(&mut f, 8, &moved);
+        f.set_len(30).unwrap();
+        want.truncate(30);
+        // Nothing is visible at the final path before publishing.
+        assert_eq!(fs::read(&p).unwrap(), b"old contents");
+        let sha = f.publish().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), want);
+        assert_eq!(sha, sha256_bytes(&want));
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "a temp file is left"
+        );
+    }
+
+    #[test]
+    fn a_pending_file_dropped_unpublished_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("shard.bin");
+        let mut f = PendingFile::create(&p).unwrap();
+        f.write_at(0, b"half a shard").unwrap();
+        drop(f);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+        // An I/O error names the final path.
+        let missing = d.path().join("no-such-folder/shard.bin");
+        let err = PendingFile::create(&missing).unwrap_err();
+        assert!(
+            err.to_string().contains("no-such-folder/shard.bin"),
+            "{err}"
+        );
     }
 
     #[test]

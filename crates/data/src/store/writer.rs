@@ -1,7 +1,16 @@
-//! [`StoreWriter`]: buffers pushed rows, cuts them into shards of exactly
-//! `rows_per_shard` rows, and writes every shard and manifest atomically
-//! with [`saelab_fsio::write_atomic_parts`] (temp file, fsync, rename, fsync
-//! of the directory).
+//! [`StoreWriter`]: cuts pushed rows into shards of exactly
+//! `rows_per_shard` rows and writes every shard and manifest atomically
+//! (temp file, fsync, rename, fsync of the directory).
+//!
+//! A shard's activations go to its temp file ([`saelab_fsio::PendingFile`])
+//! as they are pushed, at the offsets of a full shard: a harvest holds no
+//! shard in memory (a 1024-row SmolLM2 shard is 302 MB of f32), and the
+//! disk writes happen during the forward passes instead of all at once
+//! after the last one. The tokens (4 bytes a position) are held until the
+//! shard is complete, then written with the header. A last, partial shard
+//! is compacted in place: its header is no longer and every tensor's
+//! offset no later than a full shard's, so each tensor moves towards the
+//! start of the file.
 //!
 //! Resume contract: the manifest of an incomplete store lists only full
 //! shards, so after [`StoreWriter::create_or_resume`] the harvester skips
@@ -12,6 +21,8 @@
 
 use std::path::{Path, PathBuf};
 
+use saelab_fsio::PendingFile;
+
 use super::manifest::{ShardInfo, StoreManifest, StoreSpec, MANIFEST_FILE};
 use super::{is_shard_file_name, sha256_file, shard_file_name, Result, StoreError, TOKENS_TENSOR};
 
@@ -21,12 +32,10 @@ pub struct StoreWriter {
     dir: PathBuf,
     manifest: StoreManifest,
     resumed: bool,
-    /// Rows currently buffered (< rows_per_shard between calls).
-    buf_rows: usize,
-    /// Buffered token ids, `I32` little endian.
-    buf_tokens: Vec<u8>,
-    /// Buffered activations per hook, already in the store dtype.
-    buf_acts: Vec<Vec<u8>>,
+    /// The shard being filled (`None` between shards).
+    open: Option<OpenShard>,
+    /// Encoding scratch for one push's activations of one hook.
+    scratch: Vec<u8>,
     /// A shard or manifest write failed: the in-memory state may not match
     /// the disk any more, so the writer refuses further work.
     poisoned: bool,
@@ -75,23 +84,26 @@ impl StoreWriter {
             }
             Err(e) => return Err(e),
         };
-        let n_hooks = manifest.spec.hooks.len();
         Ok(StoreWriter {
             dir,
             manifest,
             resumed,
-            buf_rows: 0,
-            buf_tokens: Vec::new(),
-            buf_acts: vec![Vec::new(); n_hooks],
+            open: None,
+            scratch: Vec::new(),
             poisoned: false,
         })
     }
 
-    /// Rows accepted so far (stored in shards + buffered). Right after
-    /// [`Self::create_or_resume`] this is the number of rows the harvester
-    /// must skip.
+    /// Rows accepted so far (stored in shards + in the open shard). Right
+    /// after [`Self::create_or_resume`] this is the number of rows the
+    /// harvester must skip.
     pub fn rows_done(&self) -> u64 {
-        self.manifest.rows + self.buf_rows as u64
+        self.manifest.rows + self.open_rows() as u64
+    }
+
+    /// Rows in the shard being filled.
+    fn open_rows(&self) -> usize {
+        self.open.as_ref().map_or(0, |o| o.rows)
     }
 
     /// Rows safely on disk (listed in the manifest).
@@ -174,27 +186,45 @@ impl StoreWriter {
             }
         }
 
-        let rows_per_shard = spec.rows_per_shard;
-        let dtype = spec.dtype;
+        // An I/O failure mid-push leaves a shard file part written: the
+        // writer refuses further work.
+        self.poisoned = true;
         let mut row = 0;
         while row < rows {
-            let take = (rows - row).min(rows_per_shard - self.buf_rows);
-            let toks = &tokens[row * seq_len..(row + take) * seq_len];
-            self.buf_tokens.reserve(toks.len() * 4);
-            for &t in toks {
-                // Checked above: t <= i32::MAX.
-                self.buf_tokens.extend_from_slice(&(t as i32).to_le_bytes());
-            }
-            let span = row * seq_len * d..(row + take) * seq_len * d;
-            for (buf, a) in self.buf_acts.iter_mut().zip(acts) {
-                dtype.encode(&a[span.clone()], buf);
-            }
-            self.buf_rows += take;
+            let take = (rows - row).min(self.manifest.spec.rows_per_shard - self.open_rows());
+            self.append(tokens, acts, row, take)?;
             row += take;
-            if self.buf_rows == rows_per_shard {
-                self.flush_shard(false)?;
+            if self.open_rows() == self.manifest.spec.rows_per_shard {
+                self.close_shard(false)?;
             }
         }
+        self.poisoned = false;
+        Ok(())
+    }
+
+    /// Adds rows `row..row + take` of a push to the open shard (opening
+    /// one if needed): the tokens to memory, the activations to the file.
+    fn append(&mut self, tokens: &[u32], acts: &[&[f32]], row: usize, take: usize) -> Result<()> {
+        let spec = &self.manifest.spec;
+        let mut open = match self.open.take() {
+            Some(open) => open,
+            None => OpenShard::create(&self.dir, spec, self.manifest.shards.len())?,
+        };
+        let (seq_len, d) = (spec.seq_len, spec.d);
+        for &t in &tokens[row * seq_len..(row + take) * seq_len] {
+            // Checked by the caller: t <= i32::MAX.
+            open.tokens.extend_from_slice(&(t as i32).to_le_bytes());
+        }
+        let span = row * seq_len * d..(row + take) * seq_len * d;
+        let row_bytes = (seq_len * d * spec.dtype.size()) as u64;
+        for (h, a) in acts.iter().enumerate() {
+            self.scratch.clear();
+            spec.dtype.encode(&a[span.clone()], &mut self.scratch);
+            let at = open.full.tensor_start(1 + h) + open.rows as u64 * row_bytes;
+            open.file.write_at(at, &self.scratch)?;
+        }
+        open.rows += take;
+        self.open = Some(open);
         Ok(())
     }
 
@@ -202,8 +232,8 @@ impl StoreWriter {
     /// Returns the final manifest.
     pub fn finish(mut self) -> Result<StoreManifest> {
         self.check_poisoned()?;
-        if self.buf_rows > 0 {
-            self.flush_shard(true)?;
+        if self.open.is_some() {
+            self.close_shard(true)?;
         } else {
             self.manifest.complete = true;
             write_manifest(&self.dir, &self.manifest)?;
@@ -218,43 +248,123 @@ impl StoreWriter {
         Ok(())
     }
 
-    /// Write the buffered rows as the next shard, then the manifest (with
-    /// `complete` set when `last`). On failure the writer is poisoned.
-    fn flush_shard(&mut self, last: bool) -> Result<()> {
-        self.poisoned = true;
-        self.flush_shard_inner(last)?;
-        self.poisoned = false;
-        Ok(())
-    }
-
-    fn flush_shard_inner(&mut self, last: bool) -> Result<()> {
-        let seq_len = self.manifest.spec.seq_len as u64;
-        let index = self.manifest.shards.len();
-        let file = shard_file_name(index);
-        let rows = self.buf_rows;
-        let header = shard_header(&self.manifest.spec, rows);
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + self.buf_acts.len());
-        let header_len = (header.len() as u64).to_le_bytes();
-        parts.push(&header_len);
-        parts.push(header.as_bytes());
-        parts.push(&self.buf_tokens);
-        for a in &self.buf_acts {
-            parts.push(a);
-        }
-        let sha256 = saelab_fsio::write_atomic_parts(&self.dir.join(&file), &parts)?;
-        self.manifest.shards.push(ShardInfo { file, rows, sha256 });
+    /// Publish the open shard, then the manifest listing it (with
+    /// `complete` set when `last`).
+    fn close_shard(&mut self, last: bool) -> Result<()> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let (file, rows) = open.complete(&self.manifest.spec)?;
+        let sha256 = file.publish()?;
+        self.manifest.shards.push(ShardInfo {
+            file: shard_file_name(self.manifest.shards.len()),
+            rows,
+            sha256,
+        });
         self.manifest.rows += rows as u64;
-        self.manifest.tokens = self.manifest.rows * seq_len;
+        self.manifest.tokens = self.manifest.rows * self.manifest.spec.seq_len as u64;
         if last {
             self.manifest.complete = true;
         }
-        write_manifest(&self.dir, &self.manifest)?;
-        self.buf_rows = 0;
-        self.buf_tokens.clear();
-        for a in &mut self.buf_acts {
-            a.clear();
+        write_manifest(&self.dir, &self.manifest)
+    }
+}
+
+/// Bytes a partial shard's tensors move by per read and write. Small in
+/// the unit tests, so that their moves take many overlapping chunks.
+const MOVE_CHUNK: usize = if cfg!(test) { 40 } else { 1 << 20 };
+
+/// A shard being filled: its temp file holds the activations of `rows`
+/// rows at the offsets of a full shard.
+#[derive(Debug)]
+struct OpenShard {
+    file: PendingFile,
+    /// The layout of a full shard (where the activations are written).
+    full: ShardLayout,
+    rows: usize,
+    /// Token ids so far, `I32` little endian.
+    tokens: Vec<u8>,
+}
+
+impl OpenShard {
+    /// Opens the temp file of shard `index` of the store in `dir`.
+    fn create(dir: &Path, spec: &StoreSpec, index: usize) -> Result<OpenShard> {
+        Ok(OpenShard {
+            file: PendingFile::create(&dir.join(shard_file_name(index)))?,
+            full: ShardLayout::new(spec, spec.rows_per_shard),
+            rows: 0,
+            tokens: Vec::new(),
+        })
+    }
+
+    /// Writes the header and tokens of a shard of `self.rows` rows,
+    /// compacting a partial shard first; returns the file, ready to
+    /// publish, and its row count.
+    fn complete(mut self, spec: &StoreSpec) -> Result<(PendingFile, usize)> {
+        let layout = ShardLayout::new(spec, self.rows);
+        if self.rows < spec.rows_per_shard {
+            for t in 1..layout.sizes.len() {
+                self.move_tensor(
+                    layout.tensor_start(t),
+                    self.full.tensor_start(t),
+                    layout.sizes[t],
+                )?;
+            }
+            self.file.set_len(layout.tensor_start(layout.sizes.len()))?;
+        }
+        let header = layout.header.as_bytes();
+        self.file
+            .write_at(0, &(header.len() as u64).to_le_bytes())?;
+        self.file.write_at(8, header)?;
+        self.file.write_at(layout.tensor_start(0), &self.tokens)?;
+        Ok((self.file, self.rows))
+    }
+
+    /// Copies `len` bytes from `from` to `to <= from`, front to back in
+    /// chunks: a chunk's destination ends at or before the next chunk's
+    /// source, so nothing is overwritten before it is read.
+    fn move_tensor(&mut self, to: u64, from: u64, len: u64) -> Result<()> {
+        debug_assert!(to <= from);
+        let mut buf = vec![0u8; MOVE_CHUNK.min(len as usize)];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            self.file.read_at(from + done, &mut buf[..n])?;
+            self.file.write_at(to + done, &buf[..n])?;
+            done += n as u64;
         }
         Ok(())
+    }
+}
+
+/// Where a shard's tensors lie: `[8-byte header length][header][tokens]
+/// [hook 0]…[hook H-1]`.
+#[derive(Debug)]
+struct ShardLayout {
+    header: String,
+    /// Bytes of each tensor, tokens first.
+    sizes: Vec<u64>,
+}
+
+impl ShardLayout {
+    fn new(spec: &StoreSpec, rows: usize) -> ShardLayout {
+        let tok = (rows * spec.seq_len) as u64;
+        let mut sizes = vec![tok * 4];
+        sizes.extend(
+            spec.hooks
+                .iter()
+                .map(|_| tok * (spec.d * spec.dtype.size()) as u64),
+        );
+        ShardLayout {
+            header: shard_header(spec, rows),
+            sizes,
+        }
+    }
+
+    /// File offset of tensor `t` (0 = tokens, 1 + h = hook h); `t` = the
+    /// tensor count gives the file length.
+    fn tensor_start(&self, t: usize) -> u64 {
+        8 + self.header.len() as u64 + self.sizes[..t].iter().sum::<u64>()
     }
 }
 
