@@ -36,9 +36,9 @@
 //!   how many rows to skip. A complete store is never rewritten: asking
 //!   for what it holds is [`StoreError::AlreadyComplete`], asking for
 //!   anything else is [`StoreError::CompleteSpecMismatch`].
-//! * Shards are written to a temp file, fsynced and renamed
-//!   ([`saelab_fsio::write_atomic_parts`]); then the manifest is rewritten
-//!   the same way. A crash leaves at worst a stray temp file or an
+//! * A shard is written to a temp file as its rows arrive
+//!   ([`saelab_fsio::PendingFile`]), then hashed, fsynced and renamed; then
+//!   the manifest is rewritten atomically. A crash leaves at worst a stray temp file or an
 //!   unlisted shard, both deleted on resume.
 //! * [`ActivationStore::open`] reads a complete store;
 //!   [`ActivationStore::verify`] checks every shard's sha256;

@@ -157,7 +157,7 @@ fn resume_after_kill_is_bitwise_identical() {
         push(&mut w, 5..total);
         w.finish().unwrap();
 
-        // Killed run: 8 rows pushed (2 shards on disk, 2 rows buffered),
+        // Killed run: 8 rows pushed (2 shards on disk, 2 rows in the open shard),
         // dropped without finish, plus debris of a crash.
         let b = tmp.path().join("b");
         let mut w = StoreWriter::create_or_resume(&b, s.clone()).unwrap();

@@ -15,8 +15,8 @@
 //! Resume contract: the manifest of an incomplete store lists only full
 //! shards, so after [`StoreWriter::create_or_resume`] the harvester skips
 //! [`StoreWriter::rows_done`] rows of its (deterministic) row sequence and
-//! pushes the rest. Rows that were buffered but not yet written when the
-//! process died are simply pushed again. Shard bytes depend only on the rows
+//! pushes the rest. Rows of a shard that was not complete when the process
+//! died (in a temp file, deleted on resume) are simply pushed again. Shard bytes depend only on the rows
 //! they hold, so the result is bitwise identical to an uninterrupted run.
 
 use std::path::{Path, PathBuf};
