@@ -128,11 +128,6 @@ impl PendingFile {
         })
     }
 
-    /// The final path (errors name it).
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn file(&mut self) -> io::Result<&mut File> {
         self.file
             .as_mut()

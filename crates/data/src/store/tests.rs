@@ -226,6 +226,35 @@ fn resume_with_target_rows_and_remaining() {
     assert_eq!(m.spec.target_tokens(), Some(10));
 }
 
+/// A shard's bytes depend on its rows only, not on the size it was planned
+/// for: the same 7 rows stored without a target (a short last shard,
+/// compacted), with a target of 7 (the last shard planned short) and with
+/// a target of 10 the corpus never reaches (planned full, compacted) give
+/// the same files.
+#[test]
+fn shard_bytes_do_not_depend_on_the_planned_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut stores = Vec::new();
+    for target in [None, Some(7), Some(10)] {
+        let mut s = spec(StoreDtype::F16, &["a", "b"], 3, 5, 4);
+        s.target_rows = target;
+        let dir = tmp.path().join(format!("{target:?}"));
+        let mut w = StoreWriter::create_or_resume(&dir, s).unwrap();
+        push(&mut w, 0..3);
+        push(&mut w, 3..7);
+        let m = w.finish().unwrap();
+        assert_eq!(m.shards.iter().map(|s| s.rows).collect::<Vec<_>>(), [4, 3]);
+        ActivationStore::open(&dir).unwrap().verify().unwrap();
+        let files: Vec<_> = shard_bytes(&dir)
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("shard-"))
+            .collect();
+        stores.push(files);
+    }
+    assert_eq!(stores[0].len(), 2);
+    assert!(stores[0] == stores[1] && stores[0] == stores[2]);
+}
+
 #[test]
 fn verify_names_the_corrupted_shard() {
     let tmp = tempfile::tempdir().unwrap();

@@ -3,21 +3,23 @@
 //! (temp file, fsync, rename, fsync of the directory).
 //!
 //! A shard's activations go to its temp file ([`saelab_fsio::PendingFile`])
-//! as they are pushed, at the offsets of a full shard: a harvest holds no
-//! shard in memory (a 1024-row SmolLM2 shard is 302 MB of f32), and the
-//! disk writes happen during the forward passes instead of all at once
-//! after the last one. The tokens (4 bytes a position) are held until the
-//! shard is complete, then written with the header. A last, partial shard
-//! is compacted in place: its header is no longer and every tensor's
-//! offset no later than a full shard's, so each tensor moves towards the
-//! start of the file.
+//! as they are pushed, at the offsets of the shard's planned size
+//! (`rows_per_shard` rows, or fewer for the last shard of a target): a
+//! harvest holds no shard in memory (a 1024-row SmolLM2 shard is 302 MB of
+//! f32), and the disk writes happen during the forward passes instead of
+//! all at once after the last one. The tokens (4 bytes a position) are held
+//! until the shard is complete, then written with the header. A shard that
+//! ends short of its plan (the corpus ran out) is compacted in place: its
+//! header is no longer and every tensor's offset no later than the plan's,
+//! so each tensor moves towards the start of the file.
 //!
 //! Resume contract: the manifest of an incomplete store lists only full
 //! shards, so after [`StoreWriter::create_or_resume`] the harvester skips
 //! [`StoreWriter::rows_done`] rows of its (deterministic) row sequence and
 //! pushes the rest. Rows of a shard that was not complete when the process
-//! died (in a temp file, deleted on resume) are simply pushed again. Shard bytes depend only on the rows
-//! they hold, so the result is bitwise identical to an uninterrupted run.
+//! died (in a temp file, deleted on resume) are simply pushed again. Shard
+//! bytes depend only on the rows they hold, so the result is bitwise
+//! identical to an uninterrupted run.
 
 use std::path::{Path, PathBuf};
 
@@ -208,8 +210,10 @@ impl StoreWriter {
         let spec = &self.manifest.spec;
         let mut open = match self.open.take() {
             Some(open) => open,
-            None => OpenShard::create(&self.dir, spec, self.manifest.shards.len())?,
+            None => OpenShard::create(&self.dir, spec, self.manifest.rows)?,
         };
+        // Pushes past the target are refused before this point.
+        debug_assert!(open.rows + take <= open.planned_rows);
         let (seq_len, d) = (spec.seq_len, spec.d);
         for &t in &tokens[row * seq_len..(row + take) * seq_len] {
             // Checked by the caller: t <= i32::MAX.
@@ -220,7 +224,7 @@ impl StoreWriter {
         for (h, a) in acts.iter().enumerate() {
             self.scratch.clear();
             spec.dtype.encode(&a[span.clone()], &mut self.scratch);
-            let at = open.full.tensor_start(1 + h) + open.rows as u64 * row_bytes;
+            let at = open.planned.tensor_start(1 + h) + open.rows as u64 * row_bytes;
             open.file.write_at(at, &self.scratch)?;
         }
         open.rows += take;
@@ -275,43 +279,53 @@ impl StoreWriter {
 const MOVE_CHUNK: usize = if cfg!(test) { 40 } else { 1 << 20 };
 
 /// A shard being filled: its temp file holds the activations of `rows`
-/// rows at the offsets of a full shard.
+/// rows at the offsets of its planned size.
 #[derive(Debug)]
 struct OpenShard {
     file: PendingFile,
-    /// The layout of a full shard (where the activations are written).
-    full: ShardLayout,
+    /// Rows the shard is planned to hold: `rows_per_shard`, or what is
+    /// left of the target.
+    planned_rows: usize,
+    /// The layout of the planned shard (where the activations go).
+    planned: ShardLayout,
     rows: usize,
     /// Token ids so far, `I32` little endian.
     tokens: Vec<u8>,
 }
 
 impl OpenShard {
-    /// Opens the temp file of shard `index` of the store in `dir`.
-    fn create(dir: &Path, spec: &StoreSpec, index: usize) -> Result<OpenShard> {
+    /// Opens the temp file of the shard whose first row is `first_row`
+    /// (a multiple of `rows_per_shard`) in the store folder `dir`.
+    fn create(dir: &Path, spec: &StoreSpec, first_row: u64) -> Result<OpenShard> {
+        let index = (first_row / spec.rows_per_shard as u64) as usize;
+        let left = spec
+            .target_rows
+            .map_or(u64::MAX, |t| t.saturating_sub(first_row));
+        let planned_rows = (spec.rows_per_shard as u64).min(left.max(1)) as usize;
         Ok(OpenShard {
             file: PendingFile::create(&dir.join(shard_file_name(index)))?,
-            full: ShardLayout::new(spec, spec.rows_per_shard),
+            planned_rows,
+            planned: ShardLayout::new(spec, planned_rows),
             rows: 0,
             tokens: Vec::new(),
         })
     }
 
     /// Writes the header and tokens of a shard of `self.rows` rows,
-    /// compacting a partial shard first; returns the file, ready to
-    /// publish, and its row count.
+    /// compacting it first if it is short of its plan; returns the file,
+    /// ready to publish, and its row count.
     fn complete(mut self, spec: &StoreSpec) -> Result<(PendingFile, usize)> {
-        let layout = ShardLayout::new(spec, self.rows);
-        if self.rows < spec.rows_per_shard {
+        let layout = if self.rows < self.planned_rows {
+            let layout = ShardLayout::new(spec, self.rows);
             for t in 1..layout.sizes.len() {
-                self.move_tensor(
-                    layout.tensor_start(t),
-                    self.full.tensor_start(t),
-                    layout.sizes[t],
-                )?;
+                let from = self.planned.tensor_start(t);
+                self.move_tensor(layout.tensor_start(t), from, layout.sizes[t])?;
             }
             self.file.set_len(layout.tensor_start(layout.sizes.len()))?;
-        }
+            layout
+        } else {
+            self.planned
+        };
         let header = layout.header.as_bytes();
         self.file
             .write_at(0, &(header.len() as u64).to_le_bytes())?;
