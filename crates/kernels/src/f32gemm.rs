@@ -157,22 +157,7 @@ pub fn gemm_f32(
     y: &mut [f32],
     accumulate: bool,
 ) {
-    assert!(available(), "gemm_f32: needs avx512f");
-    let (k, n) = (w.k, w.n);
-    assert_eq!(x.len(), m * k, "gemm_f32: x is not {m}×{k}");
-    assert_eq!(y.len(), m * n, "gemm_f32: y is not {m}×{n}");
-    assert!(
-        bias.is_none_or(|b| b.len() == n),
-        "gemm_f32: bias is not {n} long"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            y.fill(0.0);
-        }
-        add_bias(y, n, bias);
+    if !prologue(m, x, w, bias, y, accumulate) {
         return;
     }
     let row_blocks = m.div_ceil(MC);
@@ -187,22 +172,78 @@ pub fn gemm_f32(
     let out = OutPtr(y.as_mut_ptr());
     (0..row_blocks * col_blocks).into_par_iter().for_each(|t| {
         let (rb, cb) = (t / col_blocks, t % col_blocks);
-        let r0 = rb * MC;
         let j0 = cb * per_cb;
-        let task = Task {
+        let task = Task::new(
             x,
             w,
             m,
-            rows: (r0, MC.min(m - r0)),
-            panels: (j0, (j0 + per_cb).min(w.panels)),
+            rb,
+            (j0, (j0 + per_cb).min(w.panels)),
             bias,
             accumulate,
-        };
+        );
         // SAFETY: tasks own disjoint (rows, panels) rectangles of `y`,
         // which is mutably borrowed for the whole parallel loop; avx512f
-        // is available (asserted above).
+        // is available (`prologue`).
         unsafe { task.run(out) };
     });
+}
+
+/// [`gemm_f32`] on the calling thread alone, for callers that run their
+/// own task per block of rows (a product and the activation after it,
+/// `saelab_lm::ops::gate_up_swiglu`). Row tasks over every panel, one
+/// after another; k is never split, so the bits are [`gemm_f32`]'s.
+///
+/// Panics unless [`available`] and the lengths match.
+pub fn gemm_f32_serial(
+    m: usize,
+    x: &[f32],
+    w: &PackedF32,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    accumulate: bool,
+) {
+    if !prologue(m, x, w, bias, y, accumulate) {
+        return;
+    }
+    let out = OutPtr(y.as_mut_ptr());
+    for rb in 0..m.div_ceil(MC) {
+        let task = Task::new(x, w, m, rb, (0, w.panels), bias, accumulate);
+        // SAFETY: `y` is mutably borrowed for the loop and the tasks run
+        // one after another; avx512f is available (`prologue`).
+        unsafe { task.run(out) };
+    }
+}
+
+/// Checks the operands of a product and settles the empty ones; true when
+/// the tasks still have to run.
+fn prologue(
+    m: usize,
+    x: &[f32],
+    w: &PackedF32,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    accumulate: bool,
+) -> bool {
+    assert!(available(), "gemm_f32: needs avx512f");
+    let (k, n) = (w.k, w.n);
+    assert_eq!(x.len(), m * k, "gemm_f32: x is not {m}×{k}");
+    assert_eq!(y.len(), m * n, "gemm_f32: y is not {m}×{n}");
+    assert!(
+        bias.is_none_or(|b| b.len() == n),
+        "gemm_f32: bias is not {n} long"
+    );
+    if m == 0 || n == 0 {
+        return false;
+    }
+    if k == 0 {
+        if !accumulate {
+            y.fill(0.0);
+        }
+        add_bias(y, n, bias);
+        return false;
+    }
+    true
 }
 
 /// The scalar definition of [`gemm_f32`]'s result (`w` stored `[k][n]`):
@@ -263,6 +304,29 @@ struct Task<'a> {
 }
 
 impl Task<'_> {
+    /// Row block `rb` (rows `[rb·MC, rb·MC + MC)` clipped to `m`) and
+    /// panels `[j0, j1)`.
+    fn new<'a>(
+        x: &'a [f32],
+        w: &'a PackedF32,
+        m: usize,
+        rb: usize,
+        panels: (usize, usize),
+        bias: Option<&'a [f32]>,
+        accumulate: bool,
+    ) -> Task<'a> {
+        let r0 = rb * MC;
+        Task {
+            x,
+            w,
+            m,
+            rows: (r0, MC.min(m - r0)),
+            panels,
+            bias,
+            accumulate,
+        }
+    }
+
     /// Walks the task's column blocks, k chunks and row tiles (module doc).
     ///
     /// # Safety
@@ -272,6 +336,23 @@ impl Task<'_> {
         let k = self.w.k;
         let (r0, rows) = self.rows;
         let (j0, j1) = self.panels;
+        if let Some(kc2) = std::env::var("SAELAB_TMP_KC2")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            let kc = k.div_ceil(k.div_ceil(kc2));
+            let mut pad = Vec::new();
+            for j in j0..j1 {
+                for p0 in (0..k).step_by(kc) {
+                    let len = kc.min(k - p0);
+                    for rr in (r0..r0 + rows).step_by(MR) {
+                        let (a, lda) = self.row_tile(rr, (p0, len), &mut pad);
+                        unsafe { self.tile_row(a, lda, (rr, p0, len), (j, j + 1), out) };
+                    }
+                }
+            }
+            return;
+        }
         // Even k chunks of at most KC.
         let kc = k.div_ceil(k.div_ceil(KC));
         let block = (W_BLOCK_BYTES / (kc * NR * 4)).max(1);

@@ -3,7 +3,9 @@
 //! product (the definition is a product at all), on shapes that cut every
 //! block edge: row tiles (8), panels (48), task rows (256), k chunks (768).
 
-use saelab_kernels::f32gemm::{available, gemm_f32, gemm_f32_reference, PackedF32};
+use saelab_kernels::f32gemm::{
+    available, gemm_f32, gemm_f32_reference, gemm_f32_serial, PackedF32,
+};
 
 /// Deterministic values in [-1, 1) with a spread of magnitudes.
 fn values(len: usize, seed: usize) -> Vec<f32> {
@@ -74,6 +76,9 @@ fn same_bits_as_the_scalar_chain_on_every_edge() {
                     bias.is_some()
                 );
                 assert_eq!(bits(&got), bits(&want), "{what}");
+                let mut serial = y0.clone();
+                gemm_f32_serial(m, &x, packed, bias, &mut serial, accumulate);
+                assert_eq!(bits(&serial), bits(&want), "{what}, serial");
             }
         }
     }
@@ -132,6 +137,8 @@ fn empty_inner_dimension_gives_zeros_or_keeps_y_plus_bias() {
     assert_eq!(y, vec![1.5; 10]);
     gemm_f32(2, &[], &packed, None, &mut y, false);
     assert_eq!(y, vec![0.0; 10]);
+    gemm_f32_serial(2, &[], &packed, Some(&[0.5; 5]), &mut y, true);
+    assert_eq!(y, vec![0.5; 10]);
 }
 
 /// Packing keeps the values: unpacked, both layouts give W back exactly

@@ -6,28 +6,39 @@
 //! small operands and another third in per-call setup around a 32-row
 //! block (perf, bench/RESULTS.md session 12). Here the keys are transposed
 //! once per task into a `kᵀ` panel (64 × keys, zero-padded), and each group
-//! of four query rows runs start to finish while its scores stay in L1:
-//! scores `q·kᵀ` (4 rows × 64 keys in 16 zmm accumulators, one broadcast of
-//! q per row and column), the softmax (the caller's: `crate::simd`'s), then
-//! `p·v` (4 rows × 64 output columns, one broadcast of p per row and key).
-//! Causality bounds both products: a group reads keys `0..=i` of its last
-//! row `i` only (the others' masked scores are zero).
+//! of eight query rows runs start to finish while its scores stay in L1:
+//! scores `q·kᵀ` (8 rows × 32 keys in 16 zmm accumulators, one broadcast of
+//! q per row and column), the softmax of the eight rows in lockstep
+//! (`crate::simd`'s, whose chains then overlap), then `p·v` (8 rows × 32
+//! output columns, twice, one broadcast of p per row and key). Causality
+//! bounds both products: a group reads keys `0..=i` of its last row `i`
+//! only (the others' masked scores are zero).
+//!
+//! Eight rows, not four (session 16): kᵀ and v (32 KB each at seq 128)
+//! do not both fit in L1, and eight rows per group read each of their
+//! vectors for twice the multiply-adds; the eight softmax chains overlap.
+//! Measured 5–8 % faster than four rows at GPT-2's 16 × 12 heads
+//! (bench/RESULTS.md, session 16); no performance counters on this VM to
+//! say which part gained.
 //!
 //! Numerics: each score and each output element is one chain of fused
 //! multiply-adds in increasing column / key order; the score is then
-//! scaled by 1/√64. The `gemm` path sums in its own blocked order, so the
-//! two agree to f32 rounding, not bit for bit (tested against each other
-//! and against an f64 reference); each is deterministic and independent of
-//! the thread count.
+//! scaled by 1/√64. Group size does not enter (a masked key adds
+//! `0 · v`, which leaves the sum as it was), so these are the bits of the
+//! four-row kernel before it. The `gemm` path sums in its own blocked
+//! order, so the two agree to f32 rounding, not bit for bit (tested
+//! against each other and against an f64 reference); each is deterministic
+//! and independent of the thread count.
 
 use std::arch::x86_64::*;
 
 /// The head width this kernel serves.
 pub const HEAD_DIM: usize = 64;
 /// Query rows per group (accumulator rows).
-const ROWS: usize = 4;
-/// Keys per full score chunk (four zmm per row).
-const KEY_CHUNK: usize = 64;
+const ROWS: usize = 8;
+/// Keys per full score block, and output columns per `p·v` pass (two zmm
+/// per row).
+const BLOCK: usize = 32;
 
 /// Scratch of one task: the `kᵀ` panel and a group's scores.
 #[derive(Default)]
@@ -57,9 +68,9 @@ pub struct Task {
 /// each for q, k, v, out) is valid, and the output rows are not accessed by
 /// anyone else during the call.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn run(task: &Task, softmax: &dyn Fn(&mut [f32]), scratch: &mut Scratch) {
+pub unsafe fn run(task: &Task, scratch: &mut Scratch) {
     let seq = task.seq;
-    let width = seq.next_multiple_of(KEY_CHUNK);
+    let width = seq.next_multiple_of(BLOCK);
     // SAFETY: avx512f (caller); the caller's contract covers the key rows.
     unsafe { transpose_keys(task, width, &mut scratch.kt) };
     scratch.scores.clear();
@@ -69,22 +80,19 @@ pub unsafe fn run(task: &Task, softmax: &dyn Fn(&mut [f32]), scratch: &mut Scrat
         let rows = ROWS.min(seq - i0);
         let keys = i0 + rows;
         // Rows past the end repeat the last one; their results are dropped.
-        let q = [0, 1, 2, 3].map(|r| task.q.wrapping_add((i0 + r.min(rows - 1)) * task.q_stride));
+        let q =
+            std::array::from_fn(|r| task.q.wrapping_add((i0 + r.min(rows - 1)) * task.q_stride));
         let s = &mut scratch.scores;
         // SAFETY: the query rows are valid (caller); kᵀ and the scores hold
         // `width` ≥ `keys` columns.
         unsafe { scores(q, &scratch.kt, width, keys, scale, s) };
-        for r in 0..ROWS {
-            let row = &mut s[r * width..r * width + keys];
-            if r < rows {
-                let (live, masked) = row.split_at_mut(i0 + r + 1);
-                softmax(live);
-                masked.fill(0.0);
-            } else {
-                row.fill(0.0);
-            }
+        let live = std::array::from_fn(|r| if r < rows { i0 + r + 1 } else { 0 });
+        // SAFETY: row r of the scores holds `width` ≥ live[r] values.
+        unsafe { crate::simd::softmax_rows_avx512::<ROWS>(s.as_mut_ptr(), width, live) };
+        for (r, row) in s.chunks_exact_mut(width).enumerate() {
+            row[live[r]..keys].fill(0.0);
         }
-        let out = [0, 1, 2, 3].map(|r| task.out.wrapping_add((i0 + r) * task.out_stride));
+        let out = std::array::from_fn(|r| task.out.wrapping_add((i0 + r) * task.out_stride));
         // SAFETY: value rows `0..keys` are valid (caller); output rows
         // `i0..i0 + rows` are this task's.
         unsafe { weighted_values(s, width, keys, task.v, task.kv_stride, out, rows) };
@@ -153,16 +161,16 @@ fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
     out
 }
 
-/// `s[r * width + j] = scale · Σ_c q[r][c] · kt[c * width + j]` for the four
+/// `s[r * width + j] = scale · Σ_c q[r][c] · kt[c * width + j]` for the eight
 /// rows and every `j` below `keys` rounded up to 16 (the padding of kᵀ is
 /// zero).
 ///
 /// # Safety
 /// avx512f; each `q[r]` holds 64 values; `kt` holds 64 × `width` and `s`
-/// 4 × `width` values, `width` a multiple of 64 and ≥ `keys`.
+/// 8 × `width` values, `width` a multiple of 32 and ≥ `keys`.
 #[target_feature(enable = "avx512f")]
 unsafe fn scores(
-    q: [*const f32; 4],
+    q: [*const f32; ROWS],
     kt: &[f32],
     width: usize,
     keys: usize,
@@ -170,21 +178,18 @@ unsafe fn scores(
     s: &mut [f32],
 ) {
     debug_assert!(kt.len() >= HEAD_DIM * width && s.len() >= ROWS * width && keys <= width);
-    let full = keys / KEY_CHUNK * KEY_CHUNK;
-    for j0 in (0..full).step_by(KEY_CHUNK) {
-        // SAFETY: as the function's contract; j0 + 64 ≤ width.
-        unsafe { score_block::<4>(q, kt, width, j0, scale, s) };
+    let full = keys / BLOCK * BLOCK;
+    for j0 in (0..full).step_by(BLOCK) {
+        // SAFETY: as the function's contract; j0 + 32 ≤ width.
+        unsafe { score_block::<2>(q, kt, width, j0, scale, s) };
     }
-    // The rest (under 64 keys) in one block of 1–4 vectors: more
-    // independent chains than one vector at a time.
-    // SAFETY: as above; full + 16·NV ≤ full + 64 ≤ width.
+    // The rest (under 32 keys) in one block of one or two vectors.
+    // SAFETY: as above; full + 16·NV ≤ full + 32 ≤ width.
     unsafe {
         match (keys - full).div_ceil(16) {
             0 => {}
             1 => score_block::<1>(q, kt, width, full, scale, s),
-            2 => score_block::<2>(q, kt, width, full, scale, s),
-            3 => score_block::<3>(q, kt, width, full, scale, s),
-            _ => score_block::<4>(q, kt, width, full, scale, s),
+            _ => score_block::<2>(q, kt, width, full, scale, s),
         }
     }
 }
@@ -196,7 +201,7 @@ unsafe fn scores(
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn score_block<const NV: usize>(
-    q: [*const f32; 4],
+    q: [*const f32; ROWS],
     kt: &[f32],
     width: usize,
     j0: usize,
@@ -222,7 +227,7 @@ unsafe fn score_block<const NV: usize>(
     let sc = _mm512_set1_ps(scale);
     for (r, row) in acc.iter().enumerate() {
         for (v, a) in row.iter().enumerate() {
-            // SAFETY: r < 4 and j0 + 16v + 16 ≤ width: inside s.
+            // SAFETY: r < 8 and j0 + 16v + 16 ≤ width: inside s.
             unsafe {
                 _mm512_storeu_ps(
                     s.as_mut_ptr().add(r * width + j0 + 16 * v),
@@ -234,11 +239,11 @@ unsafe fn score_block<const NV: usize>(
 }
 
 /// `out[r][c] = Σ_{j < keys} p[r * width + j] · v[j][c]` for the first
-/// `rows` of the four rows.
+/// `rows` of the eight rows, in two passes of 32 output columns.
 ///
 /// # Safety
 /// avx512f; value rows `0..keys` (at `kv_stride`) hold 64 values each;
-/// `out[r]` for `r < rows` is writable for 64 values; `p` holds 4 × `width`
+/// `out[r]` for `r < rows` is writable for 64 values; `p` holds 8 × `width`
 /// values, `keys ≤ width`.
 #[target_feature(enable = "avx512f")]
 unsafe fn weighted_values(
@@ -247,27 +252,31 @@ unsafe fn weighted_values(
     keys: usize,
     v: *const f32,
     kv_stride: usize,
-    out: [*mut f32; 4],
+    out: [*mut f32; ROWS],
     rows: usize,
 ) {
     debug_assert!(p.len() >= ROWS * width && keys <= width);
-    let mut acc = [[_mm512_setzero_ps(); 4]; ROWS];
-    for j in 0..keys {
-        // SAFETY: value row j holds 64 values.
-        let vr = unsafe { v.add(j * kv_stride) };
-        // SAFETY: as above, 4 × 16 values.
-        let vv = [0, 1, 2, 3].map(|c| unsafe { _mm512_loadu_ps(vr.add(16 * c)) });
-        for r in 0..ROWS {
-            let pb = _mm512_set1_ps(p[r * width + j]);
-            for c in 0..4 {
-                acc[r][c] = _mm512_fmadd_ps(pb, vv[c], acc[r][c]);
+    let pp = p.as_ptr();
+    for c0 in (0..HEAD_DIM).step_by(BLOCK) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+        for j in 0..keys {
+            // SAFETY: value row j holds 64 values; c0 + 32 ≤ 64.
+            let vr = unsafe { v.add(j * kv_stride + c0) };
+            // SAFETY: as above, 2 × 16 values.
+            let vv = [0, 1].map(|c| unsafe { _mm512_loadu_ps(vr.add(16 * c)) });
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                // SAFETY: r < 8 and j < keys ≤ width: inside p.
+                let pb = _mm512_set1_ps(unsafe { *pp.add(r * width + j) });
+                for c in 0..2 {
+                    acc_r[c] = _mm512_fmadd_ps(pb, vv[c], acc_r[c]);
+                }
             }
         }
-    }
-    for (r, row) in acc.iter().enumerate().take(rows) {
-        for (c, a) in row.iter().enumerate() {
-            // SAFETY: out[r] (r < rows) holds 64 writable values.
-            unsafe { _mm512_storeu_ps(out[r].add(16 * c), *a) };
+        for (r, row) in acc.iter().enumerate().take(rows) {
+            for (c, a) in row.iter().enumerate() {
+                // SAFETY: out[r] (r < rows) holds 64 writable values.
+                unsafe { _mm512_storeu_ps(out[r].add(c0 + 16 * c), *a) };
+            }
         }
     }
 }

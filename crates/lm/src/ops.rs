@@ -176,6 +176,25 @@ impl Linear {
         self.add_bias(y);
     }
 
+    /// Whether [`Linear::forward_serial_into`] runs: f32 products on
+    /// weights packed for [`f32gemm`].
+    pub fn runs_serial(&self) -> bool {
+        self.packed.is_none() && matches!(self.w, F32Weights::Packed(_))
+    }
+
+    /// [`Linear::forward_into`] on the calling thread (for a caller that
+    /// runs its own tasks over blocks of rows): the same bits.
+    ///
+    /// Panics unless [`Linear::runs_serial`].
+    pub fn forward_serial_into(&self, x: &[f32], n: usize, y: &mut [f32], accumulate: bool) {
+        match (&self.w, &self.packed) {
+            (F32Weights::Packed(p), None) => {
+                f32gemm::gemm_f32_serial(n, x, p, self.b.as_deref(), y, accumulate)
+            }
+            _ => panic!("forward_serial_into needs f32 products on packed weights"),
+        }
+    }
+
     /// Whether the products run in bf16 (a packed copy is set).
     pub fn is_bf16(&self) -> bool {
         self.packed.is_some()
@@ -489,6 +508,63 @@ pub fn swiglu_rows(gu: &[f32], f: usize, h: &mut [f32]) {
     h.par_chunks_mut(f)
         .zip(gu.par_chunks(2 * f))
         .for_each(|(hr, g)| swiglu_row(g, hr));
+}
+
+/// `h = swiglu(x·W)` for a `gate_up` map (gate columns, then up; `gu`
+/// receives `x·W`), with the activation per block of rows where
+/// [`runs_per_block`] says (the same bits either way).
+pub fn gate_up_swiglu(gate_up: &Linear, x: &[f32], n: usize, gu: &mut [f32], h: &mut [f32]) {
+    let (d, f2) = (gate_up.in_dim, gate_up.out_dim);
+    let f = f2 / 2;
+    if !runs_per_block(gate_up, n) {
+        gate_up.forward_into(x, n, gu, false);
+        swiglu_rows(gu, f, h);
+        return;
+    }
+    x.par_chunks(ROW_BLOCK * d)
+        .zip(gu.par_chunks_mut(ROW_BLOCK * f2))
+        .zip(h.par_chunks_mut(ROW_BLOCK * f))
+        .for_each(|((xb, gub), hb)| {
+            gate_up.forward_serial_into(xb, xb.len() / d, gub, false);
+            swiglu_rows_serial(gub, f, hb);
+        });
+}
+
+/// `y = gelu_new(x·W + b)` (GPT-2's `c_fc` and its activation), per block
+/// of rows where [`runs_per_block`] says (the same bits either way).
+pub fn linear_gelu(lin: &Linear, x: &[f32], n: usize, y: &mut [f32]) {
+    if !runs_per_block(lin, n) {
+        lin.forward_into(x, n, y, false);
+        gelu_new(y);
+        return;
+    }
+    let width = Width::best();
+    x.par_chunks(ROW_BLOCK * lin.in_dim)
+        .zip(y.par_chunks_mut(ROW_BLOCK * lin.out_dim))
+        .for_each(|(xb, yb)| {
+            lin.forward_serial_into(xb, xb.len() / lin.in_dim, yb, false);
+            simd::gelu_new_in_place(width, yb);
+        });
+}
+
+/// Whether a product and the activation after it run per block of
+/// [`ROW_BLOCK`] rows on one thread, so that each block's product rows
+/// are still in that core's caches when the activation reads them
+/// (bench/RESULTS.md, session 16): f32 products on packed weights, and
+/// at least as many blocks as the product's own tasks (fewer would idle
+/// threads).
+fn runs_per_block(lin: &Linear, n: usize) -> bool {
+    lin.runs_serial() && n.div_ceil(ROW_BLOCK) >= 4 * rayon::current_num_threads()
+}
+
+/// Rows per task of [`runs_per_block`]: the f32 products' row task.
+const ROW_BLOCK: usize = 256;
+
+/// [`swiglu_rows`] on the calling thread.
+fn swiglu_rows_serial(gu: &[f32], f: usize, h: &mut [f32]) {
+    for (hr, g) in h.chunks_exact_mut(f).zip(gu.chunks_exact(2 * f)) {
+        swiglu_row(g, hr);
+    }
 }
 
 /// SwiGLU of one gate value `a` and its up value `u`: `silu(a)·u`.
@@ -821,7 +897,7 @@ fn attention_avx512(args: &AttnArgs, shape: AttnShape, out: &mut [f32]) {
             // SAFETY: avx512f is available (checked by the caller); the rows
             // lie inside the slices (`check_attention`); each task writes its
             // own (sequence, head) block of `out`, disjoint from the others.
-            unsafe { run(&task, &softmax_in_place, scratch) };
+            unsafe { run(&task, scratch) };
         });
 }
 
@@ -1039,6 +1115,44 @@ mod tests {
             lin.set_precision(Precision::F32);
             assert!(!lin.is_bf16());
             assert_eq!(lin.forward(&a, m), f32_bits);
+        }
+    }
+
+    /// `gate_up_swiglu` and `linear_gelu` give the bits of the product
+    /// then the activation, with row blocks per thread (2100 rows: nine
+    /// blocks, a short last one), with too few rows for that, and in bf16.
+    #[test]
+    fn product_then_activation_per_block_keeps_the_bits() {
+        let (k, f) = (40, 3 * 48 + 5);
+        let (_, w, _) = operands(1, k, 2 * f);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for (m, precision) in [
+            (2100, Precision::F32),
+            (300, Precision::F32),
+            (2100, Precision::Bf16),
+        ] {
+            let (a, _, _) = operands(m, k, 1);
+            let mut lin = Linear::new(w.clone(), None, k, 2 * f, Layout::InOut);
+            lin.set_precision(precision);
+            let gu_want = lin.forward(&a, m);
+            let mut h_want = vec![0.0; m * f];
+            swiglu_rows(&gu_want, f, &mut h_want);
+            let (mut gu, mut h) = (vec![f32::NAN; m * 2 * f], vec![f32::NAN; m * f]);
+            pool.install(|| gate_up_swiglu(&lin, &a, m, &mut gu, &mut h));
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&gu), bits(&gu_want), "{m} rows, {precision}: gu");
+            assert_eq!(bits(&h), bits(&h_want), "{m} rows, {precision}: h");
+            let bias: Vec<f32> = (0..2 * f).map(|i| i as f32 * 0.01 - 1.0).collect();
+            let mut fc = Linear::new(w.clone(), Some(bias), k, 2 * f, Layout::InOut);
+            fc.set_precision(precision);
+            let mut want = fc.forward(&a, m);
+            gelu_new(&mut want);
+            let mut got = vec![f32::NAN; m * 2 * f];
+            pool.install(|| linear_gelu(&fc, &a, m, &mut got));
+            assert_eq!(bits(&got), bits(&want), "{m} rows, {precision}: gelu");
         }
     }
 

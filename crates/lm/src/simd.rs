@@ -117,6 +117,23 @@ pub fn softmax_in_place(width: Width, x: &mut [f32]) {
     }
 }
 
+/// [`softmax_in_place`] on `N` rows at once (row r at `x + r·stride`,
+/// `lens[r]` values, 0 for none), interleaved for the AVX-512 attention
+/// kernel: the same bits as one call per row.
+///
+/// # Safety
+/// avx512f is available; every row with `lens[r] > 0` is valid for
+/// `lens[r]` reads and writes, and no other reference to it is live.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn softmax_rows_avx512<const N: usize>(
+    x: *mut f32,
+    stride: usize,
+    lens: [usize; N],
+) {
+    // SAFETY: the caller's contract.
+    unsafe { avx512::softmax_rows_in_place(x, stride, lens) };
+}
+
 /// The lanes' maximum as a halving tree: lane `i` takes lane `i + h` when
 /// that is greater (`>`), for h = 8, 4, 2, 1; the answer is lane 0.
 fn max_of_lanes(lanes: &[f32; 16]) -> f32 {
@@ -191,6 +208,86 @@ mod avx512 {
         unsafe {
             let v = _mm512_maskz_loadu_ps(tail, p.add(whole));
             _mm512_mask_storeu_ps(p.add(whole), tail, _mm512_mul_ps(v, inv));
+        }
+    }
+
+    /// [`super::softmax_in_place`] on `N` rows at once: row r at
+    /// `x + r·stride`, `lens[r]` values (0: left alone). Each row runs the
+    /// single-row form's operations in its order (so the same bits); the
+    /// rows go in lockstep so that their dependency chains (the running
+    /// maximum, the trees, the division) overlap instead of queueing.
+    ///
+    /// # Safety
+    /// avx512f; each row with `lens[r] > 0` is valid for `lens[r]` reads
+    /// and writes and no other reference to it is live.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn softmax_rows_in_place<const N: usize>(
+        x: *mut f32,
+        stride: usize,
+        lens: [usize; N],
+    ) {
+        let whole = lens.map(|l| l / 16);
+        let tail = lens.map(|l| ((1u32 << (l % 16)) - 1) as __mmask16);
+        let last = (0..N).filter(|&r| lens[r] > 0).map(|r| whole[r]).max();
+        let Some(last) = last else { return };
+        let row = |r: usize, t: usize| x.wrapping_add(r * stride + 16 * t);
+        let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut mx = [neg_inf; N];
+        for t in 0..=last {
+            for r in (0..N).filter(|&r| lens[r] > 0) {
+                // SAFETY: a whole vector (t < whole) or the masked tail
+                // (t == whole) of a live row.
+                let v = match t.cmp(&whole[r]) {
+                    std::cmp::Ordering::Less => unsafe { _mm512_loadu_ps(row(r, t)) },
+                    std::cmp::Ordering::Equal => unsafe {
+                        _mm512_mask_loadu_ps(neg_inf, tail[r], row(r, t))
+                    },
+                    std::cmp::Ordering::Greater => continue,
+                };
+                mx[r] = _mm512_mask_mov_ps(mx[r], _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, mx[r]), v);
+            }
+        }
+        let m = mx.map(|v| max_tree(v));
+        let mut sums = [_mm512_setzero_ps(); N];
+        for t in 0..=last {
+            for r in (0..N).filter(|&r| lens[r] > 0) {
+                // SAFETY: as above; the tail is read and written masked.
+                unsafe {
+                    match t.cmp(&whole[r]) {
+                        std::cmp::Ordering::Less => {
+                            let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(row(r, t)), m[r]));
+                            _mm512_storeu_ps(row(r, t), e);
+                            sums[r] = _mm512_add_ps(sums[r], e);
+                        }
+                        std::cmp::Ordering::Equal => {
+                            let v = _mm512_maskz_loadu_ps(tail[r], row(r, t));
+                            let e = exp16(_mm512_sub_ps(v, m[r]));
+                            _mm512_mask_storeu_ps(row(r, t), tail[r], e);
+                            sums[r] = _mm512_mask_add_ps(sums[r], tail[r], sums[r], e);
+                        }
+                        std::cmp::Ordering::Greater => {}
+                    }
+                }
+            }
+        }
+        let inv = sums.map(|s| _mm512_div_ps(_mm512_set1_ps(1.0), sum_tree(s)));
+        for t in 0..=last {
+            for r in (0..N).filter(|&r| lens[r] > 0) {
+                // SAFETY: as above.
+                unsafe {
+                    match t.cmp(&whole[r]) {
+                        std::cmp::Ordering::Less => {
+                            let v = _mm512_loadu_ps(row(r, t));
+                            _mm512_storeu_ps(row(r, t), _mm512_mul_ps(v, inv[r]));
+                        }
+                        std::cmp::Ordering::Equal => {
+                            let v = _mm512_maskz_loadu_ps(tail[r], row(r, t));
+                            _mm512_mask_storeu_ps(row(r, t), tail[r], _mm512_mul_ps(v, inv[r]));
+                        }
+                        std::cmp::Ordering::Greater => {}
+                    }
+                }
+            }
         }
     }
 
@@ -478,6 +575,39 @@ mod softmax_tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The eight-row lockstep softmax gives each row the bits of the
+    /// one-row form (the scalar form's, by the tests above), rows of
+    /// different lengths (whole vectors, tails, none) side by side, and
+    /// leaves every value past a row's length alone.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn softmax_rows_match_one_row_at_a_time() {
+        if !Width::Avx512.available() {
+            return;
+        }
+        let stride = 70;
+        for lens in [
+            [1, 2, 3, 4, 5, 6, 7, 8],
+            [16, 17, 31, 32, 33, 0, 48, 64],
+            [0, 0, 0, 0, 0, 0, 0, 0],
+            [64, 63, 0, 15, 1, 47, 49, 70],
+        ] {
+            let x: Vec<f32> = (0..8 * stride)
+                .map(|i| ((i * 37 % 101) as f32 / 13.0 - 4.0) * if i % 9 == 0 { 20.0 } else { 1.0 })
+                .collect();
+            let mut want = x.clone();
+            for (r, &l) in lens.iter().enumerate() {
+                softmax_in_place(Width::Avx512, &mut want[r * stride..r * stride + l]);
+            }
+            let mut got = x.clone();
+            // SAFETY: avx512f (checked); each row of `got` holds `stride`
+            // ≥ lens[r] values.
+            unsafe { softmax_rows_avx512(got.as_mut_ptr(), stride, lens) };
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "lengths {lens:?}");
         }
     }
 }
