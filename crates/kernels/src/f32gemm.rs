@@ -42,7 +42,7 @@ pub const NR: usize = 48;
 /// Rows of x per microkernel tile.
 const MR: usize = 8;
 /// Rows of y per task: W streams from L3 once per task, so tall tasks.
-const MC: usize = 256;
+pub const MC: usize = 256;
 /// Maximum k per chunk: an 8-row x tile of 24 KiB stays in L1 (K = 768, GPT-2
 /// and the SAE encoder, runs as one chunk).
 const KC: usize = 768;
@@ -161,7 +161,7 @@ pub fn gemm_f32(
         return;
     }
     let row_blocks = m.div_ceil(MC);
-    let target = 4 * rayon::current_num_threads().max(1);
+    let target = task_target();
     let want_cb = if row_blocks >= target {
         1
     } else {
@@ -213,6 +213,20 @@ pub fn gemm_f32_serial(
         // one after another; avx512f is available (`prologue`).
         unsafe { task.run(out) };
     }
+}
+
+/// Tasks [`gemm_f32`] aims for on the current rayon pool: four per
+/// thread. With fewer row blocks it splits the panels as well.
+fn task_target() -> usize {
+    4 * rayon::current_num_threads().max(1)
+}
+
+/// Whether `m` rows make enough row blocks of [`MC`] for [`gemm_f32`]'s
+/// task target, so that it gives each task whole rows (every panel): then a
+/// caller can run the same row blocks itself through [`gemm_f32_serial`]
+/// without idling threads.
+pub fn row_blocks_fill_threads(m: usize) -> bool {
+    m.div_ceil(MC) >= task_target()
 }
 
 /// Checks the operands of a product and settles the empty ones; true when

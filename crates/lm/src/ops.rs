@@ -551,14 +551,14 @@ pub fn linear_gelu(lin: &Linear, x: &[f32], n: usize, y: &mut [f32]) {
 /// [`ROW_BLOCK`] rows on one thread, so that each block's product rows
 /// are still in that core's caches when the activation reads them
 /// (bench/RESULTS.md, session 16): f32 products on packed weights, and
-/// at least as many blocks as the product's own tasks (fewer would idle
+/// enough blocks for the product's own task count (fewer would idle
 /// threads).
 fn runs_per_block(lin: &Linear, n: usize) -> bool {
-    lin.runs_serial() && n.div_ceil(ROW_BLOCK) >= 4 * rayon::current_num_threads()
+    lin.runs_serial() && f32gemm::row_blocks_fill_threads(n)
 }
 
 /// Rows per task of [`runs_per_block`]: the f32 products' row task.
-const ROW_BLOCK: usize = 256;
+const ROW_BLOCK: usize = f32gemm::MC;
 
 /// [`swiglu_rows`] on the calling thread.
 fn swiglu_rows_serial(gu: &[f32], f: usize, h: &mut [f32]) {
