@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # `saelab harvest` end to end (tokenization, forward passes, shard writes and
 # hashes: the binary's own "tokens/s" line) beside the transformers forward
-# alone, same machine, same thread count, alternated ROUNDS times: SmolLM2 to
-# blocks.20.hook_resid_pre on the offline wiki corpus, 131,072 tokens, f32
-# and bf16. (The GPT-2-small shape has no offline weights, so it has no end
-# to end row; bench/harvest.sh compares its forward.)
+# alone over as many tokens (TOKENS / 2048 batches of 16 x 128, one timed run
+# after a warm-up), same machine, same thread count, alternated ROUNDS times:
+# SmolLM2 to blocks.20.hook_resid_pre on the offline wiki corpus, 131,072
+# tokens, f32 and bf16; transformers with eager attention and with sdpa (its
+# default), each in both precisions. (The GPT-2-small shape has no offline
+# weights, so it has no end to end row; bench/harvest.sh compares its
+# forward.)
 # Needs the venv of scripts/reference/README.md:
 #   VENV=/path/to/venv [ROUNDS=2] [TOKENS=131072] bench/harvest_e2e.sh
 set -euo pipefail
@@ -29,8 +32,8 @@ for r in $(seq "$ROUNDS"); do
   echo "== round $r; load: $(cut -d' ' -f1-3 /proc/loadavg)"
   saelab f32
   saelab bf16
-  OMP_NUM_THREADS=$THREADS "$VENV/bin/python" bench/harvest_torch.py --threads "$THREADS" --reps 3 \
-    --smollm2 "$GGUF" --skip-gpt2 2>&1 | grep -E '^torch smollm2'
+  OMP_NUM_THREADS=$THREADS "$VENV/bin/python" bench/harvest_torch.py --threads "$THREADS" \
+    --batches $((TOKENS / 2048)) --attn both --smollm2 "$GGUF" --skip-gpt2 2>&1 | grep -E '^torch smollm2'
   saelab f32
   saelab bf16
 done

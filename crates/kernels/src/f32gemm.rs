@@ -350,23 +350,6 @@ impl Task<'_> {
         let k = self.w.k;
         let (r0, rows) = self.rows;
         let (j0, j1) = self.panels;
-        if let Some(kc2) = std::env::var("SAELAB_TMP_KC2")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            let kc = k.div_ceil(k.div_ceil(kc2));
-            let mut pad = Vec::new();
-            for j in j0..j1 {
-                for p0 in (0..k).step_by(kc) {
-                    let len = kc.min(k - p0);
-                    for rr in (r0..r0 + rows).step_by(MR) {
-                        let (a, lda) = self.row_tile(rr, (p0, len), &mut pad);
-                        unsafe { self.tile_row(a, lda, (rr, p0, len), (j, j + 1), out) };
-                    }
-                }
-            }
-            return;
-        }
         // Even k chunks of at most KC.
         let kc = k.div_ceil(k.div_ceil(KC));
         let block = (W_BLOCK_BYTES / (kc * NR * 4)).max(1);
@@ -552,7 +535,11 @@ mod avx512 {
     /// values (rows from two bases and two scaled strides); the k loop
     /// runs two indices per pass, then the odd one. `load_c` starts from
     /// `c`, else from zero; a non-null `bias` (48 f32) is added to every
-    /// row after the last product, before the store.
+    /// row after the last product, before the store. The tile's lines of
+    /// `c` are first prefetched for writing (`tile_8x48_prefetchw!`): in
+    /// the alternated `cargo bench -p saelab-lm --bench bf16` runs of
+    /// session 17 the "f32 packed" column rose in 12 of 14 shape pairs,
+    /// ≈ 3 % (bench/RESULTS.md).
     ///
     /// # Safety
     /// avx512f is available; `a` holds 8 rows of `kc` f32 at stride `lda`,
@@ -571,6 +558,7 @@ mod avx512 {
         // registers are operands; no stack.
         unsafe {
             asm!(
+                tile_8x48_prefetchw!(),
                 tile_8x48_begin!(),
                 "cmp rcx, 2",
                 "jb 6f",

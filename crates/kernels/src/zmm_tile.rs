@@ -39,6 +39,26 @@ macro_rules! tile_8x48_zero {
     };
 }
 
+/// Asks for the 8 × 48 f32 tile at `{c}` in L1 for writing (`prefetchw`,
+/// three lines a row), so that the read-for-ownership of the lines the
+/// final store writes overlaps the k loop instead of stalling the store
+/// and the next tile's loads behind it.
+macro_rules! tile_8x48_prefetchw {
+    () => {
+        concat!(
+            "mov r8, {c}\n",
+            "prefetchw [r8]; prefetchw [r8 + 64]; prefetchw [r8 + 128]; add r8, {ldc}\n",
+            "prefetchw [r8]; prefetchw [r8 + 64]; prefetchw [r8 + 128]; add r8, {ldc}\n",
+            "prefetchw [r8]; prefetchw [r8 + 64]; prefetchw [r8 + 128]; add r8, {ldc}\n",
+            "prefetchw [r8]; prefetchw [r8 + 64]; prefetchw [r8 + 128]; add r8, {ldc}\n",
+            "prefetchw [r8]; prefetchw [r8 + 64]; prefetchw [r8 + 128]; add r8, {ldc}\n",
+            "prefetchw [r8]; prefetchw [r8 + 64]; prefetchw [r8 + 128]; add r8, {ldc}\n",
+            "prefetchw [r8]; prefetchw [r8 + 64]; prefetchw [r8 + 128]; add r8, {ldc}\n",
+            "prefetchw [r8]; prefetchw [r8 + 64]; prefetchw [r8 + 128]",
+        )
+    };
+}
+
 /// Stores zmm0–23 as the 8 × 48 f32 tile at `{c}`.
 macro_rules! tile_8x48_store {
     () => {

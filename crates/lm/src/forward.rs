@@ -84,7 +84,8 @@ impl Positions {
 
 /// A function that replaces the residual at a hook point, called with the
 /// residual as `[batch*seq, d]` row-major. Errors abort the forward pass.
-pub type SpliceFn<'a> = dyn FnMut(&mut [f32], usize, usize) -> std::result::Result<(), String> + 'a;
+pub type SpliceFn<'a> =
+    dyn FnMut(&mut [f32], usize, usize) -> std::result::Result<(), String> + Send + 'a;
 
 pub struct Splice<'a> {
     pub hook: HookPoint,
