@@ -538,8 +538,8 @@ mod avx512 {
     /// row after the last product, before the store. The tile's lines of
     /// `c` are first prefetched for writing (`tile_8x48_prefetchw!`): in
     /// the alternated `cargo bench -p saelab-lm --bench bf16` runs of
-    /// session 17 the "f32 packed" column rose in 12 of 14 shape pairs,
-    /// ≈ 3 % (bench/RESULTS.md).
+    /// session 17 the "f32 packed" column rose in 11 of 14 shape pairs,
+    /// ≈ 2 % on average (bench/RESULTS.md).
     ///
     /// # Safety
     /// avx512f is available; `a` holds 8 rows of `kc` f32 at stride `lda`,
