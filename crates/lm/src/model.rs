@@ -204,8 +204,8 @@ impl Model {
     /// Runs `tokens` (`batch` rows of `seq`) through the model.
     ///
     /// The pass runs on one of rayon's worker threads (`rayon::scope`
-    /// moves it there when called from outside the pool): each of its few
-    /// hundred parallel ops then forks and joins from inside the pool,
+    /// moves it there when called from outside the pool): each of its
+    /// parallel ops (nine a layer) then forks and joins from inside the pool,
     /// about 1 µs each, instead of injecting its work from outside and
     /// sleeping until it is done, about 20 µs each on the 2-core VM
     /// (bench/RESULTS.md, session 17).
