@@ -59,11 +59,13 @@ def smollm2_rows(a, attn, b, t):
     body.layers = body.layers[:20]
     ids = torch.randint(0, 49152, (b, t))
     tag = "" if attn == "eager" else f" {attn}"
-    bench(f"torch smollm2-135m{tag}", lambda: body(input_ids=ids).last_hidden_state, b * t, a.reps,
-          a.threads, 20, a.batches)
-    body = body.to(torch.bfloat16)
-    bench(f"torch smollm2-135m bf16{tag}", lambda: body(input_ids=ids).last_hidden_state, b * t, a.reps,
-          a.threads, 20, a.batches)
+    if a.precision in ("f32", "both"):
+        bench(f"torch smollm2-135m{tag}", lambda: body(input_ids=ids).last_hidden_state, b * t, a.reps,
+              a.threads, 20, a.batches)
+    if a.precision in ("bf16", "both"):
+        body = body.to(torch.bfloat16)
+        bench(f"torch smollm2-135m bf16{tag}", lambda: body(input_ids=ids).last_hidden_state, b * t,
+              a.reps, a.threads, 20, a.batches)
 
 
 def main():
@@ -75,6 +77,8 @@ def main():
     ap.add_argument("--attn", default="eager", choices=["eager", "sdpa", "both"],
                     help="SmolLM2's attention: eager (as the GPT-2 rows), sdpa (transformers' default) or both")
     ap.add_argument("--skip-gpt2", action="store_true", help="only the SmolLM2 rows")
+    ap.add_argument("--precision", default="both", choices=["f32", "bf16", "both"],
+                    help="SmolLM2 rows in f32, bf16 or both (bf16 without bf16 hardware is slow)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)

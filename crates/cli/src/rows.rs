@@ -63,13 +63,8 @@ impl From<PrecisionArg> for Precision {
 pub fn load_model(name: &str, precision: PrecisionArg) -> Result<Model> {
     let mut model = crate::resolve::model(name)?;
     let precision = Precision::from(precision);
-    if precision == Precision::Bf16
-        && saelab_lm::bf16::bf16_path() == saelab_lm::bf16::Bf16Path::Portable
-    {
-        eprintln!(
-            "warning: --precision bf16 runs on the slow portable kernel (no AMX or AVX512_BF16 \
-             here, or SAELAB_BF16_PATH=portable)"
-        );
+    if let Some(note) = saelab_lm::bf16::bf16_path_note().filter(|_| precision == Precision::Bf16) {
+        eprintln!("warning: --precision bf16 {note}");
     }
     model.set_precision(precision);
     Ok(model)

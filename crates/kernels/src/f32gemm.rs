@@ -1,5 +1,5 @@
 //! The f32 product `y (+)= x·W` with W packed once (per model), by hand on
-//! AVX-512.
+//! AVX-512 and on AVX2 + FMA.
 //!
 //! # Why by hand
 //!
@@ -24,18 +24,31 @@
 //! # Blocking
 //!
 //! A task owns up to [`MC`] rows of `y` and a range of panels. It walks its
-//! panels in column blocks whose W chunk (≤ [`KC`] k rows) fits in L2
-//! (≈ [`W_BLOCK_BYTES`]), and within a block the k chunks; per k chunk each
+//! panels in column blocks whose W chunk (≤ 768 k rows on AVX-512) fits in
+//! L2 (≈ 1 MiB), and within a block the k chunks; per k chunk each
 //! 8-row tile of x (≤ 24 KiB, in L1) runs against every panel of the
 //! block, which streams from L2. Measured against tasks of 64, 128 and 512
 //! rows and blocks of 0.5 and 1.5 MiB (session 13).
 //!
-//! Only x86_64 with avx512f runs it ([`available`]; `SAELAB_SIMD=scalar`
-//! turns it off); elsewhere the callers keep the `gemm` crate.
+//! # Paths
+//!
+//! [`F32Path::Avx512`] runs the tile in zmm registers (above);
+//! [`F32Path::Avx2`] (`avx2` module: CPUs with AVX2 and FMA but no
+//! AVX-512, such as Zen 3) runs it as four 4 × 24 quarters in ymm
+//! registers, with W blocks of 256 KiB for Zen 3's 512 KiB L2. Both
+//! compute the same chain, so the same bits. The packed
+//! weights carry the path that runs them ([`PackedF32::path`]: the
+//! fastest here, or the one `SAELAB_F32_PATH` names, for tests and
+//! comparisons). Without either (not x86_64, or `SAELAB_SIMD=scalar`,
+//! or `SAELAB_F32_PATH=gemm`) [`available`] is false and the callers keep
+//! the `gemm` crate.
 
 use crate::aligned::Line;
 use crate::simd::Width;
 use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 /// Columns per packed panel: three 512-bit vectors.
 pub const NR: usize = 48;
@@ -43,11 +56,88 @@ pub const NR: usize = 48;
 const MR: usize = 8;
 /// Rows of y per task: W streams from L3 once per task, so tall tasks.
 pub const MC: usize = 256;
-/// Maximum k per chunk: an 8-row x tile of 24 KiB stays in L1 (K = 768, GPT-2
-/// and the SAE encoder, runs as one chunk).
-const KC: usize = 768;
-/// Bytes of W per column block (L2 is 2 MiB per core on the Xeon).
-const W_BLOCK_BYTES: usize = 1 << 20;
+
+/// Which microkernel runs a packed product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum F32Path {
+    /// 8 × 48 tile in 24 zmm accumulators (avx512f).
+    Avx512,
+    /// The tile in four 4 × 24 quarters of 12 ymm accumulators (avx2, fma).
+    Avx2,
+}
+
+impl F32Path {
+    /// Its name (`avx512`, `avx2`), for records of which path ran.
+    pub fn name(self) -> &'static str {
+        match self {
+            F32Path::Avx512 => "avx512",
+            F32Path::Avx2 => "avx2",
+        }
+    }
+
+    /// Whether this CPU can run it.
+    pub fn available(self) -> bool {
+        match self {
+            F32Path::Avx512 => Width::Avx512.available(),
+            #[cfg(target_arch = "x86_64")]
+            F32Path::Avx2 => avx2::available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            F32Path::Avx2 => false,
+        }
+    }
+
+    /// Maximum k per chunk and bytes of W per column block.
+    fn geometry(self) -> (usize, usize) {
+        match self {
+            // An 8-row x tile of 24 KiB stays in L1 (K = 768, GPT-2 and the
+            // SAE encoder, runs as one chunk); L2 is 2 MiB per core on the
+            // Xeon.
+            F32Path::Avx512 => (768, 1 << 20),
+            // Zen 3 (L2 512 KiB per core): k chunks of 192, 256 and 768
+            // ran alike within this VM's noise (bench/RESULTS.md, session
+            // 18), so as on AVX-512; blocks of 256 KiB ran ahead of 1 MiB
+            // on the down and encoder shapes.
+            F32Path::Avx2 => (768, 256 << 10),
+        }
+    }
+}
+
+/// Every path this CPU can run, fastest first.
+pub fn f32_paths() -> Vec<F32Path> {
+    [F32Path::Avx512, F32Path::Avx2]
+        .into_iter()
+        .filter(|p| p.available())
+        .collect()
+}
+
+/// The path new packed weights take: the fastest available, or the one
+/// `SAELAB_F32_PATH` names (`avx512`, `avx2`, or `gemm` for none) if it is
+/// available (otherwise the fastest, with a warning on stderr once); none
+/// under `SAELAB_SIMD=scalar`.
+pub fn f32_path() -> Option<F32Path> {
+    static PATH: std::sync::OnceLock<Option<F32Path>> = std::sync::OnceLock::new();
+    *PATH.get_or_init(|| {
+        if std::env::var("SAELAB_SIMD").is_ok_and(|v| v == "scalar") {
+            return None;
+        }
+        let best = f32_paths().first().copied();
+        let Ok(want) = std::env::var("SAELAB_F32_PATH") else {
+            return best;
+        };
+        match want.as_str() {
+            "gemm" => None,
+            "avx512" if F32Path::Avx512.available() => Some(F32Path::Avx512),
+            "avx2" if F32Path::Avx2.available() => Some(F32Path::Avx2),
+            _ => {
+                eprintln!(
+                    "warning: SAELAB_F32_PATH={want} is not available here (avx512, avx2, gemm); using {}",
+                    best.map_or("gemm", F32Path::name)
+                );
+                best
+            }
+        }
+    })
+}
 
 /// `W` (logical `k × n`, for `y = x·W`) packed in panels of [`NR`]
 /// columns: panel `j` holds, for each k index in order, the 48 values
@@ -59,6 +149,8 @@ pub struct PackedF32 {
     k: usize,
     n: usize,
     panels: usize,
+    /// The kernel that runs products with it; none where no path runs.
+    path: Option<F32Path>,
 }
 
 impl std::fmt::Debug for PackedF32 {
@@ -104,7 +196,42 @@ impl PackedF32 {
                 fill(bytemuck::cast_slice_mut(p), c0, NR.min(n - c0));
             });
         }
-        PackedF32 { data, k, n, panels }
+        PackedF32 {
+            data,
+            k,
+            n,
+            panels,
+            path: f32_path(),
+        }
+    }
+
+    /// The same weights run by `path` (tests and comparisons force a
+    /// slower one).
+    ///
+    /// Panics if this CPU cannot run `path`.
+    pub fn with_path(mut self, path: F32Path) -> Self {
+        assert!(
+            path.available(),
+            "f32 path {} is not available",
+            path.name()
+        );
+        self.path = Some(path);
+        self
+    }
+
+    /// The kernel that runs products with these weights.
+    pub fn path(&self) -> Option<F32Path> {
+        self.path
+    }
+
+    /// [`PackedF32::path`], which a product needs.
+    ///
+    /// Panics where none runs (see [`available`]).
+    fn kernel_path(&self) -> F32Path {
+        match self.path {
+            Some(p) => p,
+            None => panic!("gemm_f32: no f32 path runs here (needs avx512f, or avx2 and fma)"),
+        }
     }
 
     /// W back in `[k][n]` row-major (`[in, out]`): the values packed, so
@@ -140,9 +267,9 @@ impl PackedF32 {
     }
 }
 
-/// Whether [`gemm_f32`] runs here: avx512f, and `SAELAB_SIMD` not `scalar`.
+/// Whether [`gemm_f32`] runs here: a path of [`f32_path`].
 pub fn available() -> bool {
-    Width::best() == Width::Avx512
+    f32_path().is_some()
 }
 
 /// `y[m × n] (+)= x[m × k]·W (+ bias)`, row-major, in the order of the
@@ -183,8 +310,8 @@ pub fn gemm_f32(
             accumulate,
         );
         // SAFETY: tasks own disjoint (rows, panels) rectangles of `y`,
-        // which is mutably borrowed for the whole parallel loop; avx512f
-        // is available (`prologue`).
+        // which is mutably borrowed for the whole parallel loop; the
+        // packed path is available (`prologue`).
         unsafe { task.run(out) };
     });
 }
@@ -210,7 +337,7 @@ pub fn gemm_f32_serial(
     for rb in 0..m.div_ceil(MC) {
         let task = Task::new(x, w, m, rb, (0, w.panels), bias, accumulate);
         // SAFETY: `y` is mutably borrowed for the loop and the tasks run
-        // one after another; avx512f is available (`prologue`).
+        // one after another; the packed path is available (`prologue`).
         unsafe { task.run(out) };
     }
 }
@@ -239,7 +366,7 @@ fn prologue(
     y: &mut [f32],
     accumulate: bool,
 ) -> bool {
-    assert!(available(), "gemm_f32: needs avx512f");
+    w.kernel_path();
     let (k, n) = (w.k, w.n);
     assert_eq!(x.len(), m * k, "gemm_f32: x is not {m}×{k}");
     assert_eq!(y.len(), m * n, "gemm_f32: y is not {m}×{n}");
@@ -345,14 +472,16 @@ impl Task<'_> {
     ///
     /// # Safety
     /// No other thread touches this task's rectangle of `out` (an
-    /// `m × n` buffer) during the call; avx512f is available.
+    /// `m × n` buffer) during the call; the packed path is available.
     unsafe fn run(&self, out: OutPtr) {
         let k = self.w.k;
         let (r0, rows) = self.rows;
         let (j0, j1) = self.panels;
-        // Even k chunks of at most KC.
-        let kc = k.div_ceil(k.div_ceil(KC));
-        let block = (W_BLOCK_BYTES / (kc * NR * 4)).max(1);
+        let path = self.w.kernel_path();
+        let (kc_max, w_block_bytes) = path.geometry();
+        // Even k chunks of at most kc_max.
+        let kc = k.div_ceil(k.div_ceil(kc_max));
+        let block = (w_block_bytes / (kc * NR * 4)).max(1);
         let mut pad = Vec::new();
         for jb in (j0..j1).step_by(block) {
             for p0 in (0..k).step_by(kc) {
@@ -361,7 +490,7 @@ impl Task<'_> {
                     let (a, lda) = self.row_tile(rr, (p0, len), &mut pad);
                     // SAFETY: the caller's contract.
                     unsafe {
-                        self.tile_row(a, lda, (rr, p0, len), (jb, (jb + block).min(j1)), out)
+                        self.tile_row(path, a, lda, (rr, p0, len), (jb, (jb + block).min(j1)), out)
                     };
                 }
             }
@@ -396,6 +525,7 @@ impl Task<'_> {
     /// As [`Task::run`].
     unsafe fn tile_row(
         &self,
+        path: F32Path,
         a: &[f32],
         lda: usize,
         (rr, p0, len): (usize, usize, usize),
@@ -422,9 +552,10 @@ impl Task<'_> {
             unsafe {
                 if trows == MR && cols == NR {
                     let bias = bias.map_or(std::ptr::null(), <[f32]>::as_ptr);
-                    kernel(len, (a.as_ptr(), lda), b.as_ptr(), (c, n), load, bias);
+                    kernel(path, len, (a.as_ptr(), lda), b.as_ptr(), (c, n), load, bias);
                 } else {
-                    edge((a.as_ptr(), lda), b, (len, trows, cols), (c, n), load, bias);
+                    let a = (a.as_ptr(), lda);
+                    edge(path, a, b, (len, trows, cols), (c, n), load, bias);
                 }
             }
         }
@@ -437,6 +568,7 @@ impl Task<'_> {
 /// As [`kernel`] for `a` and `b`; `c` is valid for `trows` rows of `cols`
 /// at stride `ldc`.
 unsafe fn edge(
+    path: F32Path,
     a: (*const f32, usize),
     b: &[f32],
     (len, trows, cols): (usize, usize, usize),
@@ -458,7 +590,17 @@ unsafe fn edge(
         }
     }
     // SAFETY: `tile` is an MR × NR block at stride NR, `bias48` 48 f32.
-    unsafe { kernel(len, a, b.as_ptr(), (tile.as_mut_ptr(), NR), load, bias) };
+    unsafe {
+        kernel(
+            path,
+            len,
+            a,
+            b.as_ptr(),
+            (tile.as_mut_ptr(), NR),
+            load,
+            bias,
+        )
+    };
     for r in 0..trows {
         // SAFETY: the caller's contract.
         let dst = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), cols) };
@@ -471,8 +613,9 @@ unsafe fn edge(
 /// from `c`, else from zero; a non-null `bias` is added at the end.
 ///
 /// # Safety
-/// As [`avx512::kernel`].
+/// As [`avx512::kernel`], with `path` available.
 unsafe fn kernel(
+    path: F32Path,
     kc: usize,
     a: (*const f32, usize),
     b: *const f32,
@@ -483,11 +626,15 @@ unsafe fn kernel(
     // SAFETY: the caller's contract.
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        avx512::kernel(kc, a, b, c, load_c, bias)
+        match path {
+            F32Path::Avx512 => avx512::kernel(kc, a, b, c, load_c, bias),
+            F32Path::Avx2 => avx2::kernel(kc, a, b, c, load_c, bias),
+        }
     };
     // SAFETY: the caller's contract.
     #[cfg(not(target_arch = "x86_64"))]
     unsafe {
+        let _ = path;
         portable_kernel(kc, a, b, c, load_c, bias)
     };
 }

@@ -1,11 +1,22 @@
 //! The packed f32 product against its scalar definition (one `mul_add`
 //! chain per output over k in order: the same bits) and against an f64
 //! product (the definition is a product at all), on shapes that cut every
-//! block edge: row tiles (8), panels (48), task rows (256), k chunks (768).
+//! block edge: row tiles (8), panels (48), task rows (256), k chunks (768
+//! on AVX-512, 256 on AVX2). Every path this CPU has runs (AVX-512 and the
+//! AVX2 fallback on a CPU with both).
 
 use saelab_kernels::f32gemm::{
-    available, gemm_f32, gemm_f32_reference, gemm_f32_serial, PackedF32,
+    f32_paths, gemm_f32, gemm_f32_reference, gemm_f32_serial, F32Path, PackedF32,
 };
+
+/// The paths to test, said on stderr when there are none.
+fn paths() -> Vec<F32Path> {
+    let paths = f32_paths();
+    if paths.is_empty() {
+        eprintln!("no avx512f or avx2+fma: the packed f32 path does not run here");
+    }
+    paths
+}
 
 /// Deterministic values in [-1, 1) with a spread of magnitudes.
 fn values(len: usize, seed: usize) -> Vec<f32> {
@@ -47,18 +58,20 @@ const SHAPES: [(usize, usize, usize); 9] = [
 
 #[test]
 fn same_bits_as_the_scalar_chain_on_every_edge() {
-    if !available() {
-        eprintln!("no avx512f (or SAELAB_SIMD=scalar): the packed f32 path does not run here");
-        return;
+    for path in paths() {
+        same_bits_on(path);
     }
+}
+
+fn same_bits_on(path: F32Path) {
     for (m, n, k) in SHAPES {
         let x = values(m * k, 1);
         let w = values(k * n, 2);
         let y0 = values(m * n, 3);
         let b = values(n, 8);
         let packs = [
-            PackedF32::from_in_out(&w, k, n),
-            PackedF32::from_out_in(&transpose(&w, k, n), k, n),
+            PackedF32::from_in_out(&w, k, n).with_path(path),
+            PackedF32::from_out_in(&transpose(&w, k, n), k, n).with_path(path),
         ];
         for (accumulate, bias) in [
             (false, None),
@@ -72,7 +85,7 @@ fn same_bits_as_the_scalar_chain_on_every_edge() {
                 let mut got = y0.clone();
                 pool(2).install(|| gemm_f32(m, &x, packed, bias, &mut got, accumulate));
                 let what = format!(
-                    "{m}×{n}×{k}, accumulate {accumulate}, bias {}",
+                    "{path:?}: {m}×{n}×{k}, accumulate {accumulate}, bias {}",
                     bias.is_some()
                 );
                 assert_eq!(bits(&got), bits(&want), "{what}");
@@ -86,20 +99,19 @@ fn same_bits_as_the_scalar_chain_on_every_edge() {
 
 #[test]
 fn thread_count_does_not_change_the_bits() {
-    if !available() {
-        return;
-    }
     let (m, n, k) = (600, 150, 900);
     let (x, w) = (values(m * k, 4), values(k * n, 5));
-    let packed = PackedF32::from_in_out(&w, k, n);
-    let run = |threads| {
-        let mut y = vec![0.0; m * n];
-        pool(threads).install(|| gemm_f32(m, &x, &packed, None, &mut y, false));
-        bits(&y)
-    };
-    let one = run(1);
-    assert_eq!(run(2), one);
-    assert_eq!(run(3), one);
+    for path in paths() {
+        let packed = PackedF32::from_in_out(&w, k, n).with_path(path);
+        let run = |threads| {
+            let mut y = vec![0.0; m * n];
+            pool(threads).install(|| gemm_f32(m, &x, &packed, None, &mut y, false));
+            bits(&y)
+        };
+        let one = run(1);
+        assert_eq!(run(2), one, "{path:?}");
+        assert_eq!(run(3), one, "{path:?}");
+    }
 }
 
 #[test]
@@ -126,10 +138,10 @@ fn the_scalar_chain_is_the_product() {
 
 #[test]
 fn empty_inner_dimension_gives_zeros_or_keeps_y_plus_bias() {
-    if !available() {
+    let Some(&path) = paths().first() else {
         return;
-    }
-    let packed = PackedF32::from_in_out(&[], 0, 5);
+    };
+    let packed = PackedF32::from_in_out(&[], 0, 5).with_path(path);
     let mut y = vec![1.0; 10];
     gemm_f32(2, &[], &packed, None, &mut y, true);
     assert_eq!(y, vec![1.0; 10]);

@@ -4,7 +4,7 @@
 //! independence; its error against the exact product; and the RNE
 //! conversion.
 //!
-//! Every test runs each path this CPU has (AMX, AVX512_BF16, portable),
+//! Every test runs each path this CPU has (AMX, AVX512_BF16, AVX2, portable),
 //! forced through `gemm_bf16_with`, and `gemm_bf16` itself, so the portable
 //! path is tested on every machine. A path the CPU lacks is named on stderr,
 //! past the test harness's output capture, instead of passing silently.
@@ -43,7 +43,7 @@ fn ref_round(x: f32) -> f64 {
     }
 }
 
-/// Every path this CPU can run (AMX, AVX512_BF16, portable; the portable
+/// Every path this CPU can run (AMX, AVX512_BF16, AVX2, portable; the portable
 /// one always), each forced, plus `gemm_bf16` itself (its own choice), as
 /// `(name, path)`; `None` is `gemm_bf16`.
 fn kernels() -> Vec<(&'static str, Option<Bf16Path>)> {
@@ -202,6 +202,10 @@ fn every_path_agrees_with_the_portable_one() {
             );
         }
         let differ = y.iter().zip(&portable).filter(|(u, v)| u != v).count();
+        // The widened path runs the portable order with exact products.
+        if path == Bf16Path::Avx2 {
+            assert_eq!(differ, 0, "avx2 vs portable: bits differ");
+        }
         println!(
             "{} vs portable: {differ} of {} elements differ bitwise",
             path.name(),

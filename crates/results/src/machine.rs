@@ -14,15 +14,16 @@ pub struct Machine {
     /// CPU features the kernels can use (avx2, fma, avx512f, avx512bf16,
     /// amx-bf16), in that order, present ones only.
     pub features: Vec<String>,
-    /// The bf16 GEMM path of this process (`amx`, `avx512_bf16`,
+    /// The bf16 GEMM path of this process (`amx`, `avx512_bf16`, `avx2`,
     /// `portable`): what `--precision bf16` and the bf16 encoder ran on.
     #[serde(default)]
     pub bf16_path: String,
     /// The f32 path of this process: `avx512` (the blocks' packed f32
-    /// products, attention and the element-wise loops by hand) or
-    /// `portable` (the `gemm` crate and compiler-vectorized loops; no
-    /// avx512f, or `SAELAB_SIMD=scalar`). Empty in records written before
-    /// it existed.
+    /// products, attention and the element-wise loops by hand), `avx2`
+    /// (the blocks' packed f32 products on AVX2/FMA, compiler-vectorized
+    /// loops) or `portable` (the `gemm` crate and compiler-vectorized
+    /// loops; neither, or `SAELAB_SIMD=scalar`, or `SAELAB_F32_PATH=gemm`).
+    /// Empty in records written before it existed.
     #[serde(default)]
     pub f32_path: String,
 }

@@ -455,13 +455,6 @@ pub fn gemm_strided(
     }
 }
 
-/// Whether the bf16 encoder product runs on bf16 hardware (AMX or
-/// AVX512_BF16; otherwise, or when `SAELAB_BF16_PATH=portable` forces it, a
-/// slow portable kernel computes the same rounded product).
-pub fn bf16_available() -> bool {
-    saelab_kernels::bf16::bf16_path() != saelab_kernels::bf16::Bf16Path::Portable
-}
-
 /// [`encoder_preacts`] with the product in bf16 (inputs and W_enc rounded
 /// to bf16, f32 accumulation; see `saelab_kernels::bf16`), into a
 /// caller-owned B×n buffer. W_enc changes every step, so it is packed on each

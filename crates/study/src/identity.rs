@@ -30,14 +30,19 @@ pub fn code_version(kind: &str) -> u32 {
         // 5 (session 13): the blocks' f32 products on AVX-512 run the
         // packed kernel (one fused multiply-add chain per output over k in
         // order): activations move at f32 rounding.
-        "harvest" => 5,
+        // 6 (session 18): so do they on AVX2/FMA CPUs (the same chain, in
+        // ymm registers), and `--precision bf16` there runs the widened
+        // operands on it (the portable kernel's bits). AVX-512 bits are
+        // unchanged, but a hash cannot know which CPU will run it.
+        "harvest" => 6,
         // 2: the gradient norm sums in eight f64 lanes (session 8), which
         // can move clipping by an ulp. 3: the AMX bf16 encoder (session 9).
         "train" => 3,
         // 2: eval and stats run the model, in bf16 when asked (session 9).
         // 3: the model's attention and softmax as for harvest 4.
         // 4: the model's f32 products as for harvest 5.
-        "eval" | "stats" => 4,
+        // 5: the model's f32 products on AVX2 as for harvest 6.
+        "eval" | "stats" => 5,
         "match" | "umap" => 1,
         _ => 1,
     }

@@ -16,16 +16,13 @@ pub fn detect() -> Machine {
     }
 }
 
-/// `avx512` when the hand-written f32 kernels run, else `portable`.
+/// The packed f32 kernel's path (`avx512`, `avx2`) when it runs the
+/// model's products, else `portable` (the `gemm` crate).
 pub(crate) fn f32_path() -> &'static str {
-    if saelab_kernels::f32gemm::available() {
-        "avx512"
-    } else {
-        "portable"
-    }
+    saelab_kernels::f32gemm::f32_path().map_or("portable", |p| p.name())
 }
 
-/// The bf16 GEMM path of this process (`amx`, `avx512_bf16`, `portable`).
+/// The bf16 GEMM path of this process (`amx`, `avx512_bf16`, `avx2`, `portable`).
 pub(crate) fn bf16_path() -> &'static str {
     saelab_lm::bf16::bf16_path().name()
 }

@@ -34,7 +34,7 @@
 //! # Paths
 //!
 //! [`gemm_bf16`] runs the fastest path the CPU has ([`bf16_path`], chosen at
-//! run time; `SAELAB_BF16_PATH=amx|avx512|portable` or [`gemm_bf16_with`]
+//! run time; `SAELAB_BF16_PATH=amx|avx512|avx2|portable` or [`gemm_bf16_with`]
 //! forces a slower one):
 //! * **AMX-BF16** (Sapphire Rapids and later, Linux): `tdpbf16ps` on 16 × 16
 //!   f32 tiles, 32 rows × 32 columns per microkernel call, with its own
@@ -44,6 +44,10 @@
 //!   the other paths to f32 rounding, not bit for bit.
 //! * **AVX512_BF16** (Zen 4, Cooper Lake, Sapphire Rapids and later):
 //!   `vdpbf16ps` (below).
+//! * **AVX2** (CPUs with AVX2 and FMA but no bf16 instructions, Zen 3
+//!   among them): the rounded operands widened to f32, in the portable
+//!   kernel's order, on the f32 AVX2 kernel (module `widened`): the
+//!   portable kernel's bits at the f32 rate.
 //! * **portable**: the same packed data and the same accumulation order as
 //!   the AVX512_BF16 kernel, scalar (slowly; [`gemm_bf16_portable`] forces
 //!   it). On Zen 4 and on the Xeon both give bit-identical results.
@@ -185,6 +189,9 @@ pub struct PackedBf16 {
     kp_pad: usize,
     /// `n.div_ceil(NR)`.
     panels: usize,
+    /// The widened copy the [`Bf16Path::Avx2`] path runs on, made on its
+    /// first use.
+    widened: std::sync::OnceLock<crate::f32gemm::PackedF32>,
 }
 
 impl std::fmt::Debug for PackedBf16 {
@@ -245,6 +252,7 @@ impl PackedBf16 {
         let p = slot.get_or_insert_with(|| Self::pack(k, n, out_in_filler(w, k)));
         let panel_lines = p.kp_pad * NV;
         fill_panels(&mut p.data, panel_lines, n, out_in_filler(w, k));
+        p.widened = std::sync::OnceLock::new();
         p
     }
 
@@ -266,6 +274,7 @@ impl PackedBf16 {
             kp,
             kp_pad,
             panels,
+            widened: std::sync::OnceLock::new(),
         }
     }
 
@@ -279,7 +288,13 @@ impl PackedBf16 {
         self.n
     }
 
-    /// Heap bytes of the packed matrix (≈ `2·k·n`, plus padding).
+    /// The widened copy for [`Bf16Path::Avx2`], made on first use.
+    fn widened(&self) -> &crate::f32gemm::PackedF32 {
+        self.widened.get_or_init(|| widened::widen_w(self))
+    }
+
+    /// Heap bytes of the packed matrix (≈ `2·k·n`, plus padding; a widened
+    /// copy for the AVX2 path, ≈ `4·k·n`, not counted).
     pub fn bytes(&self) -> usize {
         std::mem::size_of_val(self.data.as_slice())
     }
@@ -301,7 +316,8 @@ fn check_len(what: &str, len: usize, rows: usize, cols: usize) {
 }
 
 /// Which microkernel runs the tiles: the fastest the CPU has, unless the
-/// environment variable `SAELAB_BF16_PATH` (`amx`, `avx512`, `portable`)
+/// environment variable `SAELAB_BF16_PATH` (`amx`, `avx512`, `avx2`,
+/// `portable`)
 /// asks for a slower one (forced fallbacks, for tests and comparisons).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bf16Path {
@@ -309,6 +325,9 @@ pub enum Bf16Path {
     Amx,
     /// AVX512_BF16 (`vdpbf16ps`): Zen 4, Cooper Lake, Sapphire Rapids and later.
     Avx512,
+    /// The rounded operands widened to f32 on the AVX2/FMA f32 kernel
+    /// (module `widened`): CPUs with AVX2 and FMA but no bf16 instructions.
+    Avx2,
     /// Scalar code with `vdpbf16ps` semantics: any CPU.
     Portable,
 }
@@ -320,6 +339,7 @@ impl Bf16Path {
         match self {
             Bf16Path::Amx => "amx",
             Bf16Path::Avx512 => "avx512_bf16",
+            Bf16Path::Avx2 => "avx2",
             Bf16Path::Portable => "portable",
         }
     }
@@ -329,6 +349,7 @@ impl Bf16Path {
         match self {
             Bf16Path::Amx => amx_available(),
             Bf16Path::Avx512 => bf16_available(),
+            Bf16Path::Avx2 => crate::f32gemm::F32Path::Avx2.available(),
             Bf16Path::Portable => true,
         }
     }
@@ -336,10 +357,15 @@ impl Bf16Path {
 
 /// Every path this machine can run, fastest first.
 pub fn bf16_paths() -> Vec<Bf16Path> {
-    [Bf16Path::Amx, Bf16Path::Avx512, Bf16Path::Portable]
-        .into_iter()
-        .filter(|p| p.available())
-        .collect()
+    [
+        Bf16Path::Amx,
+        Bf16Path::Avx512,
+        Bf16Path::Avx2,
+        Bf16Path::Portable,
+    ]
+    .into_iter()
+    .filter(|p| p.available())
+    .collect()
 }
 
 /// The path [`gemm_bf16`] takes: the fastest available, or the one
@@ -355,6 +381,7 @@ pub fn bf16_path() -> Bf16Path {
         let asked = match want.as_str() {
             "amx" => Some(Bf16Path::Amx),
             "avx512" | "avx512_bf16" => Some(Bf16Path::Avx512),
+            "avx2" => Some(Bf16Path::Avx2),
             "portable" => Some(Bf16Path::Portable),
             _ => None,
         };
@@ -362,13 +389,30 @@ pub fn bf16_path() -> Bf16Path {
             Some(p) if p.available() => p,
             _ => {
                 eprintln!(
-                    "warning: SAELAB_BF16_PATH={want} is not available here (amx, avx512, portable); using {}",
+                    "warning: SAELAB_BF16_PATH={want} is not available here (amx, avx512, avx2, portable); using {}",
                     best.name()
                 );
                 best
             }
         }
     })
+}
+
+/// What a user asking for bf16 products should know about [`bf16_path`]
+/// here, if anything: no bf16 hardware makes them no faster than f32
+/// (AVX2) or several times slower (portable).
+pub fn bf16_path_note() -> Option<&'static str> {
+    match bf16_path() {
+        Bf16Path::Amx | Bf16Path::Avx512 => None,
+        Bf16Path::Avx2 => Some(
+            "runs at the f32 rate here (no AMX or AVX512_BF16: rounded operands on the AVX2 \
+             f32 kernel)",
+        ),
+        Bf16Path::Portable => Some(
+            "runs on the slow portable kernel (no AMX, AVX512_BF16 or AVX2 here, or \
+             SAELAB_BF16_PATH=portable)",
+        ),
+    }
 }
 
 /// Whether the AMX-BF16 path can run: the CPU has AMX-TILE and AMX-BF16
@@ -602,6 +646,10 @@ fn run(kernel: Bf16Path, m: usize, x: XIn<'_>, w: &PackedBf16, y: &mut [f32], ac
         if !accumulate {
             y.fill(0.0);
         }
+        return;
+    }
+    if kernel == Bf16Path::Avx2 {
+        widened::run(m, x, w, y, accumulate);
         return;
     }
     // Task grid: row blocks of mc rows × column blocks of whole panels.
@@ -990,6 +1038,7 @@ mod avx {
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod amx;
+mod widened;
 
 /// The AMX microkernel's pieces, for `benches/amx_probe.rs` alone (it
 /// times the real loop in isolation); not an API.

@@ -87,6 +87,9 @@ fn paths(m: &Machine, precision: &str) -> String {
         "avx512" => "f32 model products: packed AVX-512 kernel; attention and element-wise \
                      loops: AVX-512 by hand; other f32 products: gemm crate, AVX-512F kernels"
             .to_string(),
+        "avx2" => "f32 model products: packed AVX2/FMA kernel; attention, element-wise loops: \
+                   compiler-vectorized; other f32 products: gemm crate, AVX2/FMA kernels"
+            .to_string(),
         "portable" => format!(
             "f32 products: gemm crate, {gemm_crate} kernels; element-wise loops: compiler-vectorized"
         ),
@@ -96,6 +99,7 @@ fn paths(m: &Machine, precision: &str) -> String {
     let bf16 = match m.bf16_path.as_str() {
         "amx" => "AMX-BF16 (tdpbf16ps) kernel",
         "avx512_bf16" => "AVX512_BF16 (vdpbf16ps) kernel",
+        "avx2" => "rounded operands widened to f32 on the packed AVX2/FMA kernel",
         "portable" => "rounded operands, portable kernel",
         _ => "not recorded",
     };

@@ -143,10 +143,10 @@ pub fn run(
             "snapshot step {s} is not before the end of the run ({steps} steps): the final SAE stands for it"
         ));
     }
-    if settings.encoder_precision == EncoderPrecision::Bf16 && !crate::kernels::bf16_available() {
-        progress.warn(
-            "the bf16 encoder product runs on the slow portable kernel (no AMX or AVX512_BF16 here, or SAELAB_BF16_PATH=portable)",
-        );
+    if let Some(note) = saelab_kernels::bf16::bf16_path_note()
+        .filter(|_| settings.encoder_precision == EncoderPrecision::Bf16)
+    {
+        progress.warn(&format!("the bf16 encoder product {note}"));
     }
     source
         .skip(start_step)
