@@ -1,9 +1,10 @@
 //! Numerical kernels of the forward pass on plain row-major `f32` slices.
 //!
-//! The blocks' f32 dense products ([`Linear`]) run on the packed AVX-512
-//! kernel of `saelab_kernels::f32gemm` where the CPU has avx512f (W packed
-//! once per model; 4–23 % faster than the `gemm` crate on the forward's
-//! shapes in `bench/gemm.sh`, bench/RESULTS.md, session 13), elsewhere (and for the other
+//! The blocks' f32 dense products ([`Linear`]) run on the packed kernel
+//! of `saelab_kernels::f32gemm` where the CPU has avx512f or avx2 + fma (W
+//! packed once per model; 4–23 % faster than the `gemm` crate on the
+//! forward's shapes in `bench/gemm.sh` on the Xeon, session 13, 1–28 % on
+//! Zen 3, session 18; bench/RESULTS.md), elsewhere (and for the other
 //! products, [`matmul`]) through the `gemm` crate (runtime-dispatched SIMD). The
 //! element-wise loops (norms, GELU, SiLU, softmax, RoPE) are hand-written so
 //! they fuse and auto-vectorize: they use a branch-free polynomial `exp`
@@ -56,7 +57,8 @@ impl std::fmt::Display for Precision {
 /// A dense affine map `y = x·W + b`.
 ///
 /// The f32 weights are held once: packed for [`f32gemm::gemm_f32`] where
-/// that kernel runs (avx512f), else as loaded, for the `gemm` crate. In
+/// that kernel runs (avx512f, or avx2 + fma), else as loaded, for the
+/// `gemm` crate. In
 /// bf16 precision a bf16 copy packed for [`crate::bf16::gemm_bf16`] is
 /// made from them and the products run on it; the f32 weights stay, so
 /// [`Linear::set_precision`] can switch back.
