@@ -12,7 +12,8 @@
 //! and which would otherwise cost a third of a GPT-2 forward pass. On
 //! AVX-512 CPUs GELU, SwiGLU and softmax's exponentials run through
 //! [`crate::simd`] (zmm by hand, the same bits), since the compiler keeps
-//! Intel server CPUs on 256-bit vectors.
+//! Intel server CPUs on 256-bit vectors. Causal attention at head width 64
+//! runs a hand-written kernel on AVX-512 or AVX2 + FMA ([`AttnPath`]).
 
 use crate::bf16::{gemm_bf16, gemm_bf16_rows, Bf16Rows, PackedBf16};
 use crate::simd::{self, Width};
@@ -808,8 +809,8 @@ const ATTN_ROWS: usize = 32;
 /// `q[r*q_stride + h*hd ..]`; likewise `k`, `v` with `kv_stride` and kv head
 /// `h / (n_heads / n_kv_heads)` (GQA). Writes `out[r*out_stride + h*hd ..]`.
 ///
-/// At head width 64 on a CPU with avx512f ([`Width::best`]) each (sequence,
-/// head) runs the hand-written kernel of `lm::attention` (private); otherwise
+/// At head width 64 each (sequence, head) runs the hand-written kernel of
+/// `lm::attention` (private) where [`AttnPath::best`] names one; otherwise
 /// the `gemm` crate's products in causal blocks.
 #[allow(clippy::too_many_arguments)]
 pub fn causal_attention(
@@ -830,7 +831,54 @@ pub fn causal_attention(
         kv_stride,
         out_stride,
     };
-    causal_attention_with(Width::best(), &args, shape, out);
+    causal_attention_with(AttnPath::best(), &args, shape, out);
+}
+
+/// Which code runs [`causal_attention`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttnPath {
+    /// The hand-written kernel on avx512f (head width 64 only).
+    Avx512,
+    /// The hand-written kernel on avx2 + fma (head width 64 only): the
+    /// AVX-512 kernel's bits.
+    Avx2,
+    /// The `gemm` crate's products in causal blocks (any width).
+    Gemm,
+}
+
+impl AttnPath {
+    /// AVX-512 where [`Width::best`] is; otherwise AVX2 where the model's
+    /// f32 products run the packed AVX2 kernel ([`f32gemm::f32_path`]), so
+    /// that `SAELAB_SIMD=scalar` and `SAELAB_F32_PATH=gemm` give the `gemm`
+    /// path here too; otherwise `gemm`.
+    pub fn best() -> AttnPath {
+        if Width::best() == Width::Avx512 {
+            AttnPath::Avx512
+        } else if f32gemm::f32_path() == Some(f32gemm::F32Path::Avx2) && AttnPath::Avx2.available()
+        {
+            AttnPath::Avx2
+        } else {
+            AttnPath::Gemm
+        }
+    }
+
+    /// Whether this CPU can run it.
+    pub fn available(self) -> bool {
+        match self {
+            AttnPath::Avx512 => crate::attention::Isa::Avx512.available(),
+            AttnPath::Avx2 => crate::attention::Isa::Avx2.available(),
+            AttnPath::Gemm => true,
+        }
+    }
+
+    /// The hand-written kernel's instruction set, if this path has one.
+    fn isa(self) -> Option<crate::attention::Isa> {
+        match self {
+            AttnPath::Avx512 => Some(crate::attention::Isa::Avx512),
+            AttnPath::Avx2 => Some(crate::attention::Isa::Avx2),
+            AttnPath::Gemm => None,
+        }
+    }
 }
 
 /// The inputs of [`causal_attention`] besides the shape and the output.
@@ -843,16 +891,16 @@ pub struct AttnArgs<'a> {
     pub out_stride: usize,
 }
 
-/// [`causal_attention`] on the path `width` selects (the tests run both).
-pub fn causal_attention_with(width: Width, args: &AttnArgs, shape: AttnShape, out: &mut [f32]) {
+/// [`causal_attention`] on `path` (the tests run every one); the `gemm`
+/// path where `path` is not available or the head width is not 64.
+pub fn causal_attention_with(path: AttnPath, args: &AttnArgs, shape: AttnShape, out: &mut [f32]) {
     check_attention(args, shape, out);
-    #[cfg(target_arch = "x86_64")]
-    if width == Width::Avx512 && width.available() && shape.head_dim == crate::attention::HEAD_DIM {
-        attention_avx512(args, shape, out);
-        return;
+    match path.isa() {
+        Some(isa) if path.available() && shape.head_dim == crate::attention::HEAD_DIM => {
+            attention_kernel(isa, args, shape, out)
+        }
+        _ => attention_gemm(args, shape, out),
     }
-    let _ = width;
-    attention_gemm(args, shape, out);
 }
 
 /// Panics unless every row the shape names lies inside its slice.
@@ -875,10 +923,14 @@ fn check_attention(args: &AttnArgs, shape: AttnShape, out: &[f32]) {
     assert!(out.len() >= (rows - 1) * args.out_stride + n_heads * hd);
 }
 
-/// [`causal_attention`] through [`crate::attention`], one task per
-/// (sequence, head).
-#[cfg(target_arch = "x86_64")]
-fn attention_avx512(args: &AttnArgs, shape: AttnShape, out: &mut [f32]) {
+/// [`causal_attention`] through [`crate::attention`] on `isa`, one task
+/// per (sequence, head).
+fn attention_kernel(
+    isa: crate::attention::Isa,
+    args: &AttnArgs,
+    shape: AttnShape,
+    out: &mut [f32],
+) {
     use crate::attention::{run, Scratch, Task};
     let out_ptr = SendPtr(out.as_mut_ptr());
     let out_ref = &out_ptr;
@@ -896,10 +948,10 @@ fn attention_avx512(args: &AttnArgs, shape: AttnShape, out: &mut [f32]) {
                 out_stride: args.out_stride,
                 seq: shape.seq,
             };
-            // SAFETY: avx512f is available (checked by the caller); the rows
+            // SAFETY: `isa` is available (checked by the caller); the rows
             // lie inside the slices (`check_attention`); each task writes its
             // own (sequence, head) block of `out`, disjoint from the others.
-            unsafe { run(&task, scratch) };
+            unsafe { run(isa, &task, scratch) };
         });
 }
 
@@ -1024,6 +1076,7 @@ pub fn logsumexp(row: &[f32]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
 
     #[test]
     fn fast_exp_matches_libm() {
@@ -1214,10 +1267,10 @@ mod tests {
             (1, 4, 1, 1, 64),
             (1, 131, 2, 2, 64),
         ] {
-            for width in [Width::Scalar, Width::Avx512] {
-                if width.available() {
+            for path in [AttnPath::Gemm, AttnPath::Avx512, AttnPath::Avx2] {
+                if path.available() {
                     attention_case(
-                        width,
+                        path,
                         AttnShape {
                             batch,
                             seq,
@@ -1231,7 +1284,72 @@ mod tests {
         }
     }
 
-    fn attention_case(width: Width, shape: AttnShape) {
+    /// The hand-written kernels (AVX-512, AVX2) against a scalar model of
+    /// their arithmetic: each score one `mul_add` chain over the columns
+    /// then × 1/√64, the scalar softmax of the live scores, each output one
+    /// `mul_add` chain over the keys. Bit for bit, so the two kernels give
+    /// each other's bits too.
+    #[test]
+    fn hand_kernels_give_the_bits_of_a_scalar_model() {
+        for (batch, seq, n_heads, n_kv) in
+            [(1, 1, 1, 1), (2, 70, 4, 2), (1, 131, 2, 2), (1, 16, 3, 1)]
+        {
+            let hd = crate::attention::HEAD_DIM;
+            let shape = AttnShape {
+                batch,
+                seq,
+                n_heads,
+                n_kv_heads: n_kv,
+                head_dim: hd,
+            };
+            let (rows, qs, kvs) = (batch * seq, n_heads * hd, n_kv * hd);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seq as u64);
+            let mut randv =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect() };
+            let (q, k, v) = (randv(rows * qs), randv(rows * kvs), randv(rows * kvs));
+            let args = AttnArgs {
+                q: &q,
+                q_stride: qs,
+                k: &k,
+                v: &v,
+                kv_stride: kvs,
+                out_stride: qs,
+            };
+            let scale = 1.0 / (hd as f32).sqrt();
+            let mut want = vec![0.0f32; rows * qs];
+            for (b, h, i) in (0..batch)
+                .flat_map(|b| (0..n_heads).flat_map(move |h| (0..seq).map(move |i| (b, h, i))))
+            {
+                let kh = h / (n_heads / n_kv);
+                let (r, row) = (b * seq + i, |j: usize| b * seq + j);
+                let mut sc: Vec<f32> = (0..=i)
+                    .map(|j| {
+                        let dot = (0..hd).fold(0.0f32, |a, c| {
+                            q[r * qs + h * hd + c].mul_add(k[row(j) * kvs + kh * hd + c], a)
+                        });
+                        dot * scale
+                    })
+                    .collect();
+                simd::softmax_in_place(Width::Scalar, &mut sc);
+                for c in 0..hd {
+                    want[r * qs + h * hd + c] = (0..=i).fold(0.0f32, |a, j| {
+                        sc[j].mul_add(v[row(j) * kvs + kh * hd + c], a)
+                    });
+                }
+            }
+            for path in [AttnPath::Avx512, AttnPath::Avx2] {
+                if !path.available() {
+                    continue;
+                }
+                let mut got = vec![f32::NAN; rows * qs];
+                causal_attention_with(path, &args, shape, &mut got);
+                let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{path:?} {shape:?}");
+            }
+        }
+    }
+
+    fn attention_case(path: AttnPath, shape: AttnShape) {
         let AttnShape {
             batch,
             seq,
@@ -1261,7 +1379,7 @@ mod tests {
             kv_stride: kvs,
             out_stride: qs,
         };
-        causal_attention_with(width, &args, shape, &mut out);
+        causal_attention_with(path, &args, shape, &mut out);
         for b in 0..batch {
             for h in 0..n_heads {
                 let kh = h / group;
@@ -1289,7 +1407,7 @@ mod tests {
                         let got = out[r * qs + h * hd + d] as f64;
                         assert!(
                             (got - want).abs() < 1e-5,
-                            "{width:?} {shape:?} b{b} h{h} i{i} d{d}: {got} vs {want}"
+                            "{path:?} {shape:?} b{b} h{h} i{i} d{d}: {got} vs {want}"
                         );
                     }
                 }

@@ -134,6 +134,22 @@ pub(crate) unsafe fn softmax_rows_avx512<const N: usize>(
     unsafe { avx512::softmax_rows_in_place(x, stride, lens) };
 }
 
+/// [`softmax_rows_avx512`] with AVX2 + FMA: each row's 16 lanes as two
+/// ymm, the same operations in the same order, so the same bits (for the
+/// AVX2 attention kernel).
+///
+/// # Safety
+/// avx2 and fma are available; as [`softmax_rows_avx512`] otherwise.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn softmax_rows_avx2<const N: usize>(
+    x: *mut f32,
+    stride: usize,
+    lens: [usize; N],
+) {
+    // SAFETY: the caller's contract.
+    unsafe { avx2::softmax_rows_in_place(x, stride, lens) };
+}
+
 /// The lanes' maximum as a halving tree: lane `i` takes lane `i + h` when
 /// that is greater (`>`), for h = 8, 4, 2, 1; the answer is lane 0.
 fn max_of_lanes(lanes: &[f32; 16]) -> f32 {
@@ -436,6 +452,218 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! The 16-lane softmax of the attention kernel on AVX2: lanes 0–7 of
+    //! each 16-lane vector in one ymm, lanes 8–15 in another; every lane
+    //! runs the scalar form's operations in its order (as `super::avx512`).
+    use crate::ops::FAST_EXP;
+    use std::arch::x86_64::*;
+
+    /// A 16-lane vector as two halves.
+    #[derive(Clone, Copy)]
+    struct V16 {
+        lo: __m256,
+        hi: __m256,
+    }
+
+    /// Which lanes of a row's last (partial) vector are live: all for a
+    /// whole vector (`tail` = 16), the first `tail` otherwise.
+    #[derive(Clone, Copy)]
+    struct Mask {
+        lo: __m256i,
+        hi: __m256i,
+    }
+
+    impl Mask {
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        fn first(tail: usize) -> Mask {
+            let t = _mm256_set1_epi32(tail as i32);
+            Mask {
+                lo: _mm256_cmpgt_epi32(t, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                hi: _mm256_cmpgt_epi32(t, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15)),
+            }
+        }
+    }
+
+    /// Loads 16 values, `fill` in the lanes `m` leaves out.
+    ///
+    /// # Safety
+    /// avx2; the live lanes of `p` are readable.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load(p: *const f32, m: Mask, fill: __m256) -> V16 {
+        // SAFETY: maskload reads only the live lanes (caller).
+        let (lo, hi) = unsafe {
+            (
+                _mm256_maskload_ps(p, m.lo),
+                _mm256_maskload_ps(p.add(8), m.hi),
+            )
+        };
+        V16 {
+            lo: _mm256_blendv_ps(fill, lo, _mm256_castsi256_ps(m.lo)),
+            hi: _mm256_blendv_ps(fill, hi, _mm256_castsi256_ps(m.hi)),
+        }
+    }
+
+    /// Stores the live lanes of `v`.
+    ///
+    /// # Safety
+    /// avx2; the live lanes of `p` are writable.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store(p: *mut f32, m: Mask, v: V16) {
+        // SAFETY: maskstore writes only the live lanes (caller).
+        unsafe {
+            _mm256_maskstore_ps(p, m.lo, v.lo);
+            _mm256_maskstore_ps(p.add(8), m.hi, v.hi);
+        }
+    }
+
+    /// `super::avx512::softmax_rows_in_place` on two ymm per vector.
+    ///
+    /// # Safety
+    /// avx2 and fma; each row with `lens[r] > 0` is valid for `lens[r]`
+    /// reads and writes and no other reference to it is live.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn softmax_rows_in_place<const N: usize>(
+        x: *mut f32,
+        stride: usize,
+        lens: [usize; N],
+    ) {
+        // Vector t of row r covers values 16t..16t + 16; the last one of a
+        // row with a tail is partial. `count[r]` vectors in all.
+        let count = lens.map(|l| l.div_ceil(16));
+        let Some(last) = count.iter().copied().max().filter(|&c| c > 0) else {
+            return;
+        };
+        let mask = |r: usize, t: usize| Mask::first((lens[r] - 16 * t).min(16));
+        let row = |r: usize, t: usize| x.wrapping_add(r * stride + 16 * t);
+        let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut mx = [V16 {
+            lo: neg_inf,
+            hi: neg_inf,
+        }; N];
+        for t in 0..last {
+            for r in (0..N).filter(|&r| t < count[r]) {
+                // SAFETY: the live lanes of vector t of a live row.
+                let v = unsafe { load(row(r, t), mask(r, t), neg_inf) };
+                // (v > mx) ? v : mx, as the AVX-512 form's masked move.
+                mx[r] = V16 {
+                    lo: _mm256_max_ps(v.lo, mx[r].lo),
+                    hi: _mm256_max_ps(v.hi, mx[r].hi),
+                };
+            }
+        }
+        let m = mx.map(|v| max_tree(v));
+        let zero = _mm256_setzero_ps();
+        let mut sums = [V16 { lo: zero, hi: zero }; N];
+        for t in 0..last {
+            for r in (0..N).filter(|&r| t < count[r]) {
+                let k = mask(r, t);
+                // SAFETY: as above; dead lanes read as zero, as the
+                // AVX-512 form's zero-masked load, and are not stored.
+                unsafe {
+                    let v = load(row(r, t), k, zero);
+                    let e = V16 {
+                        lo: exp8(_mm256_sub_ps(v.lo, m[r])),
+                        hi: exp8(_mm256_sub_ps(v.hi, m[r])),
+                    };
+                    store(row(r, t), k, e);
+                    // The masked add: dead lanes keep their sum.
+                    let s = sums[r];
+                    sums[r] = V16 {
+                        lo: _mm256_blendv_ps(
+                            s.lo,
+                            _mm256_add_ps(s.lo, e.lo),
+                            _mm256_castsi256_ps(k.lo),
+                        ),
+                        hi: _mm256_blendv_ps(
+                            s.hi,
+                            _mm256_add_ps(s.hi, e.hi),
+                            _mm256_castsi256_ps(k.hi),
+                        ),
+                    };
+                }
+            }
+        }
+        let inv = sums.map(|s| _mm256_div_ps(_mm256_set1_ps(1.0), sum_tree(s)));
+        for t in 0..last {
+            for r in (0..N).filter(|&r| t < count[r]) {
+                let k = mask(r, t);
+                // SAFETY: as above.
+                unsafe {
+                    let v = load(row(r, t), k, zero);
+                    let p = V16 {
+                        lo: _mm256_mul_ps(v.lo, inv[r]),
+                        hi: _mm256_mul_ps(v.hi, inv[r]),
+                    };
+                    store(row(r, t), k, p);
+                }
+            }
+        }
+    }
+
+    /// `(b > a) ? b : a`: lane i takes lane i + h when that is greater.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn pick(a: __m256, b: __m256) -> __m256 {
+        _mm256_max_ps(b, a)
+    }
+
+    /// [`super::max_of_lanes`] (h = 8, 4, 2, 1), broadcast to every lane.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn max_tree(v: V16) -> __m256 {
+        let w = pick(v.lo, v.hi);
+        let w = pick(w, _mm256_permute2f128_ps::<0x01>(w, w));
+        let w = pick(w, _mm256_permute_ps::<0b01_00_11_10>(w));
+        let w = pick(w, _mm256_permute_ps::<0b10_11_00_01>(w));
+        _mm256_permutevar8x32_ps(w, _mm256_setzero_si256())
+    }
+
+    /// [`super::sum_of_lanes`] (h = 8, 4, 2, 1), broadcast to every lane.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn sum_tree(v: V16) -> __m256 {
+        let w = _mm256_add_ps(v.lo, v.hi);
+        let w = _mm256_add_ps(w, _mm256_permute2f128_ps::<0x01>(w, w));
+        let w = _mm256_add_ps(w, _mm256_permute_ps::<0b01_00_11_10>(w));
+        let w = _mm256_add_ps(w, _mm256_permute_ps::<0b10_11_00_01>(w));
+        _mm256_permutevar8x32_ps(w, _mm256_setzero_si256())
+    }
+
+    /// `fast_exp` on 8 lanes (`super::avx512`'s `exp16`, op for op).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn exp8(x: __m256) -> __m256 {
+        let k = FAST_EXP;
+        let c = _mm256_set1_ps;
+        let x = _mm256_min_ps(c(k.hi), _mm256_max_ps(c(k.lo), x));
+        let t = _mm256_add_ps(_mm256_mul_ps(x, c(k.log2e)), c(k.shift));
+        let n = _mm256_sub_ps(t, c(k.shift));
+        let r = _mm256_sub_ps(
+            _mm256_sub_ps(x, _mm256_mul_ps(n, c(k.ln2_hi))),
+            _mm256_mul_ps(n, c(k.ln2_lo)),
+        );
+        let mut p = c(k.poly[0]);
+        for &q in &k.poly[1..] {
+            p = _mm256_add_ps(_mm256_mul_ps(p, r), c(q));
+        }
+        let e = _mm256_add_ps(
+            _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r),
+            c(1.0),
+        );
+        let ni = _mm256_sub_epi32(
+            _mm256_castps_si256(t),
+            _mm256_set1_epi32(k.shift.to_bits() as i32),
+        );
+        let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(ni, _mm256_set1_epi32(127)));
+        _mm256_mul_ps(e, _mm256_castsi256_ps(bits))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,7 +672,7 @@ mod tests {
     /// Inputs of every class: wide and narrow normals, both clamp edges
     /// of `fast_exp` and beyond, signed zeros, subnormals, infinities,
     /// NaN; 1003 values, so every loop has a tail.
-    fn inputs() -> Vec<f32> {
+    pub(super) fn inputs() -> Vec<f32> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut v: Vec<f32> = (0..960)
             .map(|i| {
@@ -547,6 +775,46 @@ mod tests {
 }
 
 #[cfg(test)]
+mod softmax_rows_tests {
+    use super::*;
+
+    /// The AVX2 rows softmax over the same inputs as
+    /// `every_width_gives_the_scalar_bits` (rows of every length up to 40
+    /// over finite values, then one row over everything: NaN, infinities,
+    /// subnormals, the clamp edges), one row per call: the scalar bits
+    /// (NaN for NaN).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_rows_give_the_scalar_bits_on_every_input_class() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let x = tests::inputs();
+        let mut rows: Vec<Vec<f32>> = Vec::new();
+        let finite: Vec<f32> = x.iter().map(|v| v.clamp(-50.0, 50.0)).collect();
+        let mut at = 0;
+        for len in 0..41 {
+            rows.push(finite[at..at + len].to_vec());
+            at += len;
+        }
+        rows.push(finite[at..].to_vec());
+        rows.push(x.clone());
+        for row in rows {
+            let mut want = row.clone();
+            softmax_in_place(Width::Scalar, &mut want);
+            let mut got = row.clone();
+            // SAFETY: avx2 and fma (checked); one row of `got.len()` values.
+            unsafe { softmax_rows_avx2::<1>(got.as_mut_ptr(), got.len(), [got.len()]) };
+            let bad = got
+                .iter()
+                .zip(&want)
+                .position(|(a, b)| a.to_bits() != b.to_bits() && !(a.is_nan() && b.is_nan()));
+            assert!(bad.is_none(), "length {}: index {bad:?}", row.len());
+        }
+    }
+}
+
+#[cfg(test)]
 mod softmax_tests {
     use super::*;
 
@@ -585,7 +853,8 @@ mod softmax_tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn softmax_rows_match_one_row_at_a_time() {
-        if !Width::Avx512.available() {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        if !Width::Avx512.available() && !avx2 {
             return;
         }
         let stride = 70;
@@ -598,16 +867,26 @@ mod softmax_tests {
             let x: Vec<f32> = (0..8 * stride)
                 .map(|i| ((i * 37 % 101) as f32 / 13.0 - 4.0) * if i % 9 == 0 { 20.0 } else { 1.0 })
                 .collect();
+            // The scalar form's bits, which the one-row AVX-512 form has
+            // (tested above).
             let mut want = x.clone();
             for (r, &l) in lens.iter().enumerate() {
-                softmax_in_place(Width::Avx512, &mut want[r * stride..r * stride + l]);
+                softmax_in_place(Width::Scalar, &mut want[r * stride..r * stride + l]);
             }
-            let mut got = x.clone();
-            // SAFETY: avx512f (checked); each row of `got` holds `stride`
-            // ≥ lens[r] values.
-            unsafe { softmax_rows_avx512(got.as_mut_ptr(), stride, lens) };
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got), bits(&want), "lengths {lens:?}");
+            if Width::Avx512.available() {
+                let mut got = x.clone();
+                // SAFETY: avx512f (checked); each row of `got` holds
+                // `stride` ≥ lens[r] values.
+                unsafe { softmax_rows_avx512(got.as_mut_ptr(), stride, lens) };
+                assert_eq!(bits(&got), bits(&want), "avx512, lengths {lens:?}");
+            }
+            if avx2 {
+                let mut got = x.clone();
+                // SAFETY: avx2 and fma (checked); as above.
+                unsafe { softmax_rows_avx2(got.as_mut_ptr(), stride, lens) };
+                assert_eq!(bits(&got), bits(&want), "avx2, lengths {lens:?}");
+            }
         }
     }
 }

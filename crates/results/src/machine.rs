@@ -20,9 +20,10 @@ pub struct Machine {
     pub bf16_path: String,
     /// The f32 path of this process: `avx512` (the blocks' packed f32
     /// products, attention and the element-wise loops by hand), `avx2`
-    /// (the blocks' packed f32 products on AVX2/FMA, compiler-vectorized
-    /// loops) or `portable` (the `gemm` crate and compiler-vectorized
-    /// loops; neither, or `SAELAB_SIMD=scalar`, or `SAELAB_F32_PATH=gemm`).
+    /// (the blocks' packed f32 products and attention on AVX2/FMA by
+    /// hand, compiler-vectorized loops) or `portable` (the `gemm` crate
+    /// and compiler-vectorized loops; neither, or `SAELAB_SIMD=scalar`, or
+    /// `SAELAB_F32_PATH=gemm`).
     /// Empty in records written before it existed.
     #[serde(default)]
     pub f32_path: String,

@@ -31,9 +31,24 @@ use rayon::prelude::*;
 /// rows plus a block of inputs fit the 2 MB L2 of the dev machine.
 pub const BLOCK_ROWS: usize = 128;
 
-/// Latents per task in [`RowBlocks::latent_grads`]: 128 gradient rows of
-/// both matrices (768 KB at d 768) stay in L2 while the blocks stream by.
-const LATENT_CHUNK: usize = 128;
+/// Most latents per task in [`RowBlocks::latent_grads`]. Each task reads
+/// every block's gradient and input rows, so fewer, wider tasks stream
+/// them fewer times: on Zen 3 (512 KB L2) 512 latents ran the AuxK-shaped
+/// kernel in 200–275 ms against 310–350 at 128 (tuning runs, session 19),
+/// although their gradient rows (3 MB) no longer fit in L2.
+const LATENT_CHUNK_MAX: usize = 512;
+
+/// Fewest latents per task, so that a task's bookkeeping stays small
+/// beside its work.
+const LATENT_CHUNK_MIN: usize = 8;
+
+/// Latents per task for `n` latents: at most [`LATENT_CHUNK_MAX`], and
+/// small enough to give every thread about four tasks. The split does not
+/// change any bit: each latent is summed by one task, in row order.
+fn latent_chunk(n: usize) -> usize {
+    let per_task = n.div_ceil(4 * rayon::current_num_threads());
+    per_task.clamp(LATENT_CHUNK_MIN, LATENT_CHUNK_MAX)
+}
 
 /// Whether the blocked kernels pay off: each latent should be hit about
 /// twice per block, otherwise there is nothing to reuse.
@@ -45,6 +60,9 @@ pub fn worth_blocking(codes: &SparseCodes) -> bool {
 struct Block {
     /// First row of the block.
     row0: usize,
+    /// CSR position of the block's first entry (its entries are the CSR
+    /// range starting here, in another order).
+    p0: usize,
     /// Rows in the block.
     len: usize,
     /// Distinct latents of the block, increasing.
@@ -103,6 +121,7 @@ impl RowBlocks {
                 }
                 Block {
                     row0,
+                    p0,
                     len: end - row0,
                     lat,
                     gptr,
@@ -156,17 +175,19 @@ impl RowBlocks {
         col_sum: &mut [f32],
         overwrite: bool,
     ) {
+        let chunk = latent_chunk(col_sum.len());
+        let (ez, ed) = self.in_group_order(z, dpre);
         d_w_dec
-            .par_chunks_mut(LATENT_CHUNK * d)
-            .zip(d_w_enc_t.par_chunks_mut(LATENT_CHUNK * d))
-            .zip(col_sum.par_chunks_mut(LATENT_CHUNK))
+            .par_chunks_mut(chunk * d)
+            .zip(d_w_enc_t.par_chunks_mut(chunk * d))
+            .zip(col_sum.par_chunks_mut(chunk))
             .enumerate()
             .for_each(|(c, ((gd, ge), cs))| {
                 if overwrite {
                     gd.fill(0.0);
                     ge.fill(0.0);
                 }
-                let lo = (c * LATENT_CHUNK) as u32;
+                let lo = (c * chunk) as u32;
                 let hi = lo + cs.len() as u32;
                 let mut acc = vec![0.0f32; cs.len()];
                 let mut group = Vec::new();
@@ -179,11 +200,11 @@ impl RowBlocks {
                         group.clear();
                         for q in blk.gptr[g] as usize..blk.gptr[g + 1] as usize {
                             let b = blk.row[q] as usize;
-                            let p = blk.pos[q] as usize;
-                            if dpre[p] != 0.0 {
-                                acc[l] += dpre[p];
+                            let (zq, dq) = (ez[blk.p0 + q], ed[blk.p0 + q]);
+                            if dq != 0.0 {
+                                acc[l] += dq;
                             }
-                            group.push((z[p], dpre[p], g_of(b, i), &xc[b * d..(b + 1) * d]));
+                            group.push((zq, dq, g_of(b, i), &xc[b * d..(b + 1) * d]));
                         }
                         add_group(
                             &group,
@@ -197,6 +218,28 @@ impl RowBlocks {
                 }
             });
     }
+
+    /// `z` and `dpre` (CSR order) permuted into each block's group order,
+    /// so that a group reads its entries' values contiguously: gathered
+    /// through the CSR positions inside the loop, each was a cache miss,
+    /// once per entry and latent task.
+    fn in_group_order(&self, z: &[f32], dpre: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let (mut ez, mut ed) = (vec![0.0f32; z.len()], vec![0.0f32; dpre.len()]);
+        let mut parts = Vec::with_capacity(self.blocks.len());
+        let (mut rz, mut rd) = (&mut ez[..], &mut ed[..]);
+        for blk in &self.blocks {
+            let (hz, tz) = std::mem::take(&mut rz).split_at_mut(blk.pos.len());
+            let (hd, td) = std::mem::take(&mut rd).split_at_mut(blk.pos.len());
+            parts.push((blk, hz, hd));
+            (rz, rd) = (tz, td);
+        }
+        parts.into_par_iter().for_each(|(blk, hz, hd)| {
+            for ((&p, oz), od) in blk.pos.iter().zip(hz).zip(hd) {
+                (*oz, *od) = (z[p as usize], dpre[p as usize]);
+            }
+        });
+        (ez, ed)
+    }
 }
 
 /// One latent's entries of a block, `(z, dpre, gradient row, input row)`
@@ -204,19 +247,26 @@ impl RowBlocks {
 /// exactly as `kernels::add_latent_entry` one entry after another would (same
 /// order per element), but column chunk by column chunk: each chunk of
 /// `gd` / `ge` is loaded once, takes every entry in registers and is
-/// stored once, instead of a load and a store per entry.
+/// stored once, instead of a load and a store per entry. `gd` and `ge`
+/// take their entries in two passes over the group, so that one chunk's
+/// accumulators (eight ymm registers) leave room for the operands: both
+/// chunks at once are all of AVX2's sixteen (this split took the AuxK
+/// gradients from 340–347 to 247–277 ms on Zen 3, session 19).
 fn add_group(group: &[(f32, f32, &[f32], &[f32])], gd: &mut [f32], ge: &mut [f32]) {
     const C: usize = 64;
     let d = gd.len();
     let full = d / C * C;
     for j0 in (0..full).step_by(C) {
         let mut ad: [f32; C] = gd[j0..j0 + C].try_into().unwrap_or([0.0; C]);
-        let mut ae: [f32; C] = ge[j0..j0 + C].try_into().unwrap_or([0.0; C]);
-        for &(z, dp, g, x) in group {
+        for &(z, _, g, _) in group {
             let g = &g[j0..j0 + C];
             for j in 0..C {
                 ad[j] += z * g[j];
             }
+        }
+        gd[j0..j0 + C].copy_from_slice(&ad);
+        let mut ae: [f32; C] = ge[j0..j0 + C].try_into().unwrap_or([0.0; C]);
+        for &(_, dp, _, x) in group {
             if dp != 0.0 {
                 let x = &x[j0..j0 + C];
                 for j in 0..C {
@@ -224,7 +274,6 @@ fn add_group(group: &[(f32, f32, &[f32], &[f32])], gd: &mut [f32], ge: &mut [f32
                 }
             }
         }
-        gd[j0..j0 + C].copy_from_slice(&ad);
         ge[j0..j0 + C].copy_from_slice(&ae);
     }
     for &(z, dp, g, x) in group {

@@ -87,8 +87,9 @@ fn paths(m: &Machine, precision: &str) -> String {
         "avx512" => "f32 model products: packed AVX-512 kernel; attention and element-wise \
                      loops: AVX-512 by hand; other f32 products: gemm crate, AVX-512F kernels"
             .to_string(),
-        "avx2" => "f32 model products: packed AVX2/FMA kernel; attention, element-wise loops: \
-                   compiler-vectorized; other f32 products: gemm crate, AVX2/FMA kernels"
+        "avx2" => "f32 model products: packed AVX2/FMA kernel; attention: AVX2/FMA by hand; \
+                   element-wise loops: compiler-vectorized; other f32 products: gemm crate, \
+                   AVX2/FMA kernels"
             .to_string(),
         "portable" => format!(
             "f32 products: gemm crate, {gemm_crate} kernels; element-wise loops: compiler-vectorized"
