@@ -64,15 +64,13 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// Whether this CPU can run it.
+    /// Whether this CPU can run it (the detection the element-wise loops
+    /// and the packed f32 kernel already use).
     pub fn available(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
         match self {
-            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
-            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            Isa::Avx512 => saelab_kernels::simd::Width::Avx512.available(),
+            Isa::Avx2 => saelab_kernels::f32gemm::F32Path::Avx2.available(),
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
     }
 }
 
